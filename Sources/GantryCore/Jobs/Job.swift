@@ -1,0 +1,126 @@
+import Foundation
+
+/// One attempt of one step, as it travels through a kind's stream to a worker.
+///
+/// The envelope is a flat list of stream fields, not a JSON blob, so Redis and
+/// Lua can read it and a worker can refuse a malformed one field by field
+/// (it then goes to the kind's dead-letter stream with the reason).
+public struct Job: Sendable, Equatable {
+    public var runID: String
+    public var stepID: String
+    public var attempt: Int
+    public var kind: String
+    /// How long one attempt may run before the worker stops it (`timed_out`).
+    public var timeout: Duration
+    /// The step's `with:` inputs, a JSON object as text (expressions already resolved, secrets not).
+    public var inputs: String
+    /// When the attempt was put in the stream, in ms since the Unix epoch (pickup latency).
+    public var enqueuedAtMs: Int64
+    /// Set by the reconciler when it re-enqueues from Postgres: the worker checks the
+    /// ledger first, because the attempt may have finished while Redis lost its trace.
+    public var recovered: Bool
+
+    public init(
+        runID: String, stepID: String, attempt: Int, kind: String,
+        timeout: Duration, inputs: String = "{}", enqueuedAtMs: Int64, recovered: Bool = false
+    ) {
+        self.runID = runID
+        self.stepID = stepID
+        self.attempt = attempt
+        self.kind = kind
+        self.timeout = timeout
+        self.inputs = inputs
+        self.enqueuedAtMs = enqueuedAtMs
+        self.recovered = recovered
+    }
+
+    /// The step this attempt belongs to.
+    public var key: StepKey { StepKey(runID: runID, stepID: stepID) }
+
+    /// The stream fields, in a fixed order.
+    public var fields: [(String, String)] {
+        var out: [(String, String)] = [
+            ("v", "1"),
+            ("run", runID),
+            ("step", stepID),
+            ("attempt", String(attempt)),
+            ("kind", kind),
+            ("timeout_ms", String(timeout.milliseconds)),
+            ("with", inputs),
+            ("enq", String(enqueuedAtMs)),
+        ]
+        if recovered { out.append(("rec", "1")) }
+        return out
+    }
+
+    /// Decodes and validates stream fields; a bad field is named in the error.
+    public init(fields: [(String, String)]) throws(JobDecodingError) {
+        var map: [String: String] = [:]
+        for (name, value) in fields { map[name] = value }
+        func field(_ name: String) throws(JobDecodingError) -> String {
+            guard let value = map[name] else { throw JobDecodingError(field: name, problem: "is missing") }
+            return value
+        }
+        guard try field("v") == "1" else {
+            throw JobDecodingError(field: "v", problem: "is \(map["v"] ?? ""), this worker reads version 1")
+        }
+        let run = try field("run")
+        guard Identifiers.isValidRunID(run) else { throw JobDecodingError(field: "run", problem: "is not a run id") }
+        let step = try field("step")
+        guard Identifiers.isValidStepID(step) else {
+            throw JobDecodingError(field: "step", problem: "must be 1-64 characters of a-z, 0-9, '-' or '_'")
+        }
+        guard let attempt = Int(try field("attempt")), attempt >= 1, attempt <= 10_000 else {
+            throw JobDecodingError(field: "attempt", problem: "must be a whole number from 1")
+        }
+        let kind = try field("kind")
+        guard Identifiers.isValidKind(kind) else { throw JobDecodingError(field: "kind", problem: "is not a step kind name") }
+        guard let timeoutMs = Int64(try field("timeout_ms")), timeoutMs > 0 else {
+            throw JobDecodingError(field: "timeout_ms", problem: "must be a positive number of milliseconds")
+        }
+        let inputs = try field("with")
+        guard JSONValue.parseObject(inputs) != nil else {
+            throw JobDecodingError(field: "with", problem: "is not a JSON object")
+        }
+        guard let enqueued = Int64(try field("enq")) else {
+            throw JobDecodingError(field: "enq", problem: "must be a timestamp in milliseconds")
+        }
+        self.init(
+            runID: run, stepID: step, attempt: attempt, kind: kind,
+            timeout: .milliseconds(timeoutMs), inputs: inputs,
+            enqueuedAtMs: enqueued, recovered: map["rec"] == "1"
+        )
+    }
+}
+
+/// Why stream fields are not a job: which field, and what is wrong with it.
+public struct JobDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let field: String
+    public let problem: String
+    public var description: String { "job field '\(field)' \(problem)" }
+}
+
+/// Identifies a step within its run.
+public struct StepKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var runID: String
+    public var stepID: String
+    public init(runID: String, stepID: String) {
+        self.runID = runID
+        self.stepID = stepID
+    }
+    public static func < (a: StepKey, b: StepKey) -> Bool {
+        (a.runID, a.stepID) < (b.runID, b.stepID)
+    }
+    public var description: String { "\(runID)/\(stepID)" }
+}
+
+/// Identifies one attempt of a step; attempt records are keyed by it.
+public struct AttemptKey: Hashable, Sendable, CustomStringConvertible {
+    public var step: StepKey
+    public var attempt: Int
+    public init(step: StepKey, attempt: Int) {
+        self.step = step
+        self.attempt = attempt
+    }
+    public var description: String { "\(step)#\(attempt)" }
+}

@@ -1,0 +1,333 @@
+import GantryCore
+
+/// The queue protocol on Redis streams, as DESIGN.md lays it out.
+///
+/// - delivery and lease are one step: `XREADGROUP` puts the entry in the pending
+///   list under the worker's name;
+/// - the owner renews with a Lua script that checks ownership and resets idle time;
+/// - the reaper finds entries idle past their lease (`XPENDING IDLE`) and takes
+///   them with `XCLAIM` (which re-checks the idle time atomically);
+/// - delayed retries wait in a sorted set and a Lua script moves due ones;
+/// - acks are pipelined with the result event in one `MULTI`.
+public struct WorkQueue: Sendable {
+    public let keys: QueueKeys
+
+    public init(keys: QueueKeys = QueueKeys()) {
+        self.keys = keys
+    }
+
+    // MARK: Producing
+
+    /// Appends jobs to their kinds' streams in one round trip.
+    public func enqueue(_ jobs: [Job], on redis: RedisConnection) async throws(RedisError) {
+        guard !jobs.isEmpty else { return }
+        let commands = jobs.map { job in
+            var command = ["XADD", keys.stream(job.kind), "*"]
+            command.reserveCapacity(3 + 2 * 9)
+            for (name, value) in job.fields {
+                command.append(name)
+                command.append(value)
+            }
+            return command
+        }
+        for reply in try await redis.pipeline(commands) { _ = try reply.orThrow() }
+    }
+
+    /// Puts jobs in the delayed set, each due at its time (ms since epoch).
+    public func schedule(_ jobs: [(job: Job, dueAtMs: Int64)], on redis: RedisConnection) async throws(RedisError) {
+        guard !jobs.isEmpty else { return }
+        var command = ["ZADD", keys.delayed]
+        for (job, due) in jobs {
+            command.append(String(due))
+            command.append(delayedMember(job))
+        }
+        try await redis.command(command)
+    }
+
+    /// The delayed-set member for a job: its target stream and fields as JSON,
+    /// which the mover script reads with cjson.
+    func delayedMember(_ job: Job) -> String {
+        var out = "{\"s\":"
+        JSONValue.writeString(keys.stream(job.kind), to: &out)
+        out += ",\"f\":["
+        for (index, (name, value)) in job.fields.enumerated() {
+            if index > 0 { out += "," }
+            JSONValue.writeString(name, to: &out)
+            out += ","
+            JSONValue.writeString(value, to: &out)
+        }
+        out += "]}"
+        return out
+    }
+
+    /// Moves up to `limit` due retries into their streams atomically and
+    /// returns the jobs moved (so their steps can be shown as queued).
+    public func moveDue(nowMs: Int64, limit: Int = 500, on redis: RedisConnection) async throws(RedisError) -> [Job] {
+        let reply = try await redis.command([
+            "EVAL", Scripts.moveDue, "1", keys.delayed, String(nowMs), String(limit),
+        ])
+        return (reply.array ?? []).compactMap { member -> Job? in
+            guard let text = member.string, case .object(let object)? = JSONValue.parse(text),
+                  case .array(let flat)? = object["f"] else { return nil }
+            var fields: [(String, String)] = []
+            var index = 0
+            while index + 1 < flat.count {
+                fields.append((flat[index].stringValue ?? "", flat[index + 1].stringValue ?? ""))
+                index += 2
+            }
+            return try? Job(fields: fields)
+        }
+    }
+
+    // MARK: Consuming
+
+    /// Creates the consumer groups of these kinds' streams (and the streams) if missing.
+    /// The group starts at id 0: nothing already enqueued is skipped.
+    public func prepare(kinds: [String], on redis: RedisConnection) async throws(RedisError) {
+        let commands = kinds.map { ["XGROUP", "CREATE", keys.stream($0), QueueKeys.workerGroup, "0", "MKSTREAM"] }
+            + [["XGROUP", "CREATE", keys.events, QueueKeys.dispatcherGroup, "0", "MKSTREAM"]]
+        for reply in try await redis.pipeline(commands) {
+            if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") {
+                throw .reply(message)
+            }
+        }
+    }
+
+    /// Blocks up to `block` for new entries of these kinds and leases them to `consumer`.
+    public func read(
+        kinds: [String], consumer: String, count: Int, block: Duration, on redis: RedisConnection
+    ) async throws(RedisError) -> [Delivery] {
+        var command = [
+            "XREADGROUP", "GROUP", QueueKeys.workerGroup, consumer,
+            "COUNT", String(max(count, 1)), "BLOCK", String(max(block.milliseconds, 1)), "STREAMS",
+        ]
+        command += kinds.map { keys.stream($0) }
+        command += kinds.map { _ in ">" }
+        let reply = try await redis.send(command)
+        if case .error(let message) = reply {
+            guard message.hasPrefix("NOGROUP") else { throw .reply(message) }
+            // Redis lost its streams (restart without data, FLUSHALL): recreate and read again.
+            try await prepare(kinds: kinds, on: redis)
+            return []
+        }
+        return parseStreams(reply)
+    }
+
+    /// Renews the lease on `ids` for `consumer`; returns the ids it still owns.
+    /// An id missing from the answer was reclaimed: its result will be stale.
+    public func renew(kind: String, consumer: String, ids: [String], on redis: RedisConnection) async throws(RedisError) -> Set<String> {
+        guard !ids.isEmpty else { return [] }
+        let reply = try await redis.command(
+            ["EVAL", Scripts.renew, "1", keys.stream(kind), QueueKeys.workerGroup, consumer] + ids
+        )
+        return Set((reply.array ?? []).compactMap(\.string))
+    }
+
+    /// Acknowledges finished deliveries and publishes their result events, in one
+    /// `MULTI` so an ack never goes out without its event. Call only after the
+    /// attempt records are committed in Postgres.
+    public func complete(
+        _ finished: [(kind: String, id: String, event: [(String, String)])], on redis: RedisConnection
+    ) async throws(RedisError) {
+        guard !finished.isEmpty else { return }
+        var commands: [[String]] = [["MULTI"]]
+        for item in finished {
+            var xadd = ["XADD", keys.events, "*"]
+            for (name, value) in item.event {
+                xadd.append(name)
+                xadd.append(value)
+            }
+            commands.append(xadd)
+        }
+        var idsByKind: [String: [String]] = [:]
+        for item in finished { idsByKind[item.kind, default: []].append(item.id) }
+        for (kind, ids) in idsByKind.sorted(by: { $0.key < $1.key }) {
+            commands.append(["XACK", keys.stream(kind), QueueKeys.workerGroup] + ids)
+            commands.append(["XDEL", keys.stream(kind)] + ids)
+        }
+        commands.append(["EXEC"])
+        let replies = try await redis.pipeline(commands)
+        if case .error(let message)? = replies.last { throw .reply(message) }
+    }
+
+    /// Moves a delivery that is not a valid job to the kind's dead-letter stream
+    /// with the reason, and acknowledges it, atomically.
+    public func deadLetter(_ delivery: Delivery, reason: String, on redis: RedisConnection) async throws(RedisError) {
+        var xadd = ["XADD", keys.deadLetters(delivery.kind), "MAXLEN", "~", "10000", "*", "reason", reason, "entry", delivery.id]
+        for (name, value) in delivery.fields {
+            xadd.append("field." + name)
+            xadd.append(value)
+        }
+        let replies = try await redis.pipeline([
+            ["MULTI"], xadd,
+            ["XACK", keys.stream(delivery.kind), QueueKeys.workerGroup, delivery.id],
+            ["XDEL", keys.stream(delivery.kind), delivery.id],
+            ["EXEC"],
+        ])
+        if case .error(let message)? = replies.last { throw .reply(message) }
+    }
+
+    /// Entries of the dead-letter stream of `kind`, newest last.
+    public func deadLetters(kind: String, limit: Int, on redis: RedisConnection) async throws(RedisError) -> [EventEntry] {
+        let reply = try await redis.command(["XRANGE", keys.deadLetters(kind), "-", "+", "COUNT", String(limit)])
+        return parseEntries(reply)
+    }
+
+    // MARK: Reaping
+
+    /// Deliveries of `kind` idle for at least `minIdle`, with their holders.
+    public func expired(kind: String, minIdle: Duration, count: Int, on redis: RedisConnection) async throws(RedisError) -> [ExpiredDelivery] {
+        let reply = try await redis.send([
+            "XPENDING", keys.stream(kind), QueueKeys.workerGroup, "IDLE", String(minIdle.milliseconds), "-", "+", String(count),
+        ])
+        if case .error(let message) = reply {
+            if message.hasPrefix("NOGROUP") { return [] }
+            throw .reply(message)
+        }
+        return (reply.array ?? []).compactMap { row in
+            guard let fields = row.array, fields.count >= 4,
+                  let id = fields[0].string, let consumer = fields[1].string,
+                  let idle = fields[2].integer, let count = fields[3].integer
+            else { return nil }
+            return ExpiredDelivery(kind: kind, id: id, consumer: consumer, idleMs: idle, deliveries: count)
+        }
+    }
+
+    /// Takes over deliveries still idle for at least `minIdle` (re-checked atomically
+    /// by Redis, so a holder that just renewed keeps its lease).
+    public func claim(kind: String, ids: [String], minIdle: Duration, consumer: String, on redis: RedisConnection) async throws(RedisError) -> [Delivery] {
+        guard !ids.isEmpty else { return [] }
+        let reply = try await redis.command(
+            ["XCLAIM", keys.stream(kind), QueueKeys.workerGroup, consumer, String(minIdle.milliseconds)] + ids
+        )
+        return parseEntries(reply).map { Delivery(kind: kind, id: $0.id, fields: $0.fields) }
+    }
+
+    /// Acknowledges and deletes deliveries without an event (the reaper's own results
+    /// are applied directly by the dispatcher).
+    public func acknowledge(kind: String, ids: [String], on redis: RedisConnection) async throws(RedisError) {
+        guard !ids.isEmpty else { return }
+        _ = try await redis.pipeline([
+            ["XACK", keys.stream(kind), QueueKeys.workerGroup] + ids,
+            ["XDEL", keys.stream(kind)] + ids,
+        ])
+    }
+
+    // MARK: Events
+
+    /// Reads result events for the dispatcher `consumer`. With `pending: true` it
+    /// returns the events this consumer was given before and never acknowledged
+    /// (after a restart), without blocking.
+    public func readEvents(consumer: String, count: Int, block: Duration, pending: Bool = false, on redis: RedisConnection) async throws(RedisError) -> [EventEntry] {
+        var command = ["XREADGROUP", "GROUP", QueueKeys.dispatcherGroup, consumer, "COUNT", String(count)]
+        if !pending { command += ["BLOCK", String(max(block.milliseconds, 1))] }
+        command += ["STREAMS", keys.events, pending ? "0" : ">"]
+        let reply = try await redis.send(command)
+        if case .error(let message) = reply {
+            guard message.hasPrefix("NOGROUP") else { throw .reply(message) }
+            try await prepare(kinds: [], on: redis)
+            return []
+        }
+        return parseStreams(reply).map { EventEntry(id: $0.id, fields: $0.fields) }
+    }
+
+    /// Takes over events another dispatcher was given and left unacknowledged for `minIdle`.
+    public func claimStaleEvents(consumer: String, minIdle: Duration, count: Int, on redis: RedisConnection) async throws(RedisError) -> [EventEntry] {
+        let reply = try await redis.send([
+            "XAUTOCLAIM", keys.events, QueueKeys.dispatcherGroup, consumer, String(minIdle.milliseconds), "0-0", "COUNT", String(count),
+        ])
+        if case .error(let message) = reply {
+            if message.hasPrefix("NOGROUP") { return [] }
+            throw .reply(message)
+        }
+        guard let parts = reply.array, parts.count >= 2 else { return [] }
+        return parseEntries(parts[1])
+    }
+
+    /// Acknowledges and deletes applied events.
+    public func acknowledgeEvents(_ ids: [String], on redis: RedisConnection) async throws(RedisError) {
+        guard !ids.isEmpty else { return }
+        _ = try await redis.pipeline([
+            ["XACK", keys.events, QueueKeys.dispatcherGroup] + ids,
+            ["XDEL", keys.events] + ids,
+        ])
+    }
+
+    // MARK: Inspection (reconciler, fleet view)
+
+    /// Every attempt present in Redis for `kind`: waiting in its stream or leased.
+    public func attemptsPresent(kind: String, on redis: RedisConnection) async throws(RedisError) -> Set<AttemptKey> {
+        var present: Set<AttemptKey> = []
+        var start = "-"
+        while true {
+            let reply = try await redis.command(["XRANGE", keys.stream(kind), start, "+", "COUNT", "1000"])
+            let entries = parseEntries(reply)
+            for entry in entries {
+                if let job = try? Job(fields: entry.fields) {
+                    present.insert(AttemptKey(step: job.key, attempt: job.attempt))
+                }
+            }
+            guard entries.count == 1000, let last = entries.last else { break }
+            start = "(" + last.id
+        }
+        return present
+    }
+
+    /// Every attempt waiting in the delayed set.
+    public func attemptsDelayed(on redis: RedisConnection) async throws(RedisError) -> Set<AttemptKey> {
+        var present: Set<AttemptKey> = []
+        var offset = 0
+        while true {
+            let reply = try await redis.command(["ZRANGE", keys.delayed, String(offset), String(offset + 999)])
+            let members = reply.array ?? []
+            for member in members {
+                guard let text = member.string, case .object(let object)? = JSONValue.parse(text),
+                      case .array(let flat)? = object["f"] else { continue }
+                var fields: [(String, String)] = []
+                var index = 0
+                while index + 1 < flat.count {
+                    fields.append((flat[index].stringValue ?? "", flat[index + 1].stringValue ?? ""))
+                    index += 2
+                }
+                if let job = try? Job(fields: fields) { present.insert(AttemptKey(step: job.key, attempt: job.attempt)) }
+            }
+            guard members.count == 1000 else { break }
+            offset += 1000
+        }
+        return present
+    }
+
+    /// Length of a kind's stream (waiting plus leased entries) and of its pending list.
+    public func depth(kind: String, on redis: RedisConnection) async throws(RedisError) -> (length: Int64, pending: Int64) {
+        let replies = try await redis.pipeline([
+            ["XLEN", keys.stream(kind)],
+            ["XPENDING", keys.stream(kind), QueueKeys.workerGroup],
+        ])
+        let length = replies[0].integer ?? 0
+        let pending = replies[1].array?.first?.integer ?? 0
+        return (length, pending)
+    }
+
+    // MARK: Parsing
+
+    private func parseStreams(_ reply: RedisValue) -> [Delivery] {
+        guard let streams = reply.array else { return [] }
+        var out: [Delivery] = []
+        for stream in streams {
+            guard let pair = stream.array, pair.count == 2, let key = pair[0].string else { continue }
+            let kind = keys.kind(ofStream: key) ?? key
+            for entry in parseEntries(pair[1]) {
+                out.append(Delivery(kind: kind, id: entry.id, fields: entry.fields))
+            }
+        }
+        return out
+    }
+
+    private func parseEntries(_ reply: RedisValue) -> [EventEntry] {
+        guard let entries = reply.array else { return [] }
+        return entries.compactMap { entry in
+            guard let parts = entry.array, parts.count == 2, let id = parts[0].string else { return nil }
+            return EventEntry(id: id, fields: parts[1].pairs ?? [])
+        }
+    }
+}

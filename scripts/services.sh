@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Starts and stops the local Redis and Postgres that `make demo`, `make test`
+# and `make bench` use. Everything listens on loopback only; Redis keeps its
+# files under .gantry/redis, Postgres under a fresh folder in /tmp (Postgres
+# refuses to run as root and the postgres user may not be able to enter the
+# checkout). Processes are stopped by the PID they wrote, never by name.
+#
+#   scripts/services.sh install          apt-get install what is missing
+#   scripts/services.sh start            start Redis and Postgres, write .gantry/env
+#   scripts/services.sh stop             stop both
+#   scripts/services.sh stop-postgres    stop only Postgres (failure tests)
+#   scripts/services.sh start-postgres   start it again with the same data
+#   scripts/services.sh restart-redis    SHUTDOWN (AOF kept) and start again
+#   scripts/services.sh status
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STATE="$ROOT/.gantry"
+REDIS_PORT=${GANTRY_REDIS_PORT:-6390}
+PG_PORT=${GANTRY_PG_PORT:-5440}
+PG_BIN=${GANTRY_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
+# One Postgres folder per checkout, reachable by the postgres user.
+PG_HOME_FILE="$STATE/pg-home"
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+need_pkgs() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  [ -f /usr/include/hiredis/hiredis.h ] || missing+=(libhiredis-dev)
+  [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+  [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+  [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  printf '%s\n' "${missing[@]}"
+}
+
+install() {
+  local missing
+  missing=$(need_pkgs)
+  if [ -z "$missing" ]; then return 0; fi
+  log "installing: $(echo $missing)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+}
+
+# Runs a command as the postgres user when we are root, as ourselves otherwise.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_home() {
+  if [ -f "$PG_HOME_FILE" ] && [ -d "$(cat "$PG_HOME_FILE")" ]; then
+    cat "$PG_HOME_FILE"
+    return
+  fi
+  local home
+  home=$(mktemp -d /tmp/gantry-pg.XXXXXX)
+  chmod 755 "$home"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$home"
+  echo "$home" >"$PG_HOME_FILE"
+  echo "$home"
+}
+
+secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+ensure_env() {
+  mkdir -p "$STATE"
+  if [ ! -f "$STATE/secrets" ]; then
+    umask 077
+    {
+      echo "REDIS_PASSWORD=$(secret)"
+      echo "PG_OWNER_PASSWORD=$(secret)"
+      echo "PG_APP_PASSWORD=$(secret)"
+      echo "PG_AUDITOR_PASSWORD=$(secret)"
+    } >"$STATE/secrets"
+  fi
+  # shellcheck disable=SC1091
+  . "$STATE/secrets"
+}
+
+start_redis() {
+  ensure_env
+  mkdir -p "$STATE/redis"
+  if [ -f "$STATE/redis/redis.pid" ] && kill -0 "$(cat "$STATE/redis/redis.pid")" 2>/dev/null; then
+    return 0
+  fi
+  # ACL: the default user is disabled; Gantry authenticates as "gantry".
+  cat >"$STATE/redis/redis.conf" <<EOF
+bind 127.0.0.1
+port $REDIS_PORT
+protected-mode yes
+daemonize yes
+pidfile $STATE/redis/redis.pid
+logfile $STATE/redis/redis.log
+dir $STATE/redis
+appendonly yes
+appendfsync everysec
+save ""
+user default off
+user gantry on >$REDIS_PASSWORD ~* &* +@all
+EOF
+  redis-server "$STATE/redis/redis.conf"
+  for _ in $(seq 1 50); do
+    if redis-cli -p "$REDIS_PORT" --user gantry --pass "$REDIS_PASSWORD" --no-auth-warning ping 2>/dev/null | grep -q PONG; then
+      log "redis on 127.0.0.1:$REDIS_PORT (pid $(cat "$STATE/redis/redis.pid"))"
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "redis did not start; see $STATE/redis/redis.log"
+  return 1
+}
+
+stop_redis() {
+  local pidfile="$STATE/redis/redis.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+}
+
+pg_psql() {
+  local home=$1; shift
+  as_pg "$PG_BIN/psql" -h "$home" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+start_postgres() {
+  ensure_env
+  local home
+  home=$(pg_home)
+  local data="$home/data"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$home'
+max_connections = 200
+shared_buffers = 256MB
+synchronous_commit = on
+fsync = on
+logging_collector = off
+EOF
+    # Loopback TCP needs a password; the local socket is for the postgres superuser only.
+    cat >"$data/pg_hba.conf" <<EOF
+local all postgres trust
+host  all all 127.0.0.1/32 scram-sha-256
+EOF
+  fi
+  if [ -f "$data/postmaster.pid" ] && kill -0 "$(head -n 1 "$data/postmaster.pid")" 2>/dev/null; then
+    :
+  else
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null
+  fi
+  # Roles: the owner runs migrations; the app role writes; the auditor reads.
+  pg_psql "$home" -d postgres <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_owner') THEN CREATE ROLE gantry_owner LOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry') THEN CREATE ROLE gantry LOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_auditor') THEN CREATE ROLE gantry_auditor LOGIN; END IF;
+END \$\$;
+ALTER ROLE gantry_owner PASSWORD '$PG_OWNER_PASSWORD';
+ALTER ROLE gantry PASSWORD '$PG_APP_PASSWORD';
+ALTER ROLE gantry_auditor PASSWORD '$PG_AUDITOR_PASSWORD';
+SQL
+  if [ -z "$(pg_psql "$home" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'gantry'")" ]; then
+    pg_psql "$home" -d postgres -c "CREATE DATABASE gantry OWNER gantry_owner"
+  fi
+  log "postgres on 127.0.0.1:$PG_PORT (data $data)"
+}
+
+stop_postgres() {
+  [ -f "$PG_HOME_FILE" ] || return 0
+  local data
+  data="$(cat "$PG_HOME_FILE")/data"
+  [ -f "$data/postmaster.pid" ] || return 0
+  as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null || true
+}
+
+write_env() {
+  ensure_env
+  cat >"$STATE/env" <<EOF
+export GANTRY_REDIS_URL='redis://gantry:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/0'
+export GANTRY_DATABASE_URL='postgresql://gantry:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/gantry'
+export GANTRY_ADMIN_DATABASE_URL='postgresql://gantry_owner:$PG_OWNER_PASSWORD@127.0.0.1:$PG_PORT/gantry'
+export GANTRY_AUDITOR_DATABASE_URL='postgresql://gantry_auditor:$PG_AUDITOR_PASSWORD@127.0.0.1:$PG_PORT/gantry'
+export GANTRY_TEST_REDIS_URL="\$GANTRY_REDIS_URL"
+export GANTRY_TEST_DATABASE_URL="\$GANTRY_DATABASE_URL"
+export GANTRY_TEST_ADMIN_DATABASE_URL="\$GANTRY_ADMIN_DATABASE_URL"
+export GANTRY_TEST_SERVICES='$ROOT/scripts/services.sh'
+EOF
+  chmod 600 "$STATE/env"
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) install; start_redis; start_postgres; write_env ;;
+  stop) stop_redis; stop_postgres; log "stopped" ;;
+  stop-postgres) stop_postgres ;;
+  start-postgres) start_postgres >/dev/null 2>&1 || start_postgres ;;
+  restart-redis)
+    ensure_env
+    redis-cli -p "$REDIS_PORT" --user gantry --pass "$REDIS_PASSWORD" --no-auth-warning shutdown >/dev/null 2>&1 || true
+    for _ in $(seq 1 100); do [ -f "$STATE/redis/redis.pid" ] || break; sleep 0.1; done
+    rm -f "$STATE/redis/redis.pid"
+    start_redis ;;
+  status)
+    [ -f "$STATE/redis/redis.pid" ] && kill -0 "$(cat "$STATE/redis/redis.pid")" 2>/dev/null && echo "redis: running" || echo "redis: stopped"
+    if [ -f "$PG_HOME_FILE" ] && [ -f "$(cat "$PG_HOME_FILE")/data/postmaster.pid" ]; then echo "postgres: running"; else echo "postgres: stopped"; fi ;;
+  *) echo "usage: $0 install|start|stop|stop-postgres|start-postgres|restart-redis|status" >&2; exit 2 ;;
+esac
