@@ -13,8 +13,10 @@ public struct AttemptResult: Sendable, Equatable {
     public var retryable: Bool
     /// Step outputs as a JSON object text.
     public var outputs: String
-    public var startedAtMs: Int64
-    public var finishedAtMs: Int64
+    /// The last lines of the step's log, redacted; kept in the ledger, not sent on events.
+    public var logTail: String?
+    public var startedAtUs: Int64
+    public var finishedAtUs: Int64
     /// The stream entry that delivered the attempt; with `worker` it tells a worker's
     /// own earlier write (a retried commit) from another writer's.
     public var deliveryID: String
@@ -22,7 +24,7 @@ public struct AttemptResult: Sendable, Equatable {
     public init(
         key: AttemptKey, kind: String, status: AttemptStatus, worker: String,
         exitCode: Int32? = nil, error: String? = nil, retryable: Bool = true, outputs: String = "{}",
-        startedAtMs: Int64, finishedAtMs: Int64, deliveryID: String
+        logTail: String? = nil, startedAtUs: Int64, finishedAtUs: Int64, deliveryID: String
     ) {
         self.key = key
         self.kind = kind
@@ -32,8 +34,9 @@ public struct AttemptResult: Sendable, Equatable {
         self.error = error
         self.retryable = retryable
         self.outputs = outputs
-        self.startedAtMs = startedAtMs
-        self.finishedAtMs = finishedAtMs
+        self.logTail = logTail
+        self.startedAtUs = startedAtUs
+        self.finishedAtUs = finishedAtUs
         self.deliveryID = deliveryID
     }
 
@@ -48,8 +51,8 @@ public struct AttemptResult: Sendable, Equatable {
             ("status", status.rawValue),
             ("worker", worker),
             ("retryable", retryable ? "1" : "0"),
-            ("started", String(startedAtMs)),
-            ("finished", String(finishedAtMs)),
+            ("started", String(startedAtUs)),
+            ("finished", String(finishedAtUs)),
             ("delivery", deliveryID),
         ]
         if let exitCode { out.append(("exit", String(exitCode))) }
@@ -76,7 +79,7 @@ public struct AttemptResult: Sendable, Equatable {
             kind: kind, status: status, worker: worker,
             exitCode: map["exit"].flatMap { Int32($0) }, error: map["error"],
             retryable: map["retryable"] != "0",
-            startedAtMs: started, finishedAtMs: finished, deliveryID: delivery
+            startedAtUs: started, finishedAtUs: finished, deliveryID: delivery
         )
     }
 }

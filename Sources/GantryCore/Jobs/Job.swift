@@ -14,15 +14,15 @@ public struct Job: Sendable, Equatable {
     public var timeout: Duration
     /// The step's `with:` inputs, a JSON object as text (expressions already resolved, secrets not).
     public var inputs: String
-    /// When the attempt was put in the stream, in ms since the Unix epoch (pickup latency).
-    public var enqueuedAtMs: Int64
+    /// When the attempt was put in the stream, in µs since the Unix epoch (pickup latency).
+    public var enqueuedAtUs: Int64
     /// Set by the reconciler when it re-enqueues from Postgres: the worker checks the
     /// ledger first, because the attempt may have finished while Redis lost its trace.
     public var recovered: Bool
 
     public init(
         runID: String, stepID: String, attempt: Int, kind: String,
-        timeout: Duration, inputs: String = "{}", enqueuedAtMs: Int64, recovered: Bool = false
+        timeout: Duration, inputs: String = "{}", enqueuedAtUs: Int64, recovered: Bool = false
     ) {
         self.runID = runID
         self.stepID = stepID
@@ -30,7 +30,7 @@ public struct Job: Sendable, Equatable {
         self.kind = kind
         self.timeout = timeout
         self.inputs = inputs
-        self.enqueuedAtMs = enqueuedAtMs
+        self.enqueuedAtUs = enqueuedAtUs
         self.recovered = recovered
     }
 
@@ -47,7 +47,7 @@ public struct Job: Sendable, Equatable {
             ("kind", kind),
             ("timeout_ms", String(timeout.milliseconds)),
             ("with", inputs),
-            ("enq", String(enqueuedAtMs)),
+            ("enq", String(enqueuedAtUs)),
         ]
         if recovered { out.append(("rec", "1")) }
         return out
@@ -83,12 +83,12 @@ public struct Job: Sendable, Equatable {
             throw JobDecodingError(field: "with", problem: "is not a JSON object")
         }
         guard let enqueued = Int64(try field("enq")) else {
-            throw JobDecodingError(field: "enq", problem: "must be a timestamp in milliseconds")
+            throw JobDecodingError(field: "enq", problem: "must be a timestamp in microseconds")
         }
         self.init(
             runID: run, stepID: step, attempt: attempt, kind: kind,
             timeout: .milliseconds(timeoutMs), inputs: inputs,
-            enqueuedAtMs: enqueued, recovered: map["rec"] == "1"
+            enqueuedAtUs: enqueued, recovered: map["rec"] == "1"
         )
     }
 }
@@ -97,6 +97,10 @@ public struct Job: Sendable, Equatable {
 public struct JobDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     public let field: String
     public let problem: String
+    public init(field: String, problem: String) {
+        self.field = field
+        self.problem = problem
+    }
     public var description: String { "job field '\(field)' \(problem)" }
 }
 

@@ -4,9 +4,9 @@
 /// capped by `maxAttempts`, delays grow exponentially from `initial` up to
 /// `max`, and jitter spreads retries so a failing dependency is not hit by
 /// every step at once (AWS's "full jitter" is the default).
-public struct RetryPolicy: Sendable, Equatable, Codable {
+public struct RetryPolicy: Sendable, Equatable {
     /// How the computed delay is randomised.
-    public enum Jitter: String, Sendable, Equatable, Codable, CaseIterable {
+    public enum Jitter: String, Sendable, Equatable, CaseIterable {
         /// Exactly the exponential delay.
         case none
         /// Uniform in `[0, delay]`.
@@ -16,7 +16,7 @@ public struct RetryPolicy: Sendable, Equatable, Codable {
     }
 
     /// What kind of failure an attempt had, for `retryOn`.
-    public enum FailureClass: String, Sendable, Equatable, Codable, CaseIterable {
+    public enum FailureClass: String, Sendable, Equatable, CaseIterable {
         /// The executor reported failure (non-zero exit, failed check, error).
         case failed
         /// The attempt exceeded its timeout.
@@ -92,5 +92,44 @@ public struct RetryPolicy: Sendable, Equatable, Codable {
             return codes.contains(exitCode)
         }
         return true
+    }
+
+    // MARK: Stored form
+
+    /// The policy as stored with each step (durations in ms).
+    public var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "max_attempts": .number(Double(maxAttempts)),
+            "initial_ms": .number(Double(initial.milliseconds)),
+            "max_ms": .number(Double(max.milliseconds)),
+            "jitter": .string(jitter.rawValue),
+            "retry_on": .array(retryOn.map(\.rawValue).sorted().map(JSONValue.string)),
+        ]
+        if let onExitCodes {
+            object["on_exit_codes"] = .array(onExitCodes.sorted().map { .number(Double($0)) })
+        }
+        return .object(object)
+    }
+
+    /// Reads the stored form; missing fields take their defaults, `nil` if it is not an object.
+    public init?(json: JSONValue) {
+        guard case .object(let object) = json else { return nil }
+        let defaults = RetryPolicy()
+        let codes: Set<Int32>? = object["on_exit_codes"].flatMap { value -> Set<Int32>? in
+            guard case .array(let items) = value else { return nil }
+            return Set(items.compactMap { $0.intValue.map { Int32(truncatingIfNeeded: $0) } })
+        }
+        let classes: Set<FailureClass> = {
+            guard case .array(let items)? = object["retry_on"] else { return defaults.retryOn }
+            return Set(items.compactMap { $0.stringValue.flatMap(FailureClass.init(rawValue:)) })
+        }()
+        self.init(
+            maxAttempts: object["max_attempts"]?.intValue ?? defaults.maxAttempts,
+            initial: object["initial_ms"]?.intValue.map { .milliseconds($0) } ?? defaults.initial,
+            max: object["max_ms"]?.intValue.map { .milliseconds($0) } ?? defaults.max,
+            jitter: object["jitter"]?.stringValue.flatMap(Jitter.init(rawValue:)) ?? defaults.jitter,
+            onExitCodes: codes,
+            retryOn: classes
+        )
     }
 }

@@ -17,8 +17,8 @@ enum Scripts {
         """
 
     /// Moves due delayed retries to their streams and removes them from the set,
-    /// stamping the enqueue time with ARGV[1] so pickup latency counts from now.
-    /// KEYS[1] delayed set; ARGV[1] now (ms), ARGV[2] limit.
+    /// stamping the enqueue time with ARGV[3] so pickup latency counts from now.
+    /// KEYS[1] delayed set; ARGV[1] now (ms), ARGV[2] limit, ARGV[3] now (µs).
     static let moveDue = """
         local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
         for _, member in ipairs(due) do
@@ -26,7 +26,7 @@ enum Scripts {
           if ok and type(job) == 'table' and type(job.s) == 'string' and type(job.f) == 'table' then
             local fields = job.f
             for i = 1, #fields - 1, 2 do
-              if fields[i] == 'enq' then fields[i + 1] = ARGV[1] end
+              if fields[i] == 'enq' then fields[i + 1] = ARGV[3] end
             end
             redis.call('XADD', job.s, '*', unpack(fields))
           end

@@ -62,9 +62,9 @@ public struct WorkQueue: Sendable {
 
     /// Moves up to `limit` due retries into their streams atomically and
     /// returns the jobs moved (so their steps can be shown as queued).
-    public func moveDue(nowMs: Int64, limit: Int = 500, on redis: RedisConnection) async throws(RedisError) -> [Job] {
+    public func moveDue(nowUs: Int64, limit: Int = 500, on redis: RedisConnection) async throws(RedisError) -> [Job] {
         let reply = try await redis.command([
-            "EVAL", Scripts.moveDue, "1", keys.delayed, String(nowMs), String(limit),
+            "EVAL", Scripts.moveDue, "1", keys.delayed, String(nowUs / 1000), String(limit), String(nowUs),
         ])
         return (reply.array ?? []).compactMap { member -> Job? in
             guard let text = member.string, case .object(let object)? = JSONValue.parse(text),

@@ -1,0 +1,34 @@
+/// The rows of a query result, copied out of libpq memory as text values.
+public struct PostgresRows: Sendable {
+    public let columns: [String]
+    public let rows: [[String?]]
+    /// Rows the statement touched (`INSERT`, `UPDATE`, `DELETE`).
+    public let affected: Int
+
+    public var count: Int { rows.count }
+    public var isEmpty: Bool { rows.isEmpty }
+
+    /// The index of a column by name; traps only on a programming error (a typo in our own SQL).
+    public func column(_ name: String) -> Int {
+        guard let index = columns.firstIndex(of: name) else {
+            preconditionFailure("query has no column '\(name)'; columns: \(columns)")
+        }
+        return index
+    }
+
+    /// A typed view of one row.
+    public subscript(row: Int) -> PostgresRow {
+        PostgresRow(rows: self, index: row)
+    }
+}
+
+/// One row of `PostgresRows`, read by column name.
+public struct PostgresRow: Sendable {
+    let rows: PostgresRows
+    let index: Int
+
+    public func string(_ name: String) -> String? { rows.rows[index][rows.column(name)] }
+    public func int(_ name: String) -> Int? { string(name).flatMap { Int($0) } }
+    public func int64(_ name: String) -> Int64? { string(name).flatMap { Int64($0) } }
+    public func bool(_ name: String) -> Bool? { string(name).map { $0 == "t" } }
+}

@@ -1,0 +1,69 @@
+import GantryCore
+import Logging
+
+/// Runs the steps of one kind. Every kind (build, scan, deploy …) is one
+/// executor registered by name; the worker runtime supplies the context and
+/// records what the executor returns or throws.
+///
+/// An executor must stop promptly when its task is cancelled (timeout, lost
+/// lease, drain, run canceled): the runtime waits for it to return.
+public protocol StepExecutor: Sendable {
+    /// The kind name pipelines use (`kind: build`).
+    var kind: String { get }
+
+    /// Runs one attempt. Return outputs on success; throw `StepFailure` to fail
+    /// with an exit code and say whether a retry can help. Any other error fails
+    /// the attempt as retryable.
+    func execute(_ context: StepContext) async throws -> StepOutputs
+}
+
+/// Typed outputs of a step (`${{ steps.ID.outputs.NAME }}`).
+public typealias StepOutputs = [String: JSONValue]
+
+/// Everything an executor may use while running one attempt.
+public struct StepContext: Sendable {
+    public let job: Job
+    /// The step's `with:` inputs.
+    public let inputs: [String: JSONValue]
+    /// The attempt must be finished by then; the runtime stops it after.
+    public let deadline: ContinuousClock.Instant
+    /// Lines for the step's log (kept, capped, in the attempt record).
+    public let log: StepLog
+    public let logger: Logger
+    let lease: LeaseCheck
+
+    /// Throws `LeaseLost` when this worker no longer holds the step's lease.
+    /// Call it before every action that changes the outside world (fencing):
+    /// another worker may be running the step now.
+    public func checkLease() async throws {
+        try await lease.check()
+    }
+}
+
+/// A failed attempt, as the executor reports it.
+public struct StepFailure: Error, Sendable, CustomStringConvertible {
+    /// One line for the user, without secrets.
+    public var message: String
+    /// The process exit code, when the step ran a process or pretends to.
+    public var exitCode: Int32?
+    /// False when retrying cannot help (bad inputs, a gate that said no).
+    public var retryable: Bool
+
+    public init(_ message: String, exitCode: Int32? = nil, retryable: Bool = true) {
+        self.message = message
+        self.exitCode = exitCode
+        self.retryable = retryable
+    }
+
+    public var description: String { message }
+}
+
+/// Thrown by `StepContext.checkLease()` once the lease is gone.
+public struct LeaseLost: Error, Sendable, CustomStringConvertible {
+    public var description: String { "the lease on this step was lost; another worker owns it now" }
+}
+
+/// Asks Redis whether this worker still owns one delivery.
+struct LeaseCheck: Sendable {
+    let check: @Sendable () async throws -> Void
+}

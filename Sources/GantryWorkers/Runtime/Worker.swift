@@ -1,0 +1,439 @@
+import Foundation
+import GantryCore
+import GantryPostgres
+import GantryRedis
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A worker process: takes attempts of its kinds from Redis, runs them, records
+/// each outcome in Postgres and only then acknowledges it.
+///
+/// Four loops share the work: the reader (blocking `XREADGROUP`, one lease per
+/// delivery), the executions (one child task each, stopped by timeout, lost
+/// lease or drain), the recorder (group commit of outcomes, then one pipelined
+/// `MULTI` of events and acks) and the heartbeat (lease renewal every third of
+/// the lease, and the worker's entry in the fleet hash).
+///
+/// Graceful shutdown (SIGTERM) drains: reading stops, in-flight attempts get
+/// `drainGrace` to finish, the rest are recorded `interrupted` (re-delivered at
+/// once by the dispatcher), every record is flushed, and `run()` returns.
+public struct Worker: Service {
+    public let configuration: WorkerConfiguration
+    private let registry: ExecutorRegistry
+    private let logger: Logger
+
+    public init(configuration: WorkerConfiguration, registry: ExecutorRegistry, logger: Logger) {
+        self.configuration = configuration
+        self.registry = registry
+        var logger = logger
+        logger[metadataKey: "gantry.worker"] = "\(configuration.id)"
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        for kind in configuration.kinds where registry.executor(for: kind) == nil {
+            throw WorkerError("no executor for kind '\(kind)'; known kinds: \(registry.kinds.joined(separator: ", "))")
+        }
+        let blockFor = Duration.seconds(2)
+        let session = Session(
+            configuration: configuration, registry: registry, logger: logger,
+            reader: RedisConnection(url: configuration.redis, configuration: .init(
+                commandTimeout: blockFor + .seconds(5), clientName: "gantry-worker-\(configuration.id)-read")),
+            writer: RedisConnection(url: configuration.redis, configuration: .init(
+                clientName: "gantry-worker-\(configuration.id)")),
+            db: PostgresConnection(url: configuration.database, applicationName: "gantry-worker \(configuration.id)")
+        )
+        await session.run(blockFor: blockFor)
+    }
+}
+
+/// A one-line error about how the worker was started.
+public struct WorkerError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One finished attempt on its way to the ledger.
+private struct Finished: Sendable {
+    let kind: String
+    let deliveryID: String
+    var result: AttemptResult
+}
+
+/// The state of one running worker.
+private final class Session: Sendable {
+    let configuration: WorkerConfiguration
+    let registry: ExecutorRegistry
+    let logger: Logger
+    let reader: RedisConnection
+    let writer: RedisConnection
+    let db: PostgresConnection
+    let queue: WorkQueue
+    let ledger = AttemptLedger()
+    let control = ExecutionControl()
+    let slots: Slots
+    let mailbox = Mailbox<Finished>()
+    /// Deliveries held and not yet acknowledged: id → (kind, lease lost?).
+    let book = Mutex<[String: (kind: String, leaseLost: Bool)]>([:])
+    let draining = Atomic<Bool>(false)
+    let stopped = Atomic<Bool>(false)
+    let startedMs = WallClock.nowMs()
+
+    init(configuration: WorkerConfiguration, registry: ExecutorRegistry, logger: Logger,
+         reader: RedisConnection, writer: RedisConnection, db: PostgresConnection) {
+        self.configuration = configuration
+        self.registry = registry
+        self.logger = logger
+        self.reader = reader
+        self.writer = writer
+        self.db = db
+        self.queue = WorkQueue(keys: configuration.keys)
+        self.slots = Slots(configuration.concurrency)
+    }
+
+    func run(blockFor: Duration) async {
+        await untilSuccess("prepare the queues") { () throws(RedisError) in
+            try await self.queue.prepare(kinds: self.configuration.kinds, on: self.writer)
+        }
+        logger.info("worker started", metadata: [
+            "gantry.kinds": "\(configuration.kinds.joined(separator: ","))",
+            "gantry.concurrency": "\(configuration.concurrency)",
+            "gantry.lease": "\(DurationParser.format(configuration.lease))",
+        ])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.recordLoop() }
+            group.addTask { await self.heartbeatLoop() }
+            group.addTask { await self.superviseLoop() }
+            await withGracefulShutdownHandler {
+                await self.readLoop(group: &group, blockFor: blockFor)
+            } onGracefulShutdown: {
+                self.draining.store(true, ordering: .sequentiallyConsistent)
+                self.reader.interrupt()
+                self.slots.wakeAll()
+            }
+            await drain()
+            mailbox.close()
+            // The recorder returns once every outcome is recorded and acknowledged.
+            while book.withLock({ !$0.isEmpty }) && !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            stopped.store(true, ordering: .sequentiallyConsistent)
+        }
+        _ = try? await writer.command(["HDEL", configuration.keys.workers, configuration.id])
+        logger.info("worker stopped")
+    }
+
+    // MARK: Reading
+
+    private func readLoop(group: inout TaskGroup<Void>, blockFor: Duration) async {
+        var failures = 0
+        while !draining.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
+            // Read in batches: wait for a quarter of the slots unless nothing is running.
+            let batch = max(1, configuration.concurrency / 4)
+            if slots.used > 0 { await slots.wait(forFree: batch) }
+            if draining.load(ordering: .sequentiallyConsistent) { break }
+            let deliveries: [Delivery]
+            do {
+                deliveries = try await queue.read(
+                    kinds: configuration.kinds, consumer: configuration.id,
+                    count: slots.free, block: blockFor, on: reader
+                )
+                failures = 0
+            } catch {
+                if draining.load(ordering: .sequentiallyConsistent) || Task.isCancelled { break }
+                failures += 1
+                if failures == 1 { logger.warning("cannot read from Redis; retrying", metadata: ["error": "\(error)"]) }
+                try? await Task.sleep(for: .milliseconds(min(2_000, 100 * failures)))
+                continue
+            }
+            for delivery in deliveries {
+                await accept(delivery, group: &group)
+            }
+        }
+    }
+
+    /// Starts one delivery, or settles it without running it (invalid, already recorded).
+    private func accept(_ delivery: Delivery, group: inout TaskGroup<Void>) async {
+        let job: Job
+        do {
+            job = try Job(fields: delivery.fields)
+            guard job.kind == delivery.kind else {
+                throw JobDecodingError(field: "kind", problem: "is '\(job.kind)' but the job came from the '\(delivery.kind)' queue")
+            }
+        } catch {
+            logger.warning("dead-lettered a delivery that is not a valid job", metadata: [
+                "gantry.kind": "\(delivery.kind)", "gantry.entry": "\(delivery.id)", "error": "\(error)",
+            ])
+            await untilSuccess("dead-letter \(delivery.id)") { () throws(RedisError) in
+                try await self.queue.deadLetter(delivery, reason: "\(error)", on: self.writer)
+            }
+            return
+        }
+        slots.take(1)
+        book.withLock { $0[delivery.id] = (delivery.kind, false) }
+        if job.recovered, let recorded = await recordedOutcome(of: job) {
+            // Redis lost track of an attempt that had already finished: report it, do not run it twice.
+            var result = recorded
+            result.deliveryID = delivery.id
+            mailbox.put(Finished(kind: delivery.kind, deliveryID: delivery.id, result: result))
+            return
+        }
+        let deadline = ContinuousClock.now + job.timeout
+        control.register(delivery.id, deadline: deadline)
+        group.addTask {
+            let result = await self.execute(job, deliveryID: delivery.id, deadline: deadline)
+            self.control.remove(delivery.id)
+            self.mailbox.put(Finished(kind: delivery.kind, deliveryID: delivery.id, result: result))
+        }
+    }
+
+    private func recordedOutcome(of job: Job) async -> AttemptResult? {
+        let key = AttemptKey(step: job.key, attempt: job.attempt)
+        var found: [AttemptKey: AttemptResult] = [:]
+        await untilSuccess("read the ledger") { () throws(PostgresError) in
+            found = try await self.ledger.current([key], on: self.db)
+        }
+        return found[key]
+    }
+
+    // MARK: Executing
+
+    private enum Ending: Sendable {
+        case finished(Result<StepOutputs, any Error>)
+        case stopped(StopReason)
+    }
+
+    private func execute(_ job: Job, deliveryID: String, deadline: ContinuousClock.Instant) async -> AttemptResult {
+        let startedUs = WallClock.nowUs()
+        var stepLogger = logger
+        stepLogger[metadataKey: "gantry.run.id"] = "\(job.runID)"
+        stepLogger[metadataKey: "gantry.step.id"] = "\(job.stepID)"
+        stepLogger[metadataKey: "gantry.attempt"] = "\(job.attempt)"
+        let log = StepLog()
+        let lease = LeaseCheck { [queue, writer, configuration, control] in
+            let owned = try await queue.renew(kind: job.kind, consumer: configuration.id, ids: [deliveryID], on: writer)
+            guard owned.contains(deliveryID) else {
+                control.stop(deliveryID, .leaseLost)
+                throw LeaseLost()
+            }
+        }
+        let context = StepContext(
+            job: job, inputs: JSONValue.parseObject(job.inputs) ?? [:], deadline: deadline,
+            log: log, logger: stepLogger, lease: lease
+        )
+        let executor = registry.executor(for: job.kind)!
+        let ending: Ending = await withTaskGroup(of: Ending?.self) { inner in
+            inner.addTask {
+                do { return .finished(.success(try await executor.execute(context))) } catch { return .finished(.failure(error)) }
+            }
+            inner.addTask {
+                await self.control.waitForStop(deliveryID).map(Ending.stopped)
+            }
+            var first: Ending?
+            while first == nil, let next = await inner.next() {
+                first = next
+            }
+            inner.cancelAll()
+            return first ?? .stopped(.drain)
+        }
+        var result = AttemptResult(
+            key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .succeeded,
+            worker: configuration.id, logTail: log.excerpt, startedAtUs: startedUs, finishedAtUs: WallClock.nowUs(),
+            deliveryID: deliveryID
+        )
+        switch ending {
+        case .finished(.success(let outputs)):
+            result.outputs = JSONValue.object(outputs).jsonText
+        case .finished(.failure(let failure as StepFailure)):
+            result.status = .failed
+            result.exitCode = failure.exitCode
+            result.retryable = failure.retryable
+            result.error = Session.oneLine(failure.message)
+        case .finished(.failure(is LeaseLost)), .stopped(.leaseLost):
+            result.status = .stale
+            result.error = "the lease was lost before the attempt finished"
+        case .finished(.failure(let error)):
+            if Task.isCancelled {
+                result.status = .interrupted
+                result.error = "the worker was stopped"
+            } else {
+                result.status = .failed
+                result.error = Session.oneLine("\(job.kind): \(error)")
+            }
+        case .stopped(.timeout):
+            result.status = .timedOut
+            result.error = "the attempt ran longer than its timeout of \(DurationParser.format(job.timeout))"
+        case .stopped(.drain):
+            result.status = .interrupted
+            result.error = "the worker was drained before the attempt finished"
+        }
+        if result.status != .succeeded {
+            stepLogger.info("attempt ended", metadata: ["gantry.status": "\(result.status.rawValue)", "error": "\(result.error ?? "")"])
+        }
+        return result
+    }
+
+    private static func oneLine(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        return line.count > 500 ? String(line.prefix(500)) + "…" : line
+    }
+
+    // MARK: Recording
+
+    private func recordLoop() async {
+        while let batch = await mailbox.take(max: configuration.maxBatch) {
+            await record(batch)
+        }
+    }
+
+    /// Commits a batch of outcomes to the ledger, then publishes and acknowledges
+    /// them in Redis. Neither step gives up while Postgres or Redis is away: the
+    /// heartbeat keeps the leases alive meanwhile.
+    private func record(_ batch: [Finished]) async {
+        // A delivery whose lease the heartbeat found lost can only be recorded stale.
+        let lost = book.withLock { book in Set(batch.filter { book[$0.deliveryID]?.leaseLost == true }.map(\.deliveryID)) }
+        let results = batch.map { finished -> AttemptResult in
+            var result = finished.result
+            if lost.contains(finished.deliveryID) && result.status != .stale {
+                result.status = .stale
+            }
+            return result
+        }
+        var outcomes: [AttemptKey: AttemptLedger.Outcome] = [:]
+        var attempts = 0
+        while true {
+            do {
+                outcomes = try await ledger.record(results, on: db)
+                if attempts > 0 { logger.info("Postgres is back; outcomes recorded", metadata: ["gantry.count": "\(results.count)"]) }
+                break
+            } catch {
+                attempts += 1
+                if attempts == 1 { logger.warning("cannot record outcomes in Postgres; holding their leases and retrying", metadata: ["error": "\(error)"]) }
+                if !error.isConnectionFailure && attempts >= 5 {
+                    // Not an outage: give the deliveries up; their leases expire and the reaper retries them.
+                    logger.error("giving up recording outcomes; the reaper will retry the attempts", metadata: ["error": "\(error)"])
+                    settle(batch.map(\.deliveryID))
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(min(2_000, 50 * attempts * attempts)))
+            }
+        }
+        var acks: [(kind: String, id: String, event: [(String, String)])] = []
+        var dropped: [String] = []
+        for (finished, result) in zip(batch, results) {
+            switch outcomes[result.key] {
+            case .recorded?, .alreadyRecorded?:
+                acks.append((finished.kind, finished.deliveryID, result.eventFields))
+            case .stale?, nil:
+                logger.info("recorded a stale outcome: another owner decided this attempt", metadata: [
+                    "gantry.run.id": "\(result.key.step.runID)", "gantry.step.id": "\(result.key.step.stepID)",
+                    "gantry.attempt": "\(result.key.attempt)",
+                ])
+                dropped.append(finished.deliveryID)
+            }
+        }
+        await untilSuccess("acknowledge \(acks.count) deliveries") { () throws(RedisError) in
+            try await self.queue.complete(acks, on: self.writer)
+        }
+        settle(acks.map(\.id) + dropped)
+    }
+
+    private func settle(_ ids: [String]) {
+        book.withLock { book in for id in ids { book.removeValue(forKey: id) } }
+        slots.release(ids.count)
+    }
+
+    // MARK: Heartbeat and supervision
+
+    private func heartbeatLoop() async {
+        let interval = max(configuration.lease / 3, .milliseconds(100))
+        while !stopped.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
+            await renewLeases()
+            await announce()
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    private func renewLeases() async {
+        let held = book.withLock { book in book.filter { !$0.value.leaseLost } }
+        let byKind = Dictionary(grouping: held.keys, by: { held[$0]!.kind })
+        for (kind, ids) in byKind {
+            do {
+                let owned = try await queue.renew(kind: kind, consumer: configuration.id, ids: ids, on: writer)
+                let lost = ids.filter { !owned.contains($0) }
+                guard !lost.isEmpty else { continue }
+                book.withLock { book in for id in lost { book[id]?.leaseLost = true } }
+                for id in lost { control.stop(id, .leaseLost) }
+                logger.warning("lost the lease on deliveries; stopping them", metadata: ["gantry.count": "\(lost.count)", "gantry.kind": "\(kind)"])
+            } catch {
+                logger.warning("cannot renew leases; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func announce() async {
+        var description = "{"
+        description += "\"kinds\":\(JSONValue.array(configuration.kinds.map(JSONValue.string)).jsonText)"
+        description += ",\"concurrency\":\(configuration.concurrency)"
+        description += ",\"lease_ms\":\(configuration.lease.milliseconds)"
+        description += ",\"pid\":\(getpid())"
+        description += ",\"host\":\(JSONValue.string(ProcessInfo.processInfo.hostName).jsonText)"
+        description += ",\"started_ms\":\(startedMs)"
+        description += ",\"seen_ms\":\(WallClock.nowMs())"
+        description += ",\"in_flight\":\(slots.used)"
+        description += ",\"draining\":\(draining.load(ordering: .sequentiallyConsistent))"
+        description += "}"
+        _ = try? await writer.command(["HSET", configuration.keys.workers, configuration.id, description])
+    }
+
+    private func superviseLoop() async {
+        while !stopped.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
+            control.expire(now: .now)
+            try? await Task.sleep(for: .milliseconds(25))
+        }
+    }
+
+    /// After reading stops: let in-flight attempts finish within the grace period,
+    /// then hand the rest back as `interrupted`, and wait until they have returned.
+    private func drain() async {
+        let graceEnd = ContinuousClock.now + configuration.drainGrace
+        if control.count > 0 {
+            logger.info("draining", metadata: ["gantry.in_flight": "\(control.count)", "gantry.grace": "\(DurationParser.format(configuration.drainGrace))"])
+        }
+        while control.count > 0 && ContinuousClock.now < graceEnd && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if control.count > 0 {
+            logger.info("grace period over; handing back unfinished attempts", metadata: ["gantry.count": "\(control.count)"])
+            control.stopAll(.drain)
+        }
+        while control.count > 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    // MARK: Retrying
+
+    /// Runs `body` until it succeeds, backing off while Redis or Postgres is away.
+    private func untilSuccess<E: Error>(_ what: String, _ body: () async throws(E) -> Void) async {
+        var attempts = 0
+        while true {
+            do {
+                try await body()
+                return
+            } catch {
+                attempts += 1
+                if attempts == 1 { logger.warning("cannot \(what); retrying", metadata: ["error": "\(error)"]) }
+                if Task.isCancelled && stopped.load(ordering: .sequentiallyConsistent) { return }
+                try? await Task.sleep(for: .milliseconds(min(2_000, 50 * attempts * attempts)))
+            }
+        }
+    }
+}
+
+extension Error {
+    fileprivate var isConnectionFailure: Bool {
+        (self as? PostgresError)?.isConnectionFailure ?? false
+    }
+}

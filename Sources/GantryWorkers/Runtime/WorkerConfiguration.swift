@@ -1,0 +1,37 @@
+import GantryCore
+import GantryPostgres
+import GantryRedis
+
+/// How one worker process runs.
+public struct WorkerConfiguration: Sendable {
+    /// The worker's name: its Redis consumer name and the `worker` of its attempt records.
+    public var id: String
+    /// The kinds it takes, each with its fleet definition.
+    public var kinds: [String]
+    /// Attempts it runs at once.
+    public var concurrency: Int
+    /// How long a silent worker keeps a step; renewed every third of it.
+    public var lease: Duration
+    /// On SIGTERM, how long in-flight attempts may finish before they are handed back.
+    public var drainGrace: Duration
+    public var redis: RedisURL
+    public var database: PostgresURL
+    public var keys: QueueKeys
+    /// The most attempt records written in one statement.
+    public var maxBatch: Int
+
+    public init(
+        id: String, kinds: [String], concurrency: Int, lease: Duration, drainGrace: Duration,
+        redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(), maxBatch: Int = 512
+    ) {
+        self.id = id
+        self.kinds = kinds
+        self.concurrency = max(1, concurrency)
+        self.lease = max(lease, .seconds(1))
+        self.drainGrace = drainGrace
+        self.redis = redis
+        self.database = database
+        self.keys = keys
+        self.maxBatch = maxBatch
+    }
+}
