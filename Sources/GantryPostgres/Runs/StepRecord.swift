@@ -17,10 +17,10 @@ public struct StepRecord: Sendable, Equatable {
     }
 
     /// The job for attempt `attempt` of this step.
-    public func job(attempt: Int, nowMs: Int64, recovered: Bool = false) -> Job {
+    public func job(attempt: Int, nowUs: Int64, recovered: Bool = false) -> Job {
         Job(
             runID: key.runID, stepID: key.stepID, attempt: attempt, kind: kind,
-            timeout: timeout, inputs: inputs, enqueuedAtUs: nowMs, recovered: recovered
+            timeout: timeout, inputs: inputs, enqueuedAtUs: nowUs, recovered: recovered
         )
     }
 

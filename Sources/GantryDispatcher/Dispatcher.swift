@@ -1,0 +1,355 @@
+import GantryCore
+import GantryPostgres
+import GantryRedis
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The dispatcher's core loop: it applies attempt outcomes to steps (through the
+/// pure `StepMachine`), moves due retries into their streams, reclaims expired
+/// leases, and re-enqueues from Postgres what Redis lost.
+///
+/// It keeps no state between iterations: every decision is taken under the
+/// step's row lock in Postgres, so several replicas may run at once.
+public struct Dispatcher: Service {
+    public let configuration: DispatcherConfiguration
+    private let logger: Logger
+
+    public init(configuration: DispatcherConfiguration, logger: Logger) {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "gantry.dispatcher"] = "\(configuration.id)"
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let core = DispatcherCore(configuration: configuration, logger: logger)
+        await core.run()
+    }
+}
+
+/// The loops of one dispatcher replica, each with its own connections (a blocking
+/// read must not hold up the others).
+final class DispatcherCore: Sendable {
+    let configuration: DispatcherConfiguration
+    let logger: Logger
+    let queue: WorkQueue
+    let store = RunStore()
+    let ledger = AttemptLedger()
+    let stopping = Atomic<Bool>(false)
+
+    init(configuration: DispatcherConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.queue = WorkQueue(keys: configuration.keys)
+    }
+
+    private func redis(_ role: String, commandTimeout: Duration = .seconds(10)) -> RedisConnection {
+        RedisConnection(url: configuration.redis, configuration: .init(
+            commandTimeout: commandTimeout, clientName: "gantry-dispatcher-\(configuration.id)-\(role)"))
+    }
+
+    private func postgres(_ role: String) -> PostgresConnection {
+        PostgresConnection(url: configuration.database, applicationName: "gantry-dispatcher \(configuration.id) \(role)")
+    }
+
+    func run() async {
+        let eventsReader = redis("events", commandTimeout: .seconds(8))
+        logger.info("dispatcher started")
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.eventLoop(reader: eventsReader, writer: self.redis("apply"), db: self.postgres("apply")) }
+                group.addTask { await self.scheduleLoop(redis: self.redis("schedule"), db: self.postgres("schedule")) }
+                group.addTask { await self.reapLoop(redis: self.redis("reap"), db: self.postgres("reap")) }
+                group.addTask { await self.reconcileLoop(redis: self.redis("reconcile"), db: self.postgres("reconcile")) }
+            }
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .sequentiallyConsistent)
+            eventsReader.interrupt()
+        }
+        logger.info("dispatcher stopped")
+    }
+
+    private var isStopping: Bool {
+        stopping.load(ordering: .sequentiallyConsistent) || Task.isCancelled
+    }
+
+    // MARK: Applying outcomes
+
+    private var eventsConsumer: String { "dispatcher-\(configuration.id)" }
+
+    private func eventLoop(reader: RedisConnection, writer: RedisConnection, db: PostgresConnection) async {
+        await untilSuccess("prepare the events stream") { () throws(RedisError) in
+            try await self.queue.prepare(kinds: [], on: writer)
+        }
+        // First the events this replica was given before a restart and never acknowledged.
+        var pending = true
+        var lastClaim = ContinuousClock.now
+        var failures = 0
+        while !isStopping {
+            do {
+                var events = try await queue.readEvents(
+                    consumer: eventsConsumer, count: configuration.eventBatch, block: .seconds(2), pending: pending, on: reader
+                )
+                if pending && events.isEmpty { pending = false }
+                if ContinuousClock.now - lastClaim > .seconds(10) {
+                    // Events a crashed replica was holding.
+                    lastClaim = .now
+                    events += try await queue.claimStaleEvents(consumer: eventsConsumer, minIdle: .seconds(30), count: configuration.eventBatch, on: writer)
+                }
+                failures = 0
+                guard !events.isEmpty else { continue }
+                var results: [AttemptResult] = []
+                results.reserveCapacity(events.count)
+                for event in events {
+                    if let result = AttemptResult(eventFields: event.fields) {
+                        results.append(result)
+                    } else {
+                        logger.warning("ignored an event that is not an attempt outcome", metadata: ["gantry.event": "\(event.id)"])
+                    }
+                }
+                await apply(results, writer: writer, db: db)
+                await untilSuccess("acknowledge events") { () throws(RedisError) in
+                    try await self.queue.acknowledgeEvents(events.map(\.id), on: writer)
+                }
+            } catch {
+                if isStopping { break }
+                failures += 1
+                if failures == 1 { logger.warning("cannot read events; retrying", metadata: ["error": "\(error)"]) }
+                try? await Task.sleep(for: .milliseconds(min(2_000, 100 * failures)))
+            }
+        }
+    }
+
+    /// Applies outcomes under row locks, then carries out the resulting commands in Redis.
+    /// If the process dies in between, the reconciler finds the step quiet and re-issues them.
+    func apply(_ results: [AttemptResult], writer: RedisConnection, db: PostgresConnection) async {
+        guard !results.isEmpty else { return }
+        var applied: [RunStore.Applied] = []
+        await untilSuccess("apply \(results.count) outcomes") { () throws(PostgresError) in
+            applied = try await self.store.apply(results, nowMs: WallClock.nowMs(), on: db)
+        }
+        await carryOut(applied, on: writer)
+    }
+
+    private func carryOut(_ applied: [RunStore.Applied], on redis: RedisConnection) async {
+        let nowUs = WallClock.nowUs()
+        var enqueue: [Job] = []
+        var delayed: [(job: Job, dueAtMs: Int64)] = []
+        for item in applied {
+            for command in item.commands {
+                switch command {
+                case .enqueue(let attempt):
+                    enqueue.append(item.step.job(attempt: attempt, nowUs: nowUs))
+                case .scheduleRetry(let attempt, let due):
+                    delayed.append((item.step.job(attempt: attempt, nowUs: nowUs), due))
+                case .finished(let status):
+                    if status == .failed {
+                        logger.info("step failed for good", metadata: [
+                            "gantry.run.id": "\(item.step.key.runID)", "gantry.step.id": "\(item.step.key.stepID)",
+                            "gantry.attempt": "\(item.step.state.attempt)", "error": "\(item.step.state.lastError ?? "")",
+                        ])
+                    }
+                }
+            }
+        }
+        await untilSuccess("enqueue \(enqueue.count) attempts") { () throws(RedisError) in
+            try await self.queue.enqueue(enqueue, on: redis)
+            try await self.queue.schedule(delayed, on: redis)
+        }
+    }
+
+    // MARK: Delayed retries
+
+    private func scheduleLoop(redis: RedisConnection, db: PostgresConnection) async {
+        while !isStopping {
+            do {
+                let moved = try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis)
+                if !moved.isEmpty {
+                    // Best effort: the step shows as queued again; correctness does not depend on it.
+                    try? await store.markQueued(moved, on: db)
+                    continue
+                }
+            } catch {
+                logger.warning("cannot move due retries; retrying", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    // MARK: Reaping expired leases
+
+    private var reaperConsumer: String { "reaper-\(configuration.id)" }
+
+    private func reapLoop(redis: RedisConnection, db: PostgresConnection) async {
+        while !isStopping {
+            do {
+                try await reap(redis: redis, db: db)
+            } catch {
+                logger.warning("reaper pass failed; retrying", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: configuration.reapInterval)
+        }
+    }
+
+    /// One pass: every delivery idle past its holder's lease is taken over; its
+    /// attempt is recorded `lost` unless the ledger already has an outcome (the
+    /// holder committed and died before acknowledging), and the outcome is applied.
+    func reap(redis: RedisConnection, db: PostgresConnection) async throws {
+        let leases = try await workerLeases(redis)
+        let shortest = leases.values.min().map { min($0, configuration.defaultLease) } ?? configuration.defaultLease
+        for kind in try await kinds(redis) {
+            let expired = try await queue.expired(kind: kind, minIdle: shortest, count: 1_000, on: redis)
+            // A reaper that died mid-pass left entries under its name: take them over like any other.
+            let due = expired.filter { $0.idleMs >= (leases[$0.consumer] ?? configuration.defaultLease).milliseconds }
+            guard !due.isEmpty else { continue }
+            var claimed: [Delivery] = []
+            for (consumer, group) in Dictionary(grouping: due, by: \.consumer) {
+                let lease = leases[consumer] ?? configuration.defaultLease
+                claimed += try await queue.claim(kind: kind, ids: group.map(\.id), minIdle: lease, consumer: reaperConsumer, on: redis)
+            }
+            guard !claimed.isEmpty else { continue }
+            let holders = Dictionary(due.map { ($0.id, $0.consumer) }, uniquingKeysWith: { a, _ in a })
+            try await settleClaimed(claimed, kind: kind, holders: holders, redis: redis, db: db)
+        }
+    }
+
+    private func settleClaimed(_ claimed: [Delivery], kind: String, holders: [String: String], redis: RedisConnection, db: PostgresConnection) async throws {
+        var jobs: [(Delivery, Job)] = []
+        for delivery in claimed {
+            do {
+                jobs.append((delivery, try Job(fields: delivery.fields)))
+            } catch {
+                try await queue.deadLetter(delivery, reason: "\(error)", on: redis)
+            }
+        }
+        let keys = jobs.map { AttemptKey(step: $0.1.key, attempt: $0.1.attempt) }
+        let recorded = try await ledger.current(keys, on: db)
+        let nowUs = WallClock.nowUs()
+        var lost: [AttemptResult] = []
+        var honoured: [AttemptResult] = []
+        for (delivery, job) in jobs {
+            let key = AttemptKey(step: job.key, attempt: job.attempt)
+            if let result = recorded[key] {
+                honoured.append(result)
+            } else {
+                let holder = holders[delivery.id] ?? "unknown"
+                lost.append(AttemptResult(
+                    key: key, kind: job.kind, status: .lost, worker: holder,
+                    error: "worker \(holder) went silent for longer than its lease",
+                    startedAtUs: job.enqueuedAtUs, finishedAtUs: nowUs, deliveryID: delivery.id
+                ))
+            }
+        }
+        let outcomes = try await ledger.record(lost, on: db)
+        // A holder that committed between our read and our write wins: use its outcome.
+        let raced = lost.filter { if case .stale? = outcomes[$0.key] { true } else { false } }.map(\.key)
+        let winners = raced.isEmpty ? [:] : try await ledger.current(raced, on: db)
+        let results = honoured + lost.map { winners[$0.key] ?? $0 }
+        if !lost.isEmpty {
+            logger.warning("reclaimed expired leases", metadata: [
+                "gantry.kind": "\(kind)", "gantry.count": "\(lost.count)",
+                "gantry.workers": "\(Set(lost.map(\.worker)).sorted().joined(separator: ","))",
+            ])
+        }
+        await apply(results, writer: redis, db: db)
+        try await queue.acknowledge(kind: kind, ids: claimed.map(\.id), on: redis)
+    }
+
+    /// Each live worker's lease, from the heartbeat hash.
+    private func workerLeases(_ redis: RedisConnection) async throws -> [String: Duration] {
+        let reply = try await redis.command(["HGETALL", configuration.keys.workers])
+        var leases: [String: Duration] = [:]
+        for (worker, description) in reply.pairs ?? [] {
+            if let ms = JSONValue.parseObject(description)?["lease_ms"]?.intValue {
+                leases[worker] = .milliseconds(ms)
+            }
+        }
+        return leases
+    }
+
+    /// The kinds that have a stream.
+    private func kinds(_ redis: RedisConnection) async throws -> [String] {
+        var cursor = "0"
+        var kinds: Set<String> = []
+        repeat {
+            let reply = try await redis.command(["SCAN", cursor, "MATCH", configuration.keys.stream("*"), "COUNT", "1000"])
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            for key in parts[1].array ?? [] {
+                if let name = key.string, let kind = configuration.keys.kind(ofStream: name) { kinds.insert(kind) }
+            }
+        } while cursor != "0"
+        return kinds.sorted()
+    }
+
+    // MARK: Reconciling Postgres and Redis
+
+    private func reconcileLoop(redis: RedisConnection, db: PostgresConnection) async {
+        while !isStopping {
+            do {
+                try await reconcile(redis: redis, db: db)
+            } catch {
+                logger.warning("reconciler pass failed; retrying", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: configuration.reconcileInterval)
+        }
+    }
+
+    /// One pass: every step that has not changed for a while must have its current
+    /// attempt somewhere in Redis (stream, pending list or delayed set) or an
+    /// outcome in the ledger. Steps with neither are re-enqueued, marked recovered
+    /// so the worker checks the ledger before running them.
+    func reconcile(redis: RedisConnection, db: PostgresConnection) async throws {
+        let quiet = try await store.quietSteps(quietFor: configuration.reconcileAfter, limit: 5_000, on: db)
+        guard !quiet.isEmpty else { return }
+        var present = try await queue.attemptsDelayed(on: redis)
+        for kind in Set(quiet.map(\.kind)) {
+            present.formUnion(try await queue.attemptsPresent(kind: kind, on: redis))
+        }
+        let missing = quiet.filter { !present.contains(AttemptKey(step: $0.key, attempt: $0.state.attempt)) }
+        if !missing.isEmpty {
+            let keys = missing.map { AttemptKey(step: $0.key, attempt: $0.state.attempt) }
+            let recorded = try await ledger.current(keys, on: db)
+            // Finished while Redis lost the event: apply the recorded outcome.
+            await apply(Array(recorded.values), writer: redis, db: db)
+            let nowUs = WallClock.nowUs()
+            let nowMs = nowUs / 1_000
+            var enqueue: [Job] = []
+            var delayed: [(job: Job, dueAtMs: Int64)] = []
+            for step in missing where recorded[AttemptKey(step: step.key, attempt: step.state.attempt)] == nil {
+                let job = step.job(attempt: step.state.attempt, nowUs: nowUs, recovered: true)
+                if step.state.status == .retrying, let due = step.state.dueAtMs, due > nowMs {
+                    delayed.append((job, due))
+                } else {
+                    enqueue.append(job)
+                }
+            }
+            try await queue.enqueue(enqueue, on: redis)
+            try await queue.schedule(delayed, on: redis)
+            if !enqueue.isEmpty || !delayed.isEmpty || !recorded.isEmpty {
+                logger.warning("reconciled steps Redis had lost", metadata: [
+                    "gantry.requeued": "\(enqueue.count + delayed.count)", "gantry.applied": "\(recorded.count)",
+                ])
+            }
+        }
+        try await store.touch(quiet.map(\.key), on: db)
+    }
+
+    // MARK: Retrying
+
+    private func untilSuccess<E: Error>(_ what: String, _ body: () async throws(E) -> Void) async {
+        var attempts = 0
+        while true {
+            do {
+                try await body()
+                return
+            } catch {
+                attempts += 1
+                if attempts == 1 { logger.warning("cannot \(what); retrying", metadata: ["error": "\(error)"]) }
+                if Task.isCancelled { return }
+                try? await Task.sleep(for: .milliseconds(min(2_000, 50 * attempts * attempts)))
+            }
+        }
+    }
+}
