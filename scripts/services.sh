@@ -171,7 +171,11 @@ DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_owner') THEN CREATE ROLE gantry_owner LOGIN; END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry') THEN CREATE ROLE gantry LOGIN; END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_auditor') THEN CREATE ROLE gantry_auditor LOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_writer') THEN CREATE ROLE gantry_writer NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN CREATE ROLE gantry_reader NOLOGIN; END IF;
 END \$\$;
+GRANT gantry_writer TO gantry;
+GRANT gantry_reader TO gantry_auditor;
 ALTER ROLE gantry_owner PASSWORD '$PG_OWNER_PASSWORD';
 ALTER ROLE gantry PASSWORD '$PG_APP_PASSWORD';
 ALTER ROLE gantry_auditor PASSWORD '$PG_AUDITOR_PASSWORD';

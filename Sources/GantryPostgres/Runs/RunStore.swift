@@ -163,7 +163,7 @@ public struct RunStore: Sendable {
             let row = rows[index]
             guard let id = row.string("id"), let pipeline = row.string("pipeline"), let status = row.string("status"),
                   let created = row.int64("created_ms") else { return nil }
-            return RunSummary(id: id, pipeline: pipeline, status: status, createdAtMs: created, finishedAtUs: row.int64("finished_ms"))
+            return RunSummary(id: id, pipeline: pipeline, status: status, createdAtMs: created, finishedAtMs: row.int64("finished_ms"))
         }
     }
 

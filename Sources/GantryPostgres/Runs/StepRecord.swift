@@ -68,5 +68,5 @@ public struct RunSummary: Sendable, Equatable {
     public var pipeline: String
     public var status: String
     public var createdAtMs: Int64
-    public var finishedAtUs: Int64?
+    public var finishedAtMs: Int64?
 }

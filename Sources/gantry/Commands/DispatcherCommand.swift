@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import GantryDispatcher
+import ServiceLifecycle
+import UnixSignals
+
+struct DispatcherCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dispatcher",
+        abstract: "Run the dispatcher: apply outcomes, schedule retries, reclaim expired leases, reconcile.",
+        discussion: "Several replicas may run at once. SIGTERM or SIGINT stops it cleanly."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "This replica's name (default: dispatcher-HOST-PID).")
+    var id: String?
+
+    @Option(name: .customLong("reap-interval"), help: "How often to look for expired leases.")
+    var reapInterval: String = "500ms"
+
+    @Option(name: .customLong("default-lease"), help: "The lease of a consumer without a heartbeat entry.")
+    var defaultLease: String = "30s"
+
+    @Option(name: .customLong("reconcile-interval"), help: "How often to compare Postgres with Redis.")
+    var reconcileInterval: String = "15s"
+
+    @Option(name: .customLong("reconcile-after"), help: "How long a step must be unchanged before the reconciler checks it.")
+    var reconcileAfter: String = "60s"
+
+    func run() async throws {
+        let logger = connection.logger("gantry.dispatcher")
+        let configuration = DispatcherConfiguration(
+            id: id ?? defaultProcessID("dispatcher"),
+            redis: try connection.redis(), database: try connection.database(), keys: connection.keys,
+            reapInterval: try parseDuration(reapInterval, flag: "--reap-interval"),
+            defaultLease: try parseDuration(defaultLease, flag: "--default-lease"),
+            reconcileInterval: try parseDuration(reconcileInterval, flag: "--reconcile-interval"),
+            reconcileAfter: try parseDuration(reconcileAfter, flag: "--reconcile-after")
+        )
+        let group = ServiceGroup(configuration: .init(
+            services: [Dispatcher(configuration: configuration, logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import GantryCore
+import GantryWorkers
+import ServiceLifecycle
+import UnixSignals
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run a worker that takes steps of the given kinds.",
+        discussion: """
+            Defaults for concurrency, lease and drain grace come from workers/<kind>.yaml. \
+            SIGTERM drains: no new work, in-flight steps get the grace period, the rest are \
+            handed back for immediate re-delivery, then the worker exits 0.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "Kinds to take, comma-separated (e.g. noop or build,scan).")
+    var kind: String
+
+    @Option(help: "Attempts run at once (default: the fleet definition's).")
+    var concurrency: Int?
+
+    @Option(help: "How long a silent worker keeps a step, at least 1s (default: the fleet definition's).")
+    var lease: String?
+
+    @Option(name: .customLong("drain-grace"), help: "On SIGTERM, how long in-flight steps may finish.")
+    var drainGrace: String?
+
+    @Option(help: "This worker's name (default: worker-HOST-PID).")
+    var id: String?
+
+    @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
+    var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
+
+    func validate() throws {
+        if let concurrency, !(1...4096).contains(concurrency) {
+            throw ValidationError("--concurrency \(concurrency): use a number from 1 to 4096")
+        }
+        for name in kinds where !Identifiers.isValidKind(name) {
+            throw ValidationError("--kind '\(name)': a kind is 1-32 characters of a-z, 0-9, '-' or '_'")
+        }
+    }
+
+    private var kinds: [String] {
+        kind.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    func run() async throws {
+        let logger = connection.logger("gantry.worker")
+        let registry = ExecutorRegistry.builtIn
+        for name in kinds where registry.executor(for: name) == nil {
+            throw ValidationError("--kind '\(name)': no such kind; known kinds: \(registry.kinds.joined(separator: ", "))")
+        }
+        var fleet: [FleetDefinition] = []
+        for name in kinds {
+            do { fleet.append(try FleetDefinition.load(kind: name, directory: fleetDirectory)) } catch {
+                throw Failure("\(error)")
+            }
+        }
+        let leaseValue = try lease.map { try parseDuration($0, flag: "--lease") } ?? fleet.map(\.lease).min()!
+        guard leaseValue >= .seconds(1) else { throw ValidationError("--lease \(lease ?? ""): must be at least 1s") }
+        let configuration = WorkerConfiguration(
+            id: id ?? defaultProcessID("worker"),
+            kinds: kinds,
+            concurrency: concurrency ?? fleet.map(\.concurrency).max()!,
+            lease: leaseValue,
+            drainGrace: try drainGrace.map { try parseDuration($0, flag: "--drain-grace") } ?? fleet.map(\.drainGrace).max()!,
+            redis: try connection.redis(), database: try connection.database(), keys: connection.keys
+        )
+        let worker = Worker(configuration: configuration, registry: registry, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: worker)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+    }
+}

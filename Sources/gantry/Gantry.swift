@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+
+/// The `gantry` command: every user action, each subcommand a thin shell that
+/// builds services from the library modules and runs them.
+@main
+struct Gantry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gantry",
+        abstract: "Deployment pipelines run by a fleet of workers, on Redis and Postgres.",
+        discussion: """
+            Configuration comes from flags or the environment: GANTRY_REDIS_URL \
+            (redis://[user:password@]host:port/db) and GANTRY_DATABASE_URL (a libpq URL). \
+            Passwords are never printed.
+            """,
+        subcommands: [
+            Migrate.self,
+            DispatcherCommand.self,
+            WorkerCommand.self,
+            Enqueue.self,
+            Attempts.self,
+            DeadLetters.self,
+            Bench.self,
+        ]
+    )
+
+    static func main() async {
+        // hiredis writes with write(2): a closed socket must be an error, not a signal.
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
