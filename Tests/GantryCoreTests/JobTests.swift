@@ -1,0 +1,80 @@
+import GantryCore
+import Testing
+
+@Suite struct JobTests {
+    static let runID = "01a21db0-96c9-7db0-81f0-18363628c56a"
+
+    func job(recovered: Bool = false) -> Job {
+        Job(runID: Self.runID, stepID: "deploy-api", attempt: 2, kind: "noop", timeout: .seconds(30),
+            inputs: #"{"sleep_ms":5}"#, enqueuedAtUs: 1_732_000_000_000_000, recovered: recovered)
+    }
+
+    @Test func fieldsRoundTrip() throws {
+        for recovered in [false, true] {
+            let original = job(recovered: recovered)
+            #expect(try Job(fields: original.fields) == original)
+        }
+    }
+
+    @Test(arguments: [
+        ("v", "2", "v"), ("run", "not-a-uuid", "run"), ("run", "01A21DB0-96C9-7DB0-81F0-18363628C56A", "run"),
+        ("step", "", "step"), ("step", "Deploy", "step"), ("step", String(repeating: "a", count: 65), "step"),
+        ("attempt", "0", "attempt"), ("attempt", "two", "attempt"), ("kind", "no op", "kind"),
+        ("timeout_ms", "0", "timeout_ms"), ("timeout_ms", "-1", "timeout_ms"), ("with", "[1,2]", "with"),
+        ("with", "{not json", "with"), ("enq", "yesterday", "enq"),
+    ])
+    func aBadFieldIsNamed(field: String, value: String, named: String) {
+        var fields = job().fields
+        fields = fields.map { $0.0 == field ? ($0.0, value) : $0 }
+        #expect(throws: JobDecodingError.self) { try Job(fields: fields) }
+        do {
+            _ = try Job(fields: fields)
+        } catch {
+            #expect(error.field == named)
+            #expect(error.description.hasPrefix("job field '\(named)'"))
+        }
+    }
+
+    @Test(arguments: ["v", "run", "step", "attempt", "kind", "timeout_ms", "with", "enq"])
+    func aMissingFieldIsNamed(field: String) {
+        let fields = job().fields.filter { $0.0 != field }
+        do {
+            _ = try Job(fields: fields)
+            Issue.record("accepted a job without \(field)")
+        } catch {
+            #expect(error == JobDecodingError(field: field, problem: "is missing"))
+        }
+    }
+
+    @Test func garbageIsRefusedNotCrashedOn() {
+        let garbage: [[(String, String)]] = [[], [("hello", "world")], [("v", "1")], [("v", "\u{0}")]]
+        for fields in garbage {
+            #expect(throws: JobDecodingError.self) { try Job(fields: fields) }
+        }
+    }
+
+    @Test func runIDsAreTimeOrderedVersion7UUIDs() {
+        var random = SeededRandom(seed: 5)
+        var previous = ""
+        for ms in stride(from: Int64(1_700_000_000_000), to: 1_700_000_010_000, by: 1_000) {
+            let id = Identifiers.newRunID(nowMs: ms, using: &random)
+            #expect(Identifiers.isValidRunID(id))
+            #expect(Array(id)[14] == "7")
+            #expect(id > previous)
+            previous = id
+        }
+    }
+
+    @Test func resultEventRoundTrips() {
+        let result = AttemptResult(
+            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "build"), attempt: 3), kind: "noop",
+            status: .failed, worker: "w1", exitCode: 2, error: "exit 2", retryable: false,
+            startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
+        )
+        var decoded = AttemptResult(eventFields: result.eventFields)
+        // Outputs and log stay in the ledger; events carry what the dispatcher decides on.
+        decoded?.outputs = result.outputs
+        #expect(decoded == result)
+        #expect(AttemptResult(eventFields: [("type", "attempt")]) == nil)
+    }
+}

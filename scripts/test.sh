@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test against a Redis and a Postgres started for this run, then
+# stops them by PID. Unit tests need no server; integration tests read
+# GANTRY_TEST_REDIS_URL / GANTRY_TEST_DATABASE_URL from .gantry/env.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh install
+started_here=0
+if [ "$(scripts/services.sh status | grep -c running)" -lt 2 ]; then
+  scripts/services.sh start
+  started_here=1
+fi
+stop() { [ "$started_here" = 1 ] && scripts/services.sh stop || true; }
+trap stop EXIT
+
+# shellcheck disable=SC1091
+. .gantry/env
+swift build --build-tests
+GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" .build/debug/gantry migrate
+# The tests start gantry processes from this build.
+export GANTRY_TEST_BINARY="$PWD/.build/debug/gantry"
+# Disruptive tests (they stop Postgres or restart Redis) run alone, after the rest.
+swift test --skip-build --skip Disruptive
+swift test --skip-build --filter Disruptive
