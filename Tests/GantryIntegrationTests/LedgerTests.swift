@@ -1,0 +1,76 @@
+import Foundation
+import GantryCore
+import GantryPostgres
+import Logging
+import Testing
+
+/// The attempts ledger: idempotent, fenced by its unique index, append-only for
+/// everyone, and migrations that can run twice.
+@Suite struct LedgerTests {
+    func result(_ runID: String, worker: String, delivery: String, status: AttemptStatus = .succeeded) -> AttemptResult {
+        AttemptResult(
+            key: AttemptKey(step: StepKey(runID: runID, stepID: "main"), attempt: 1), kind: "noop", status: status,
+            worker: worker, startedAtUs: WallClock.nowUs(), finishedAtUs: WallClock.nowUs(), deliveryID: delivery
+        )
+    }
+
+    func newRun() -> String {
+        var random = SystemRandomNumberGenerator()
+        return Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random)
+    }
+
+    @Test func recordingTwiceIsIdempotentAndALateOtherWriterIsStale() async throws {
+        let env = try await TestEnvironment.make()
+        let db = try env.db()
+        let ledger = AttemptLedger()
+        let run = newRun()
+        let mine = result(run, worker: "w1", delivery: "1-0")
+        #expect(try await ledger.record([mine], on: db)[mine.key] == .recorded)
+        // The same writer retrying its commit.
+        #expect(try await ledger.record([mine], on: db)[mine.key] == .alreadyRecorded)
+        // Another writer for the same attempt (a stale worker): kept, but not current.
+        let late = result(run, worker: "w2", delivery: "1-0", status: .failed)
+        #expect(try await ledger.record([late], on: db)[late.key] == .stale(current: .succeeded))
+        #expect(try await ledger.record([late], on: db)[late.key] == .stale(current: .succeeded))
+        let rows = try await ledger.attempts(ofRun: run, on: db)
+        #expect(rows.map(\.status) == [.succeeded, .stale])
+        #expect(rows.map(\.worker) == ["w1", "w2"])
+        #expect(try await ledger.current([mine.key], on: db)[mine.key]?.worker == "w1")
+    }
+
+    @Test func attemptsCannotBeChangedOrDeletedByTheApplicationOrTheOwner() async throws {
+        let env = try await TestEnvironment.make()
+        let run = newRun()
+        _ = try await AttemptLedger().record([result(run, worker: "w1", delivery: "1-0")], on: env.db())
+        for connection in [try env.db(), try env.adminDB()] {
+            for statement in [
+                "UPDATE attempts SET status = 'failed' WHERE run_id = '\(run)'",
+                "DELETE FROM attempts WHERE run_id = '\(run)'",
+                "TRUNCATE attempts",
+            ] {
+                do {
+                    try await connection.run(statement)
+                    Issue.record("\(statement) succeeded")
+                } catch {
+                    // 42501: insufficient privilege (the app role's grants, or the trigger).
+                    #expect(error.sqlState == "42501")
+                }
+            }
+        }
+        #expect(try await AttemptLedger().attempts(ofRun: run, on: env.db()).map(\.status) == [.succeeded])
+    }
+
+    @Test func migratingAgainChangesNothing() async throws {
+        let env = try await TestEnvironment.make()
+        let report = try await Migrator().migrate(try env.adminDB(), logger: Logger(label: "test"))
+        #expect(report.applied.isEmpty)
+        #expect(report.current == Migration.all.last!.version)
+    }
+
+    @Test func aDatabaseURLIsNeverShownWithItsPassword() throws {
+        let url = try PostgresURL(parsing: "postgresql://gantry:s3cret-Pa55@127.0.0.1:5432/gantry")
+        #expect(!url.description.contains("s3cret"))
+        #expect(url.description.contains("127.0.0.1"))
+        #expect(throws: PostgresError.self) { try PostgresURL(parsing: "mysql://x") }
+    }
+}

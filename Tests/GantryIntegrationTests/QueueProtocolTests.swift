@@ -1,0 +1,127 @@
+import Foundation
+import GantryCore
+import GantryRedis
+import Testing
+
+/// The queue protocol against the real Redis: delivery is the lease, only the
+/// owner renews, expired leases are found and taken atomically, due retries move
+/// atomically, and a bad password never shows.
+@Suite struct QueueProtocolTests {
+    func job(_ env: TestEnvironment, attempt: Int = 1) -> Job {
+        var random = SystemRandomNumberGenerator()
+        return Job(runID: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), stepID: "main", attempt: attempt,
+                   kind: "noop", timeout: .seconds(5), enqueuedAtUs: WallClock.nowUs())
+    }
+
+    @Test func deliveryPutsTheEntryUnderItsConsumerAndOnlyTheOwnerRenews() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let queue = env.queue
+        try await queue.prepare(kinds: ["noop"], on: redis)
+        try await queue.enqueue([job(env)], on: redis)
+        let deliveries = try await queue.read(kinds: ["noop"], consumer: "alice", count: 10, block: .milliseconds(100), on: redis)
+        #expect(deliveries.count == 1)
+        let id = try #require(deliveries.first?.id)
+
+        // The lease exists the moment the entry is delivered.
+        try await Task.sleep(for: .milliseconds(300))
+        let pending = try await queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis)
+        #expect(pending.map(\.consumer) == ["alice"])
+        #expect(pending[0].idleMs >= 250)
+
+        // Another consumer cannot renew it, and trying does not reset its idle time.
+        #expect(try await queue.renew(kind: "noop", consumer: "mallory", ids: [id], on: redis).isEmpty)
+        #expect(try await queue.expired(kind: "noop", minIdle: .milliseconds(250), count: 10, on: redis).count == 1)
+
+        // The owner's renewal resets it.
+        #expect(try await queue.renew(kind: "noop", consumer: "alice", ids: [id], on: redis) == [id])
+        #expect(try await queue.expired(kind: "noop", minIdle: .milliseconds(250), count: 10, on: redis).isEmpty)
+    }
+
+    @Test func anExpiredLeaseIsClaimedAtomicallyAndTheOldOwnerLosesIt() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let queue = env.queue
+        try await queue.prepare(kinds: ["noop"], on: redis)
+        let original = job(env)
+        try await queue.enqueue([original], on: redis)
+        let id = try #require(try await queue.read(kinds: ["noop"], consumer: "ghost", count: 1, block: .milliseconds(100), on: redis).first?.id)
+
+        // Not expired yet: a claim with the lease as minimum idle time takes nothing.
+        #expect(try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(1), consumer: "reaper", on: redis).isEmpty)
+        try await Task.sleep(for: .milliseconds(1_100))
+        let expired = try await queue.expired(kind: "noop", minIdle: .seconds(1), count: 10, on: redis)
+        #expect(expired.map(\.id) == [id])
+        let claimed = try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(1), consumer: "reaper", on: redis)
+        #expect(try Job(fields: try #require(claimed.first).fields) == original)
+        #expect(try await queue.renew(kind: "noop", consumer: "ghost", ids: [id], on: redis).isEmpty)
+    }
+
+    @Test func dueRetriesMoveAtomicallyAndFutureOnesWait() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let queue = env.queue
+        try await queue.prepare(kinds: ["noop"], on: redis)
+        let due = job(env, attempt: 2)
+        let later = job(env, attempt: 3)
+        let nowMs = WallClock.nowMs()
+        try await queue.schedule([(due, nowMs - 10), (later, nowMs + 60_000)], on: redis)
+
+        let moved = try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis)
+        #expect(moved.map(\.runID) == [due.runID])
+        #expect(try await redis.command(["ZCARD", env.keys.delayed]).integer == 1)
+        let delivered = try await queue.read(kinds: ["noop"], consumer: "w", count: 10, block: .milliseconds(100), on: redis)
+        let job = try Job(fields: try #require(delivered.first).fields)
+        #expect(job.runID == due.runID && job.attempt == 2)
+        // The enqueue time is restamped when the retry is released, so pickup latency is honest.
+        #expect(job.enqueuedAtUs > due.enqueuedAtUs)
+        #expect(try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis).isEmpty)
+    }
+
+    @Test func aPoisonMessageGoesToTheDeadLetterStreamWithItsReason() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let queue = env.queue
+        try await queue.prepare(kinds: ["noop"], on: redis)
+        try await redis.command(["XADD", env.keys.stream("noop"), "*", "hello", "world"])
+        let delivery = try #require(try await queue.read(kinds: ["noop"], consumer: "w", count: 1, block: .milliseconds(100), on: redis).first)
+        try await queue.deadLetter(delivery, reason: "job field 'v' is missing", on: redis)
+        let letters = try await queue.deadLetters(kind: "noop", limit: 10, on: redis)
+        let fields = Dictionary(try #require(letters.first).fields, uniquingKeysWith: { a, _ in a })
+        #expect(fields["reason"] == "job field 'v' is missing")
+        #expect(fields["field.hello"] == "world")
+        #expect(try await queue.depth(kind: "noop", on: redis) == (0, 0))
+    }
+
+    @Test func aWrongPasswordIsRefusedWithoutShowingIt() async throws {
+        let env = try await TestEnvironment.make()
+        var url = env.redisURL
+        url.password = "hunter2-wrong-password"
+        #expect(!url.description.contains("hunter2"))
+        let redis = RedisConnection(url: url)
+        do {
+            try await redis.command(["PING"])
+            Issue.record("PING succeeded with a wrong password")
+        } catch {
+            #expect(error.isConnectionFailure)
+            #expect(!error.description.contains("hunter2"))
+            #expect(!error.description.contains("\n"))
+        }
+    }
+
+    @Test func aBlockedReadEndsPromptlyWhenItsTaskIsCancelled() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = RedisConnection(url: env.redisURL, configuration: .init(commandTimeout: .seconds(30)))
+        try await env.queue.prepare(kinds: ["noop"], on: redis)
+        let started = ContinuousClock.now
+        let task = Task {
+            try await env.queue.read(kinds: ["noop"], consumer: "w", count: 1, block: .seconds(20), on: redis)
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        task.cancel()
+        _ = try? await task.value
+        #expect(ContinuousClock.now - started < .seconds(3))
+        // The connection recovers for the next command.
+        #expect(try await redis.command(["PING"]).string == "PONG")
+    }
+}

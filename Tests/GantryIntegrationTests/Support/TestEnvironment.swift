@@ -1,0 +1,148 @@
+import Foundation
+import GantryCore
+import GantryDispatcher
+import GantryPostgres
+import GantryRedis
+import Logging
+import Testing
+
+/// What an integration test talks to: the real Redis and Postgres that
+/// `make test` started, through a Redis namespace and a Postgres schema of its
+/// own, so tests run side by side without seeing each other's work.
+struct TestEnvironment {
+    let redisURL: RedisURL
+    let redisURLText: String
+    /// The application role's URL, pinned to this test's schema.
+    let databaseURLText: String
+    let adminURLText: String
+    let binary: String
+    let services: String?
+    let namespace: String
+    let keys: QueueKeys
+    let logDirectory: String
+
+    /// Sets up a fresh namespace and schema; fails with what to do when `make test` did not set the environment.
+    static func make(_ name: String = #function) async throws -> TestEnvironment {
+        let env = ProcessInfo.processInfo.environment
+        guard let redis = env["GANTRY_TEST_REDIS_URL"], let database = env["GANTRY_TEST_DATABASE_URL"],
+              let admin = env["GANTRY_TEST_ADMIN_DATABASE_URL"], let binary = env["GANTRY_TEST_BINARY"]
+        else {
+            throw Failure("integration tests need the servers `make test` starts; run `make test` (or source .gantry/env and set GANTRY_TEST_BINARY)")
+        }
+        var random = SystemRandomNumberGenerator()
+        let namespace = "t_" + String(random.next() & 0xFFFF_FFFF_FFFF, radix: 16)
+        let schemaOption = "options=-csearch_path%3D\(namespace)"
+        func pinned(_ url: String) -> String { url + (url.contains("?") ? "&" : "?") + schemaOption }
+        let adminDB = PostgresConnection(url: try PostgresURL(parsing: admin), applicationName: "gantry-test setup")
+        try await adminDB.run("CREATE SCHEMA \(namespace)")
+        try await adminDB.run("GRANT USAGE ON SCHEMA \(namespace) TO gantry_writer, gantry_reader")
+        let pinnedAdmin = PostgresConnection(url: try PostgresURL(parsing: pinned(admin)), applicationName: "gantry-test migrate")
+        _ = try await Migrator().migrate(pinnedAdmin, logger: Logger(label: "test"))
+        let logs = URL(fileURLWithPath: binary).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".gantry/test-logs").path
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        let safeName = name.filter { $0.isLetter || $0.isNumber }
+        return TestEnvironment(
+            redisURL: try RedisURL(parsing: redis), redisURLText: redis,
+            databaseURLText: pinned(database), adminURLText: pinned(admin),
+            binary: binary, services: env["GANTRY_TEST_SERVICES"], namespace: namespace,
+            keys: QueueKeys(namespace: namespace), logDirectory: logs + "/\(namespace)-\(safeName)"
+        )
+    }
+
+    func redis() -> RedisConnection { RedisConnection(url: redisURL) }
+    func db() throws -> PostgresConnection {
+        PostgresConnection(url: try PostgresURL(parsing: databaseURLText), applicationName: "gantry-test")
+    }
+    func adminDB() throws -> PostgresConnection {
+        PostgresConnection(url: try PostgresURL(parsing: adminURLText), applicationName: "gantry-test admin")
+    }
+    var queue: WorkQueue { WorkQueue(keys: keys) }
+
+    // MARK: Processes
+
+    /// Starts `gantry <arguments>` against this test's namespace and schema.
+    func start(_ arguments: [String], name: String) throws -> GantryProcess {
+        try GantryProcess(
+            binary: binary, arguments: arguments + ["--namespace", namespace],
+            environment: ["GANTRY_REDIS_URL": redisURLText, "GANTRY_DATABASE_URL": databaseURLText, "GANTRY_LOG_LEVEL": "info"],
+            log: "\(logDirectory)-\(name).log"
+        )
+    }
+
+    func dispatcher(_ extra: [String] = [], name: String = "dispatcher") throws -> GantryProcess {
+        try start(["dispatcher", "--id", name, "--reap-interval", "200ms"] + extra, name: name)
+    }
+
+    func worker(_ name: String, kind: String = "noop", concurrency: Int = 16, lease: String = "2s", extra: [String] = []) throws -> GantryProcess {
+        try start(["worker", "--kind", kind, "--id", name, "--concurrency", String(concurrency), "--lease", lease] + extra, name: name)
+    }
+
+    /// Runs a services.sh action (stop-postgres, start-postgres, restart-redis).
+    func services(_ action: String) throws {
+        guard let services else { throw Failure("GANTRY_TEST_SERVICES is not set; run make test") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [services, action]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw Failure("services.sh \(action) exited \(process.terminationStatus)") }
+    }
+
+    // MARK: Runs
+
+    func enqueue(
+        count: Int, with inputs: String = "{}", maxAttempts: Int = 3, backoff: Duration = .milliseconds(100),
+        timeout: Duration = .seconds(30), onExitCodes: Set<Int32>? = nil
+    ) async throws -> [String] {
+        let request = Enqueuer.Request(
+            kind: "noop", inputs: inputs,
+            policy: RetryPolicy(maxAttempts: maxAttempts, initial: backoff, max: .seconds(2), jitter: .full, onExitCodes: onExitCodes),
+            timeout: timeout, pipeline: "test", submitter: "test"
+        )
+        return try await Enqueuer(keys: keys).enqueue(request, count: count, redis: redis(), db: db())
+    }
+
+    /// Waits until every run has ended, or fails the test after `timeout`.
+    @discardableResult
+    func waitForRuns(_ ids: [String], timeout: Duration = .seconds(60)) async throws -> [RunSummary] {
+        let db = try db()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await RunStore().unfinishedCount(ids, on: db) == 0 {
+                return try await RunStore().runs(ids, on: db)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let unfinished = try await RunStore().unfinishedCount(ids, on: db)
+        throw Failure("\(unfinished) of \(ids.count) runs did not end within \(timeout); logs: \(logDirectory)-*.log")
+    }
+
+    func attempts(_ runID: String) async throws -> [AttemptResult] {
+        try await AttemptLedger().attempts(ofRun: runID, on: db())
+    }
+
+    /// Every ledger row of these runs, grouped by run.
+    func ledger(_ runIDs: [String]) async throws -> [String: [AttemptResult]] {
+        let db = try db()
+        var out: [String: [AttemptResult]] = [:]
+        for id in runIDs { out[id] = try await AttemptLedger().attempts(ofRun: id, on: db) }
+        return out
+    }
+
+    /// Polls `condition` until it holds or fails after `timeout`.
+    func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw Failure("timed out after \(timeout) waiting for: \(what)")
+    }
+}
+
+/// A test failure with a message.
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
