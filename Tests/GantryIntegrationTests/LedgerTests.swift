@@ -34,6 +34,13 @@ import Testing
         #expect(try await ledger.record([late], on: db)[late.key] == .stale(current: .succeeded))
         let rows = try await ledger.attempts(ofRun: run, on: db)
         #expect(rows.map(\.status) == [.succeeded, .stale])
+        // The reaper's `lost` names the silent worker and its delivery; that worker's
+        // late outcome is still stale, not mistaken for its own retried commit.
+        let other = newRun()
+        let lost = result(other, worker: "w1", delivery: "2-0", status: .lost)
+        _ = try await ledger.record([lost], on: db)
+        let lateSuccess = result(other, worker: "w1", delivery: "2-0")
+        #expect(try await ledger.record([lateSuccess], on: db)[lateSuccess.key] == .stale(current: .lost))
         #expect(rows.map(\.worker) == ["w1", "w2"])
         #expect(try await ledger.current([mine.key], on: db)[mine.key]?.worker == "w1")
     }

@@ -109,8 +109,9 @@ extension PostgresConnection {
     private func resolveConflicts(
         _ conflicts: [AttemptResult], outcomes: inout [AttemptKey: AttemptLedger.Outcome], stale: inout [AttemptResult]
     ) throws(PostgresError) {
-        // Someone recorded these attempts first. Ours (same worker and delivery)
-        // means a commit we retried; anyone else's makes ours stale.
+        // Someone recorded these attempts first. Ours (same worker, delivery and
+        // status) means a commit we retried. Anything else makes ours stale, including
+        // the reaper's `lost`, which names the silent worker and its delivery.
         let existing = try query(
             """
             SELECT a.run_id, a.step_id, a.attempt, a.status, a.worker, a.delivery_id FROM attempts a
@@ -134,7 +135,7 @@ extension PostgresConnection {
         }
         for result in conflicts {
             guard let owner = owners[result.key] else { continue }
-            if owner.worker == result.worker && owner.delivery == result.deliveryID {
+            if owner.worker == result.worker && owner.delivery == result.deliveryID && owner.status == result.status {
                 outcomes[result.key] = .alreadyRecorded
             } else {
                 outcomes[result.key] = .stale(current: owner.status)

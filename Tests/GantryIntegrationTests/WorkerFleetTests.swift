@@ -1,0 +1,207 @@
+import Foundation
+import GantryCore
+import GantryPostgres
+import GantryRedis
+import Testing
+
+/// Workers and the dispatcher as real processes against real Redis and Postgres:
+/// retries, timeouts, dead letters, lost and stale workers, and drains.
+@Suite struct WorkerFleetTests {
+    @Test func failuresAreRetriedWithBackoffUntilTheyPass() async throws {
+        let env = try await TestEnvironment.make()
+        let dispatcher = try env.dispatcher()
+        let worker = try env.worker("w1")
+        let ids = try await env.enqueue(count: 5, with: #"{"fail_first":2}"#, maxAttempts: 3, backoff: .milliseconds(200))
+        let runs = try await env.waitForRuns(ids)
+        #expect(runs.allSatisfy { $0.status == "succeeded" })
+        for (_, attempts) in try await env.ledger(ids) {
+            #expect(attempts.map(\.status) == [.failed, .failed, .succeeded])
+            #expect(attempts.map(\.key.attempt) == [1, 2, 3])
+            #expect(attempts[0].exitCode == 1)
+            // Each retry waited in the delayed set: never before the attempt before it ended.
+            #expect(attempts[1].startedAtUs >= attempts[0].finishedAtUs)
+            #expect(attempts[2].startedAtUs >= attempts[1].finishedAtUs)
+        }
+        _ = (dispatcher, worker)
+    }
+
+    @Test func onlyAllowedExitCodesAreRetriedAndExhaustedStepsAreDead() async throws {
+        let env = try await TestEnvironment.make()
+        let dispatcher = try env.dispatcher()
+        let worker = try env.worker("w1")
+        let notRetried = try await env.enqueue(count: 1, with: #"{"exit_code":3}"#, maxAttempts: 5, onExitCodes: [75])
+        let exhausted = try await env.enqueue(count: 1, with: #"{"exit_code":75}"#, maxAttempts: 2, backoff: .milliseconds(50), onExitCodes: [75])
+        let runs = try await env.waitForRuns(notRetried + exhausted)
+        #expect(runs.allSatisfy { $0.status == "failed" })
+        #expect(try await env.attempts(notRetried[0]).map(\.status) == [.failed])
+        #expect(try await env.attempts(exhausted[0]).map(\.exitCode) == [75, 75])
+        // Listed as dead: failed steps with their last error.
+        let dead = try await env.db().run("SELECT run_id::text AS run, attempt, last_error FROM steps WHERE status = 'failed' ORDER BY run_id")
+        #expect(Set((0..<dead.count).compactMap { dead[$0].string("run") }) == Set(notRetried + exhausted))
+        #expect((0..<dead.count).allSatisfy { dead[$0].string("last_error")?.contains("exiting with code") == true })
+        _ = (dispatcher, worker)
+    }
+
+    @Test func aTimeoutStopsTheAttemptAndCountsAsOne() async throws {
+        let env = try await TestEnvironment.make()
+        let dispatcher = try env.dispatcher()
+        let worker = try env.worker("w1")
+        let ids = try await env.enqueue(count: 1, with: #"{"hang":true}"#, maxAttempts: 2, backoff: .milliseconds(50), timeout: .milliseconds(700))
+        let runs = try await env.waitForRuns(ids)
+        #expect(runs[0].status == "failed")
+        let attempts = try await env.attempts(ids[0])
+        #expect(attempts.map(\.status) == [.timedOut, .timedOut])
+        for attempt in attempts {
+            let ms = (attempt.finishedAtUs - attempt.startedAtUs) / 1_000
+            #expect(ms >= 700 && ms < 1_500, "attempt ran \(ms) ms for a 700 ms timeout")
+        }
+        _ = (dispatcher, worker)
+    }
+
+    @Test func aMessageThatIsNotAJobIsDeadLetteredAndTheWorkerCarriesOn() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        try await env.queue.prepare(kinds: ["noop"], on: redis)
+        let dispatcher = try env.dispatcher()
+        let worker = try env.worker("w1")
+        try await redis.command(["XADD", env.keys.stream("noop"), "*", "v", "1", "run", "not-a-run", "step", "x"])
+        try await redis.command(["XADD", env.keys.stream("noop"), "*", "garbage", "\u{1}\u{2}"])
+        let ids = try await env.enqueue(count: 3)
+        #expect(try await env.waitForRuns(ids).allSatisfy { $0.status == "succeeded" })
+        try await env.eventually("two dead letters") {
+            try await env.queue.deadLetters(kind: "noop", limit: 10, on: redis).count == 2
+        }
+        let reasons = try await env.queue.deadLetters(kind: "noop", limit: 10, on: redis)
+            .compactMap { Dictionary($0.fields, uniquingKeysWith: { a, _ in a })["reason"] }
+        #expect(reasons == ["job field 'run' is not a run id", "job field 'v' is missing"])
+        #expect(worker.isRunning)
+        _ = dispatcher
+    }
+
+    @Test func anExpiredLeaseIsReclaimedRecordedLostAndRetried() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let dispatcher = try env.dispatcher()
+        // A consumer that takes a delivery and goes silent, as a frozen worker would.
+        try await redis.command(["HSET", env.keys.workers, "ghost", #"{"lease_ms":1000}"#])
+        let ids = try await env.enqueue(count: 1)
+        try await env.queue.prepare(kinds: ["noop"], on: redis)
+        #expect(try await env.queue.read(kinds: ["noop"], consumer: "ghost", count: 1, block: .seconds(1), on: redis).count == 1)
+        let worker = try env.worker("w1")
+        #expect(try await env.waitForRuns(ids, timeout: .seconds(15))[0].status == "succeeded")
+        let attempts = try await env.attempts(ids[0])
+        #expect(attempts.map(\.status) == [.lost, .succeeded])
+        #expect(attempts.map(\.worker) == ["ghost", "w1"])
+        _ = (dispatcher, worker)
+    }
+
+    @Test func aWorkerThatCommittedAndDiedBeforeAcknowledgingIsHonouredNotRerun() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        try await redis.command(["HSET", env.keys.workers, "ghost", #"{"lease_ms":1000}"#])
+        let ids = try await env.enqueue(count: 1)
+        try await env.queue.prepare(kinds: ["noop"], on: redis)
+        let delivery = try #require(try await env.queue.read(kinds: ["noop"], consumer: "ghost", count: 1, block: .seconds(1), on: redis).first)
+        let job = try Job(fields: delivery.fields)
+        // The ghost commits its outcome, then "dies" before XACK.
+        _ = try await AttemptLedger().record([AttemptResult(
+            key: AttemptKey(step: job.key, attempt: 1), kind: "noop", status: .succeeded, worker: "ghost",
+            startedAtUs: WallClock.nowUs(), finishedAtUs: WallClock.nowUs(), deliveryID: delivery.id
+        )], on: env.db())
+        let dispatcher = try env.dispatcher()
+        let worker = try env.worker("w1")
+        #expect(try await env.waitForRuns(ids, timeout: .seconds(15))[0].status == "succeeded")
+        #expect(try await env.attempts(ids[0]).map(\.worker) == ["ghost"])
+        #expect(try await env.queue.depth(kind: "noop", on: redis) == (0, 0))
+        _ = (dispatcher, worker)
+    }
+
+    @Test func aSIGKILLedWorkersFiftyStepsAreRedeliveredWithinTheLeaseAndSucceedOnce() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let dispatcher = try env.dispatcher()
+        let doomed = try env.worker("doomed", concurrency: 64, lease: "2s")
+        try await env.eventually("the doomed worker's heartbeat") {
+            try await redis.command(["HEXISTS", env.keys.workers, "doomed"]).integer == 1
+        }
+        let ids = try await env.enqueue(count: 50, with: #"{"sleep_ms":4000}"#)
+        try await env.eventually("50 steps in flight on the doomed worker") {
+            try await env.queue.expired(kind: "noop", minIdle: .zero, count: 100, on: redis).filter { $0.consumer == "doomed" }.count == 50
+        }
+        doomed.signal(SIGKILL)
+        let killedAtUs = WallClock.nowUs()
+        await doomed.waitForExit()
+        let rescuer = try env.worker("rescuer", concurrency: 64, lease: "2s")
+        let runs = try await env.waitForRuns(ids, timeout: .seconds(30))
+        #expect(runs.allSatisfy { $0.status == "succeeded" })
+        for (_, attempts) in try await env.ledger(ids) {
+            #expect(attempts.map(\.status) == [.lost, .succeeded])
+            #expect(attempts.map(\.worker) == ["doomed", "rescuer"])
+            // Re-delivered within lease + 2 s of the kill.
+            let redeliveredAfterMs = (attempts[1].startedAtUs - killedAtUs) / 1_000
+            #expect(redeliveredAfterMs <= 4_000, "re-delivered \(redeliveredAfterMs) ms after the kill")
+        }
+        _ = (dispatcher, rescuer)
+    }
+
+    @Test func aWorkerThatLostItsLeaseIsRecordedStale() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let dispatcher = try env.dispatcher()
+        // Concurrency 1: once it holds the step it does not read, so the retry cannot land on it while frozen.
+        let frozen = try env.worker("frozen", concurrency: 1, lease: "1s")
+        try await env.eventually("the frozen worker's heartbeat") {
+            try await redis.command(["HEXISTS", env.keys.workers, "frozen"]).integer == 1
+        }
+        let ids = try await env.enqueue(count: 1, with: #"{"sleep_ms":2500}"#)
+        try await env.eventually("the step in flight") {
+            try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).first?.consumer == "frozen"
+        }
+        // Freeze it past its lease: the reaper reclaims the step and a healthy worker runs it.
+        frozen.signal(SIGSTOP)
+        let healthy = try env.worker("healthy", lease: "1s")
+        try await env.eventually("the step succeeding elsewhere", timeout: .seconds(20)) {
+            try await env.attempts(ids[0]).contains { $0.status == .succeeded && $0.worker == "healthy" }
+        }
+        frozen.signal(SIGCONT)
+        try await env.eventually("the frozen worker's outcome recorded stale", timeout: .seconds(20)) {
+            try await env.attempts(ids[0]).contains { $0.status == .stale && $0.worker == "frozen" }
+        }
+        let attempts = try await env.attempts(ids[0])
+        #expect(attempts.filter { $0.status != .stale }.map(\.status) == [.lost, .succeeded])
+        #expect(attempts.first { $0.status == .stale }?.key.attempt == 1)
+        #expect(try await env.waitForRuns(ids)[0].status == "succeeded")
+        _ = (dispatcher, healthy)
+    }
+
+    @Test func SIGTERMDrainsFinishesWhatItCanAndHandsBackTheRest() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let dispatcher = try env.dispatcher()
+        let draining = try env.worker("draining", concurrency: 8, extra: ["--drain-grace", "1s"])
+        try await env.eventually("the worker's heartbeat") {
+            try await redis.command(["HEXISTS", env.keys.workers, "draining"]).integer == 1
+        }
+        let quick = try await env.enqueue(count: 3, with: #"{"sleep_ms":400}"#)
+        let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":6000}"#)
+        try await env.eventually("5 steps in flight") {
+            try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).count == 5
+        }
+        draining.signal(SIGTERM)
+        let more = try await env.enqueue(count: 2)
+        #expect(await draining.waitForExit(timeout: .seconds(10)) == 0)
+        // It took nothing new while draining.
+        #expect(try await env.queue.depth(kind: "noop", on: redis).length >= 2)
+        let successor = try env.worker("successor")
+        let runs = try await env.waitForRuns(quick + slow + more, timeout: .seconds(30))
+        #expect(runs.allSatisfy { $0.status == "succeeded" })
+        for id in quick { #expect(try await env.attempts(id).map(\.worker) == ["draining"]) }
+        for id in slow {
+            let attempts = try await env.attempts(id)
+            #expect(attempts.map(\.status) == [.interrupted, .succeeded])
+            #expect(attempts.map(\.worker) == ["draining", "successor"])
+        }
+        #expect(try await redis.command(["HEXISTS", env.keys.workers, "draining"]).integer == 0)
+        _ = (dispatcher, successor)
+    }
+}
