@@ -147,7 +147,11 @@ public actor PostgresConnection {
             let sqlState = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             let primary = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
             let message = primary ?? Self.firstLine(PQresultErrorMessage(result))
-            if PQstatus(conn) != CONNECTION_OK { disconnect() }
+            if PQstatus(conn) != CONNECTION_OK {
+                // The server went away mid-statement ("server closed the connection unexpectedly").
+                disconnect()
+                throw .connection(message)
+            }
             let error = PostgresError.server(message, sqlState: sqlState)
             if error.isConnectionFailure { disconnect() }
             throw error

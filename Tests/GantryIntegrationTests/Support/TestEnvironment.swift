@@ -79,14 +79,29 @@ struct TestEnvironment {
     }
 
     /// Runs a services.sh action (stop-postgres, start-postgres, restart-redis).
-    func services(_ action: String) throws {
+    func services(_ action: String) async throws {
         guard let services else { throw Failure("GANTRY_TEST_SERVICES is not set; run make test") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [services, action]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw Failure("services.sh \(action) exited \(process.terminationStatus)") }
+        // posix_spawn + waitpid, not Foundation's Process: the Postgres daemon that
+        // pg_ctl starts inherits Process's exit-watching descriptor and would make
+        // the script look alive for as long as Postgres runs.
+        var pid: pid_t = 0
+        let words: [String] = ["/bin/bash", services, action]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        guard posix_spawn(&pid, "/bin/bash", nil, nil, argv, environ) == 0 else {
+            throw Failure("cannot start services.sh \(action)")
+        }
+        var status: Int32 = 0
+        let deadline = ContinuousClock.now + .seconds(90)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            guard ContinuousClock.now < deadline else {
+                kill(pid, SIGKILL)
+                throw Failure("services.sh \(action) did not finish in 90 s")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let code = (status >> 8) & 0xFF
+        guard status & 0x7F == 0, code == 0 else { throw Failure("services.sh \(action) failed (status \(status))") }
     }
 
     // MARK: Runs
