@@ -40,9 +40,15 @@ public struct Enqueuer: Sendable {
 
     /// Creates `count` runs of one step each and enqueues them; returns their ids in order.
     public func enqueue(_ request: Request, count: Int, redis: RedisConnection, db: PostgresConnection) async throws -> [String] {
+        try await enqueueJobs(request, count: count, redis: redis, db: db).map(\.runID)
+    }
+
+    /// As `enqueue`, returning the first attempt of each run as it went into the stream
+    /// (with its enqueue time, for latency measurements).
+    public func enqueueJobs(_ request: Request, count: Int, redis: RedisConnection, db: PostgresConnection) async throws -> [Job] {
         var random = SystemRandomNumberGenerator()
-        var ids: [String] = []
-        ids.reserveCapacity(count)
+        var enqueued: [Job] = []
+        enqueued.reserveCapacity(count)
         var remaining = count
         while remaining > 0 {
             let size = min(batchSize, remaining)
@@ -58,9 +64,10 @@ public struct Enqueuer: Sendable {
             }
             try await RunStore().create(runs, on: db)
             let nowUs = WallClock.nowUs()
-            try await WorkQueue(keys: keys).enqueue(runs.flatMap { $0.steps.map { $0.job(attempt: 1, nowUs: nowUs) } }, on: redis)
-            ids += runs.map(\.id)
+            let jobs = runs.flatMap { $0.steps.map { $0.job(attempt: 1, nowUs: nowUs) } }
+            try await WorkQueue(keys: keys).enqueue(jobs, on: redis)
+            enqueued += jobs
         }
-        return ids
+        return enqueued
     }
 }

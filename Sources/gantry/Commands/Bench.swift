@@ -1,2 +1,246 @@
 import ArgumentParser
-struct Bench: AsyncParsableCommand { func run() async throws {} }
+import Foundation
+import GantryCore
+import GantryDispatcher
+import GantryPostgres
+import GantryRedis
+import Histogram
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the whole path with no-op steps: enqueue, delivery, ledger commit, ack, dispatcher.",
+        discussion: """
+            Starts its own dispatcher and worker processes (this binary) against the configured \
+            Redis and Postgres, in a Redis namespace of its own. First it measures pickup latency \
+            at low load (one step at a time), then drains --steps no-op steps and reports \
+            throughput, worker memory, and lost or failed steps. `make bench` starts the services \
+            and records nothing by itself: copy the figures into docs/benchmarks.md with the command.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "No-op steps to drain.")
+    var steps: Int = 100_000
+
+    @Option(help: "Worker processes.")
+    var workers: Int = 2
+
+    @Option(help: "Concurrency of each worker.")
+    var concurrency: Int = 64
+
+    @Option(name: .customLong("latency-samples"), help: "Steps sent one at a time for pickup latency.")
+    var latencySamples: Int = 300
+
+    @Option var output: OutputFormat = .text
+
+    func validate() throws {
+        guard (1...10_000_000).contains(steps) else { throw ValidationError("--steps \(steps): use 1 to 10000000") }
+        guard (1...64).contains(workers) else { throw ValidationError("--workers \(workers): use 1 to 64") }
+        guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency \(concurrency): use 1 to 4096") }
+        guard (0...100_000).contains(latencySamples) else { throw ValidationError("--latency-samples \(latencySamples): use 0 to 100000") }
+    }
+
+    func run() async throws {
+        _ = connection.logger("gantry.bench")
+        let redisURL = try connection.redis()
+        let databaseURL = try connection.database()
+        var random = SystemRandomNumberGenerator()
+        let namespace = connection.namespace == "gantry" ? "bench-\(String(random.next() & 0xFFFFFF, radix: 16))" : connection.namespace
+        let keys = QueueKeys(namespace: namespace)
+        let redis = RedisConnection(url: redisURL)
+        let db = PostgresConnection(url: databaseURL, applicationName: "gantry bench")
+        let label = "bench:\(namespace)"
+        let say: (String) -> Void = { line in
+            if output == .text { FileHandle.standardError.write(Data("bench: \(line)\n".utf8)) }
+        }
+
+        // MARK: The fleet
+        let fleet = try Fleet(namespace: namespace, workers: workers, concurrency: concurrency)
+        defer { fleet.stop() }
+        say("started a dispatcher and \(workers) workers (concurrency \(concurrency)) in namespace \(namespace)")
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await redis.command(["HLEN", keys.workers]).integer ?? 0 < Int64(workers) {
+            guard ContinuousClock.now < deadline, fleet.allRunning else {
+                throw Failure("the bench fleet did not start; is the schema migrated (gantry migrate) and are the URLs right?")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .seconds(1))
+        let idleRSS = fleet.workerRSSMegabytes()
+
+        let request = Enqueuer.Request(
+            kind: "noop", inputs: "{}", policy: RetryPolicy(maxAttempts: 3, initial: .milliseconds(100)),
+            timeout: .seconds(60), pipeline: label, submitter: "bench"
+        )
+        let enqueuer = Enqueuer(keys: keys)
+
+        // MARK: Pickup latency at low load
+        var pickup = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        if latencySamples > 0 {
+            say("pickup latency: \(latencySamples) steps, one at a time")
+            var samples: [Job] = []
+            for _ in 0..<latencySamples {
+                let job = try await enqueuer.enqueueJobs(request, count: 1, redis: redis, db: db)[0]
+                samples.append(job)
+                while try await RunStore().unfinishedCount([job.runID], on: db) > 0 {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            let recorded = try await AttemptLedger().current(samples.map { AttemptKey(step: $0.key, attempt: 1) }, on: db)
+            for job in samples {
+                if let attempt = recorded[AttemptKey(step: job.key, attempt: 1)] {
+                    _ = pickup.record(UInt64(max(0, attempt.startedAtUs - job.enqueuedAtUs)))
+                }
+            }
+        }
+
+        // MARK: Throughput
+        say("throughput: \(steps) steps")
+        let start = ContinuousClock.now
+        async let enqueueSeconds: Double = {
+            var batch = Enqueuer(keys: keys)
+            batch.batchSize = 5_000
+            let began = ContinuousClock.now
+            _ = try await batch.enqueueJobs(request, count: steps, redis: RedisConnection(url: redisURL), db: PostgresConnection(url: databaseURL, applicationName: "gantry bench enqueue"))
+            return (ContinuousClock.now - began).seconds
+        }()
+        var rssSamples: [Double] = []
+        var lastReport = ContinuousClock.now
+        var finished = 0
+        while finished < steps {
+            try await Task.sleep(for: .milliseconds(100))
+            let rows = try await db.run(
+                "SELECT count(*) FILTER (WHERE status <> 'running') AS done FROM runs WHERE pipeline = $1",
+                [label]
+            )
+            finished = max(0, (rows.isEmpty ? 0 : rows[0].int("done") ?? 0) - latencySamples)
+            if ContinuousClock.now - lastReport >= .seconds(5) {
+                lastReport = .now
+                rssSamples.append(fleet.workerRSSMegabytes())
+                say("\(finished)/\(steps) done, \(Int(Double(finished) / (ContinuousClock.now - start).seconds)) steps/s, worker RSS \(String(format: "%.1f", rssSamples.last!)) MB")
+            }
+            guard fleet.allRunning else { throw Failure("a bench process exited early; run with --log-level debug") }
+        }
+        let elapsed = (ContinuousClock.now - start).seconds
+        let enqueueTime = try await enqueueSeconds
+        let finalRSS = fleet.workerRSSMegabytes()
+        let counts = try await db.run(
+            """
+            SELECT (SELECT count(*) FROM runs WHERE pipeline = $1 AND status = 'failed') AS failed,
+                   (SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id
+                     WHERE r.pipeline = $1 AND a.status = 'lost') AS lost
+            """,
+            [label]
+        )
+        let report = BenchReport(
+            steps: steps,
+            enqueuePerSecond: Double(steps) / enqueueTime,
+            endToEndPerSecond: Double(steps) / elapsed,
+            pickupP50Ms: Double(pickup.valueAtPercentile(50)) / 1_000,
+            pickupP99Ms: Double(pickup.valueAtPercentile(99)) / 1_000,
+            workerRSSIdleMB: idleRSS,
+            workerRSSMB: finalRSS,
+            workerRSSMaxMB: (rssSamples + [finalRSS]).max() ?? finalRSS,
+            lost: counts[0].int("lost") ?? 0,
+            failed: counts[0].int("failed") ?? 0
+        )
+        print(output == .json ? report.json : report.text)
+    }
+}
+
+/// The figures `gantry bench` prints.
+private struct BenchReport {
+    let steps: Int
+    let enqueuePerSecond: Double
+    let endToEndPerSecond: Double
+    let pickupP50Ms: Double
+    let pickupP99Ms: Double
+    let workerRSSIdleMB: Double
+    let workerRSSMB: Double
+    let workerRSSMaxMB: Double
+    let lost: Int
+    let failed: Int
+
+    var json: String {
+        func round(_ value: Double, _ places: Double = 1_000) -> JSONValue { .number((value * places).rounded() / places) }
+        return JSONValue.object([
+            "steps": .number(Double(steps)),
+            "enqueue_per_s": round(enqueuePerSecond, 1),
+            "end_to_end_per_s": round(endToEndPerSecond, 1),
+            "pickup_p50_ms": round(pickupP50Ms),
+            "pickup_p99_ms": round(pickupP99Ms),
+            "worker_rss_mb": round(workerRSSMB, 10),
+            "worker_rss_idle_mb": round(workerRSSIdleMB, 10),
+            "worker_rss_max_mb": round(workerRSSMaxMB, 10),
+            "lost": .number(Double(lost)),
+            "failed": .number(Double(failed)),
+        ]).jsonText
+    }
+
+    var text: String {
+        """
+        steps              \(steps)
+        enqueue            \(Int(enqueuePerSecond)) steps/s
+        end to end         \(Int(endToEndPerSecond)) steps/s
+        pickup latency     p50 \(String(format: "%.3f", pickupP50Ms)) ms, p99 \(String(format: "%.3f", pickupP99Ms)) ms (idle, one at a time)
+        worker RSS         idle \(String(format: "%.1f", workerRSSIdleMB)) MB, end \(String(format: "%.1f", workerRSSMB)) MB, max \(String(format: "%.1f", workerRSSMaxMB)) MB (largest worker)
+        lost               \(lost)
+        failed             \(failed)
+        """
+    }
+}
+
+/// The dispatcher and worker processes a benchmark starts and stops by PID.
+private final class Fleet {
+    private var processes: [Process] = []
+    private var workerPIDs: [Int32] = []
+
+    init(namespace: String, workers: Int, concurrency: Int) throws {
+        let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let common = ["--namespace", namespace, "--log-level", "warning"]
+        // The reconciler is held off: the database may hold other installations' unfinished steps.
+        processes.append(try Self.launch(binary, ["dispatcher", "--id", "bench-dispatcher", "--reconcile-after", "10m"] + common))
+        for index in 1...workers {
+            let process = try Self.launch(binary, ["worker", "--kind", "noop", "--id", "bench-worker-\(index)", "--concurrency", String(concurrency)] + common)
+            processes.append(process)
+            workerPIDs.append(process.processIdentifier)
+        }
+    }
+
+    private static func launch(_ binary: String, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        try process.run()
+        return process
+    }
+
+    var allRunning: Bool { processes.allSatisfy(\.isRunning) }
+
+    /// The resident memory of the largest worker, from /proc.
+    func workerRSSMegabytes() -> Double {
+        workerPIDs.map { pid -> Double in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+                  let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
+            else { return 0 }
+            return kb / 1_024
+        }.max() ?? 0
+    }
+
+    func stop() {
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(15)
+        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+extension Duration {
+    fileprivate var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
