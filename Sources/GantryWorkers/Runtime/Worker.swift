@@ -54,6 +54,15 @@ public struct WorkerError: Error, Sendable, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// A delivery the worker holds until its outcome is acknowledged.
+private struct Held: Sendable {
+    let kind: String
+    /// The heartbeat found the lease gone: the outcome can only be recorded stale.
+    var leaseLost = false
+    /// The outcome is recorded and its acknowledgement is on its way.
+    var acking = false
+}
+
 /// One finished attempt on its way to the ledger.
 private struct Finished: Sendable {
     let kind: String
@@ -74,8 +83,8 @@ private final class Session: Sendable {
     let control = ExecutionControl()
     let slots: Slots
     let mailbox = Mailbox<Finished>()
-    /// Deliveries held and not yet acknowledged: id → (kind, lease lost?).
-    let book = Mutex<[String: (kind: String, leaseLost: Bool)]>([:])
+    /// Deliveries held and not yet acknowledged.
+    let book = Mutex<[String: Held]>([:])
     let draining = Atomic<Bool>(false)
     let stopped = Atomic<Bool>(false)
     let startedMs = WallClock.nowMs()
@@ -101,7 +110,9 @@ private final class Session: Sendable {
             "gantry.concurrency": "\(configuration.concurrency)",
             "gantry.lease": "\(DurationParser.format(configuration.lease))",
         ])
-        await withTaskGroup(of: Void.self) { group in
+        // A discarding group: finished executions free their memory at once instead of
+        // waiting in the group for a `next()` that nobody calls.
+        await withDiscardingTaskGroup { group in
             group.addTask { await self.recordLoop() }
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.superviseLoop() }
@@ -126,7 +137,7 @@ private final class Session: Sendable {
 
     // MARK: Reading
 
-    private func readLoop(group: inout TaskGroup<Void>, blockFor: Duration) async {
+    private func readLoop(group: inout DiscardingTaskGroup, blockFor: Duration) async {
         var failures = 0
         while !draining.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
             // Read in batches: wait for a quarter of the slots unless nothing is running.
@@ -154,7 +165,7 @@ private final class Session: Sendable {
     }
 
     /// Starts one delivery, or settles it without running it (invalid, already recorded).
-    private func accept(_ delivery: Delivery, group: inout TaskGroup<Void>) async {
+    private func accept(_ delivery: Delivery, group: inout DiscardingTaskGroup) async {
         let job: Job
         do {
             job = try Job(fields: delivery.fields)
@@ -171,7 +182,7 @@ private final class Session: Sendable {
             return
         }
         slots.take(1)
-        book.withLock { $0[delivery.id] = (delivery.kind, false) }
+        book.withLock { $0[delivery.id] = Held(kind: delivery.kind) }
         if job.recovered, let recorded = await recordedOutcome(of: job) {
             // Redis lost track of an attempt that had already finished: report it, do not run it twice.
             var result = recorded
@@ -333,6 +344,8 @@ private final class Session: Sendable {
                 dropped.append(finished.deliveryID)
             }
         }
+        // From here the entries leave the pending list; the heartbeat must not take that for a lost lease.
+        book.withLock { book in for ack in acks { book[ack.id]?.acking = true } }
         await untilSuccess("acknowledge \(acks.count) deliveries") { () throws(RedisError) in
             try await self.queue.complete(acks, on: self.writer)
         }
@@ -356,14 +369,20 @@ private final class Session: Sendable {
     }
 
     private func renewLeases() async {
-        let held = book.withLock { book in book.filter { !$0.value.leaseLost } }
+        let held = book.withLock { book in book.filter { !$0.value.leaseLost && !$0.value.acking } }
         let byKind = Dictionary(grouping: held.keys, by: { held[$0]!.kind })
         for (kind, ids) in byKind {
             do {
                 let owned = try await queue.renew(kind: kind, consumer: configuration.id, ids: ids, on: writer)
-                let lost = ids.filter { !owned.contains($0) }
+                // Entries acknowledged while we asked are not lost, just done.
+                let lost = book.withLock { book in
+                    ids.filter { id in
+                        guard !owned.contains(id), let held = book[id], !held.acking else { return false }
+                        book[id]?.leaseLost = true
+                        return true
+                    }
+                }
                 guard !lost.isEmpty else { continue }
-                book.withLock { book in for id in lost { book[id]?.leaseLost = true } }
                 for id in lost { control.stop(id, .leaseLost) }
                 logger.warning("lost the lease on deliveries; stopping them", metadata: ["gantry.count": "\(lost.count)", "gantry.kind": "\(kind)"])
             } catch {
