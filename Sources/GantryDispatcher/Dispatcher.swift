@@ -173,8 +173,13 @@ final class DispatcherCore: Sendable {
             } catch {
                 logger.warning("cannot move due retries; retrying", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: .milliseconds(50))
+            await pause(.milliseconds(50))
         }
+    }
+
+    /// Sleeps, but wakes at once when the process is asked to shut down.
+    private func pause(_ duration: Duration) async {
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
     }
 
     // MARK: Reaping expired leases
@@ -188,7 +193,7 @@ final class DispatcherCore: Sendable {
             } catch {
                 logger.warning("reaper pass failed; retrying", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: configuration.reapInterval)
+            await pause(configuration.reapInterval)
         }
     }
 
@@ -292,7 +297,7 @@ final class DispatcherCore: Sendable {
             } catch {
                 logger.warning("reconciler pass failed; retrying", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: configuration.reconcileInterval)
+            await pause(configuration.reconcileInterval)
         }
     }
 

@@ -364,7 +364,12 @@ private final class Session: Sendable {
         while !stopped.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
             await renewLeases()
             await announce()
-            try? await Task.sleep(for: interval)
+            // Leases must be renewed through a drain, so this loop ends on `stopped`,
+            // which it checks often enough for a prompt exit.
+            let next = ContinuousClock.now + interval
+            while ContinuousClock.now < next && !stopped.load(ordering: .sequentiallyConsistent) {
+                try? await Task.sleep(for: min(.milliseconds(100), next - .now))
+            }
         }
     }
 
