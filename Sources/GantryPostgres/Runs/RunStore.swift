@@ -120,7 +120,7 @@ public struct RunStore: Sendable {
             """,
             [String(quietFor.milliseconds), String(limit)]
         )
-        return (0..<rows.count).compactMap { StepRecord(rows[$0]) }
+        return StepRecord.all(rows)
     }
 
     /// Records that the reconciler saw these steps alive in Redis, so they leave the quiet list for a while.
@@ -145,7 +145,7 @@ public struct RunStore: Sendable {
             "SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = ANY($1::uuid[]) ORDER BY s.run_id, s.step_id",
             [PostgresArray.literal(runIDs)]
         )
-        return (0..<rows.count).compactMap { StepRecord(rows[$0]) }
+        return StepRecord.all(rows)
     }
 
     /// These runs' rows (status and times).
@@ -191,9 +191,7 @@ public struct RunStore: Sendable {
             [PostgresArray.literal(keys.map(\.runID)), PostgresArray.literal(keys.map(\.stepID))]
         )
         var out: [StepKey: StepRecord] = [:]
-        for index in 0..<rows.count {
-            if let record = StepRecord(rows[index]) { out[record.key] = record }
-        }
+        for record in StepRecord.all(rows) { out[record.key] = record }
         return out
     }
 

@@ -29,13 +29,23 @@ public struct StepRecord: Sendable, Equatable {
         s.due_at_ms, s.last_error
         """
 
-    init?(_ row: PostgresRow) {
+    /// Reads a row; `policies` caches parsed retry policies by their text, since the
+    /// steps of a batch almost always share a few.
+    init?(_ row: PostgresRow, policies: inout [String: RetryPolicy]) {
         guard let run = row.string("run_id"), let step = row.string("step_id"), let kind = row.string("kind"),
               let status = row.string("status").flatMap(StepStatus.init(rawValue:)),
               let attempt = row.int("attempt"), let charged = row.int("charged"),
-              let policy = row.string("retry").flatMap(JSONValue.parse).flatMap(RetryPolicy.init(json:)),
+              let policyText = row.string("retry"),
               let timeoutMs = row.int64("timeout_ms")
         else { return nil }
+        let policy: RetryPolicy
+        if let cached = policies[policyText] {
+            policy = cached
+        } else {
+            guard let parsed = JSONValue.parse(policyText).flatMap(RetryPolicy.init(json:)) else { return nil }
+            policies[policyText] = parsed
+            policy = parsed
+        }
         self.init(
             key: StepKey(runID: run, stepID: step), kind: kind, timeout: .milliseconds(timeoutMs),
             inputs: row.string("inputs") ?? "{}",
@@ -44,6 +54,12 @@ public struct StepRecord: Sendable, Equatable {
                 dueAtMs: row.int64("due_at_ms"), lastError: row.string("last_error")
             )
         )
+    }
+
+    /// Reads every row of a result.
+    static func all(_ rows: PostgresRows) -> [StepRecord] {
+        var policies: [String: RetryPolicy] = [:]
+        return (0..<rows.count).compactMap { StepRecord(rows[$0], policies: &policies) }
     }
 }
 
