@@ -120,7 +120,9 @@ public struct WorkQueue: Sendable {
         let reply = try await redis.command(
             ["EVAL", Scripts.renew, "1", keys.stream(kind), QueueKeys.workerGroup, consumer] + ids
         )
-        return Set((reply.array ?? []).compactMap(\.string))
+        // Anything but a list of ids is an error, never "you own nothing".
+        guard let owned = reply.array else { throw .protocolViolation("lease renewal answered \(reply)") }
+        return Set(owned.compactMap(\.string))
     }
 
     /// Acknowledges finished deliveries and publishes their result events, in one

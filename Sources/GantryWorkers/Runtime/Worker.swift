@@ -42,6 +42,8 @@ public struct Worker: Service {
                 commandTimeout: blockFor + .seconds(5), clientName: "gantry-worker-\(configuration.id)-read")),
             writer: RedisConnection(url: configuration.redis, configuration: .init(
                 clientName: "gantry-worker-\(configuration.id)")),
+            heartbeat: RedisConnection(url: configuration.redis, configuration: .init(
+                commandTimeout: max(.seconds(1), configuration.lease / 3), clientName: "gantry-worker-\(configuration.id)-lease")),
             db: PostgresConnection(url: configuration.database, applicationName: "gantry-worker \(configuration.id)")
         )
         await session.run(blockFor: blockFor)
@@ -77,6 +79,9 @@ private final class Session: Sendable {
     let logger: Logger
     let reader: RedisConnection
     let writer: RedisConnection
+    /// Lease renewals have a connection of their own: a slow acknowledgement must
+    /// never hold up the renewals that keep every other delivery alive.
+    let heartbeat: RedisConnection
     let db: PostgresConnection
     let queue: WorkQueue
     let ledger = AttemptLedger()
@@ -90,12 +95,13 @@ private final class Session: Sendable {
     let startedMs = WallClock.nowMs()
 
     init(configuration: WorkerConfiguration, registry: ExecutorRegistry, logger: Logger,
-         reader: RedisConnection, writer: RedisConnection, db: PostgresConnection) {
+         reader: RedisConnection, writer: RedisConnection, heartbeat: RedisConnection, db: PostgresConnection) {
         self.configuration = configuration
         self.registry = registry
         self.logger = logger
         self.reader = reader
         self.writer = writer
+        self.heartbeat = heartbeat
         self.db = db
         self.queue = WorkQueue(keys: configuration.keys)
         self.slots = Slots(configuration.concurrency)
@@ -222,8 +228,8 @@ private final class Session: Sendable {
         stepLogger[metadataKey: "gantry.step.id"] = "\(job.stepID)"
         stepLogger[metadataKey: "gantry.attempt"] = "\(job.attempt)"
         let log = StepLog()
-        let lease = LeaseCheck { [queue, writer, configuration, control] in
-            let owned = try await queue.renew(kind: job.kind, consumer: configuration.id, ids: [deliveryID], on: writer)
+        let lease = LeaseCheck { [queue, heartbeat, configuration, control] in
+            let owned = try await queue.renew(kind: job.kind, consumer: configuration.id, ids: [deliveryID], on: heartbeat)
             guard owned.contains(deliveryID) else {
                 control.stop(deliveryID, .leaseLost)
                 throw LeaseLost()
@@ -378,7 +384,7 @@ private final class Session: Sendable {
         let byKind = Dictionary(grouping: held.keys, by: { held[$0]!.kind })
         for (kind, ids) in byKind {
             do {
-                let owned = try await queue.renew(kind: kind, consumer: configuration.id, ids: ids, on: writer)
+                let owned = try await queue.renew(kind: kind, consumer: configuration.id, ids: ids, on: heartbeat)
                 // Entries acknowledged while we asked are not lost, just done.
                 let lost = book.withLock { book in
                     ids.filter { id in
@@ -408,7 +414,7 @@ private final class Session: Sendable {
         description += ",\"in_flight\":\(slots.used)"
         description += ",\"draining\":\(draining.load(ordering: .sequentiallyConsistent))"
         description += "}"
-        _ = try? await writer.command(["HSET", configuration.keys.workers, configuration.id, description])
+        _ = try? await heartbeat.command(["HSET", configuration.keys.workers, configuration.id, description])
     }
 
     private func superviseLoop() async {
