@@ -29,7 +29,7 @@ test:
 
 ## make bench: the throughput and latency benchmark (results: docs/benchmarks.md).
 bench:
-	scripts/bench.sh
+	scripts/bench.sh $(ARGS)
 
 services:
 	$(SERVICES) start

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make bench`: starts the services, migrates, builds in release mode and runs
+# `gantry bench` with the figures of docs/benchmarks.md. Extra arguments go to
+# gantry bench, e.g. `make bench ARGS="--steps 1000000"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/services.sh start
+trap 'scripts/services.sh stop' EXIT
+swift build -c release 2>&1 | tail -n 1
+# shellcheck disable=SC1091
+. .gantry/env
+GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" .build/release/gantry migrate
+.build/release/gantry bench --steps 100000 --workers 2 --concurrency 64 "$@"
