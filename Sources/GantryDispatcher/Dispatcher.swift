@@ -306,7 +306,7 @@ final class DispatcherCore: Sendable {
     /// outcome in the ledger. Steps with neither are re-enqueued, marked recovered
     /// so the worker checks the ledger before running them.
     func reconcile(redis: RedisConnection, db: PostgresConnection) async throws {
-        let quiet = try await store.quietSteps(quietFor: configuration.reconcileAfter, limit: 5_000, on: db)
+        let quiet = try await store.quietSteps(namespace: configuration.keys.namespace, quietFor: configuration.reconcileAfter, limit: 5_000, on: db)
         guard !quiet.isEmpty else { return }
         var present = try await queue.attemptsDelayed(on: redis)
         for kind in Set(quiet.map(\.kind)) {

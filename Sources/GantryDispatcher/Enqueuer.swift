@@ -60,7 +60,7 @@ public struct Enqueuer: Sendable {
                     key: StepKey(runID: id, stepID: "main"), kind: request.kind, timeout: request.timeout,
                     inputs: request.inputs, state: StepState(status: .queued, attempt: 1, policy: request.policy)
                 )
-                return NewRun(id: id, pipeline: request.pipeline, submitter: request.submitter, steps: [step])
+                return NewRun(id: id, namespace: keys.namespace, pipeline: request.pipeline, submitter: request.submitter, steps: [step])
             }
             try await RunStore().create(runs, on: db)
             let nowUs = WallClock.nowUs()

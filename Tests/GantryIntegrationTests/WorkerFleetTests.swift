@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryDispatcher
 import GantryPostgres
 import GantryRedis
 import Testing
@@ -203,5 +204,24 @@ import Testing
         }
         #expect(try await redis.command(["HEXISTS", env.keys.workers, "draining"]).integer == 0)
         _ = (dispatcher, successor)
+    }
+}
+
+/// Two installations may share a database; each dispatcher reconciles only its own.
+@Suite struct NamespaceTests {
+    @Test func aReconcilerLeavesAnotherInstallationsStepsAlone() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let otherKeys = QueueKeys(namespace: env.namespace + "-other")
+        let request = Enqueuer.Request(
+            kind: "noop", inputs: "{}", policy: RetryPolicy(), timeout: .seconds(30), pipeline: "test", submitter: "test"
+        )
+        let theirs = try await Enqueuer(keys: otherKeys).enqueue(request, count: 5, redis: redis, db: env.db())
+        let dispatcher = try env.dispatcher(["--reconcile-after", "200ms", "--reconcile-interval", "200ms"])
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await redis.command(["XLEN", env.keys.stream("noop")]).integer ?? 0 == 0)
+        #expect(try await redis.command(["XLEN", otherKeys.stream("noop")]).integer == 5)
+        #expect(try await RunStore().unfinishedCount(theirs, on: env.db()) == 5)
+        _ = dispatcher
     }
 }

@@ -17,6 +17,8 @@ enum Schema {
     static let v1 = """
         CREATE TABLE runs (
             id              uuid PRIMARY KEY,
+            -- The installation (Redis namespace) whose dispatchers own the run.
+            namespace       text NOT NULL,
             pipeline        text NOT NULL,
             environment     text,
             sha             text,
@@ -33,6 +35,7 @@ enum Schema {
         CREATE TABLE steps (
             run_id      uuid NOT NULL REFERENCES runs (id),
             step_id     text NOT NULL,
+            namespace   text NOT NULL,
             kind        text NOT NULL,
             status      text NOT NULL CHECK (status IN ('queued', 'retrying', 'succeeded', 'failed', 'canceled')),
             attempt     integer NOT NULL CHECK (attempt >= 1),
@@ -47,7 +50,7 @@ enum Schema {
             finished_at timestamptz,
             PRIMARY KEY (run_id, step_id)
         );
-        CREATE INDEX steps_active ON steps (updated_at) WHERE status IN ('queued', 'retrying');
+        CREATE INDEX steps_active ON steps (namespace, updated_at) WHERE status IN ('queued', 'retrying');
         CREATE INDEX steps_dead ON steps (finished_at DESC) WHERE status = 'failed';
 
         -- The ledger: one row per attempt outcome, append-only. The first outcome

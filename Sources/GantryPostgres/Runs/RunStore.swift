@@ -20,24 +20,27 @@ public struct RunStore: Sendable {
     public func create(_ runs: [NewRun], on db: PostgresConnection) async throws(PostgresError) {
         guard !runs.isEmpty else { return }
         let steps = runs.flatMap(\.steps)
+        let namespaces = runs.flatMap { run in run.steps.map { _ in run.namespace } }
         try await db.transactionAsync { (db: isolated PostgresConnection) throws(PostgresError) in
             try db.query(
                 """
-                INSERT INTO runs (id, pipeline, submitter, status)
-                SELECT id, pipeline, submitter, 'running' FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(id, pipeline, submitter)
+                INSERT INTO runs (id, namespace, pipeline, submitter, status)
+                SELECT id, namespace, pipeline, submitter, 'running'
+                FROM unnest($1::uuid[], $4::text[], $2::text[], $3::text[]) AS v(id, namespace, pipeline, submitter)
                 """,
                 [
                     PostgresArray.literal(runs.map(\.id)),
                     PostgresArray.literal(runs.map(\.pipeline)),
                     PostgresArray.literal(runs.map(\.submitter)),
+                    PostgresArray.literal(runs.map(\.namespace)),
                 ]
             )
             try db.query(
                 """
-                INSERT INTO steps (run_id, step_id, kind, status, attempt, charged, retry, timeout_ms, inputs)
-                SELECT run_id, step_id, kind, status, attempt, 0, retry::jsonb, timeout_ms, inputs
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[], $8::text[])
-                     AS v(run_id, step_id, kind, status, attempt, retry, timeout_ms, inputs)
+                INSERT INTO steps (run_id, step_id, namespace, kind, status, attempt, charged, retry, timeout_ms, inputs)
+                SELECT run_id, step_id, namespace, kind, status, attempt, 0, retry::jsonb, timeout_ms, inputs
+                FROM unnest($1::uuid[], $2::text[], $9::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[], $8::text[])
+                     AS v(run_id, step_id, namespace, kind, status, attempt, retry, timeout_ms, inputs)
                 """,
                 [
                     PostgresArray.literal(steps.map(\.key.runID)),
@@ -48,6 +51,7 @@ public struct RunStore: Sendable {
                     PostgresArray.literal(steps.map(\.state.policy.json.jsonText)),
                     PostgresArray.literal(steps.map { Optional($0.timeout.milliseconds) }),
                     PostgresArray.literal(steps.map(\.inputs)),
+                    PostgresArray.literal(namespaces),
                 ]
             )
         }
@@ -109,28 +113,36 @@ public struct RunStore: Sendable {
 
     // MARK: Reconciling
 
-    /// Steps that are not terminal and have not changed for `quietFor`: the ones
-    /// the reconciler checks against Redis.
-    public func quietSteps(quietFor: Duration, limit: Int, on db: PostgresConnection) async throws(PostgresError) -> [StepRecord] {
+    /// Steps of the installation `namespace` that are not terminal and have not
+    /// changed for `quietFor`: the ones the reconciler checks against Redis.
+    public func quietSteps(namespace: String, quietFor: Duration, limit: Int, on db: PostgresConnection) async throws(PostgresError) -> [StepRecord] {
         let rows = try await db.run(
             """
             SELECT \(StepRecord.selectList) FROM steps s
-            WHERE s.status IN ('queued', 'retrying') AND s.updated_at < now() - ($1::bigint * interval '1 millisecond')
+            WHERE s.namespace = $3 AND s.status IN ('queued', 'retrying')
+              AND s.updated_at < now() - ($1::bigint * interval '1 millisecond')
             ORDER BY s.updated_at LIMIT $2
             """,
-            [String(quietFor.milliseconds), String(limit)]
+            [String(quietFor.milliseconds), String(limit), namespace]
         )
         return StepRecord.all(rows)
     }
 
     /// Records that the reconciler saw these steps alive in Redis, so they leave the quiet list for a while.
+    /// Rows locked by a transition in progress are skipped (they are changing anyway), and the rest
+    /// are locked in key order, so this never deadlocks with `apply`.
     public func touch(_ keys: [StepKey], on db: PostgresConnection) async throws(PostgresError) {
         guard !keys.isEmpty else { return }
         try await db.run(
             """
             UPDATE steps s SET updated_at = now()
-            FROM unnest($1::uuid[], $2::text[]) AS v(run_id, step_id)
-            WHERE s.run_id = v.run_id AND s.step_id = v.step_id
+            FROM (
+                SELECT t.run_id, t.step_id FROM steps t
+                JOIN unnest($1::uuid[], $2::text[]) AS v(run_id, step_id) ON t.run_id = v.run_id AND t.step_id = v.step_id
+                ORDER BY t.run_id, t.step_id
+                FOR UPDATE OF t SKIP LOCKED
+            ) l
+            WHERE s.run_id = l.run_id AND s.step_id = l.step_id
             """,
             [PostgresArray.literal(keys.map(\.runID)), PostgresArray.literal(keys.map(\.stepID))]
         )

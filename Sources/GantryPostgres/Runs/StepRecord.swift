@@ -66,12 +66,15 @@ public struct StepRecord: Sendable, Equatable {
 /// A run to create with its steps.
 public struct NewRun: Sendable {
     public var id: String
+    /// The installation (Redis namespace) whose dispatchers own the run.
+    public var namespace: String
     public var pipeline: String
     public var submitter: String
     public var steps: [StepRecord]
 
-    public init(id: String, pipeline: String, submitter: String, steps: [StepRecord]) {
+    public init(id: String, namespace: String, pipeline: String, submitter: String, steps: [StepRecord]) {
         self.id = id
+        self.namespace = namespace
         self.pipeline = pipeline
         self.submitter = submitter
         self.steps = steps

@@ -35,9 +35,9 @@ struct DeadLetters: AsyncParsableCommand {
                 rows = try await db.run(
                     """
                     SELECT run_id, step_id, attempt, coalesce(last_error, '') AS last_error, finished_at::text AS finished
-                    FROM steps WHERE status = 'failed' AND kind = $1 ORDER BY finished_at DESC LIMIT $2
+                    FROM steps WHERE status = 'failed' AND kind = $1 AND namespace = $3 ORDER BY finished_at DESC LIMIT $2
                     """,
-                    [kind, String(limit)]
+                    [kind, String(limit), connection.namespace]
                 )
             } catch { throw Failure("\(error)") }
             for letter in letters {
