@@ -90,7 +90,7 @@ ensure_env() {
 start_redis() {
   ensure_env
   mkdir -p "$STATE/redis"
-  if [ -f "$STATE/redis/redis.pid" ] && kill -0 "$(cat "$STATE/redis/redis.pid")" 2>/dev/null; then
+  if redis_running; then
     return 0
   fi
   # ACL: the default user is disabled; Gantry authenticates as "gantry".
@@ -111,7 +111,10 @@ EOF
   redis-server "$STATE/redis/redis.conf"
   for _ in $(seq 1 50); do
     if redis-cli -p "$REDIS_PORT" --user gantry --pass "$REDIS_PASSWORD" --no-auth-warning ping 2>/dev/null | grep -q PONG; then
-      log "redis on 127.0.0.1:$REDIS_PORT (pid $(cat "$STATE/redis/redis.pid"))"
+      # Our own record of the PID, from the server itself: Redis deletes its
+      # pidfile on shutdown, which races with a restart.
+      redis_cli info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p' >"$STATE/redis.pid"
+      log "redis on 127.0.0.1:$REDIS_PORT (pid $(cat "$STATE/redis.pid"))"
       return 0
     fi
     sleep 0.1
@@ -120,16 +123,31 @@ EOF
   return 1
 }
 
-stop_redis() {
-  local pidfile="$STATE/redis/redis.pid"
-  [ -f "$pidfile" ] || return 0
+redis_cli() {
+  redis-cli -p "$REDIS_PORT" --user gantry --pass "$REDIS_PASSWORD" --no-auth-warning "$@"
+}
+
+# True when the PID we recorded is a live redis-server (not a recycled PID).
+redis_running() {
   local pid
-  pid=$(cat "$pidfile")
+  [ -f "$STATE/redis.pid" ] || return 1
+  pid=$(cat "$STATE/redis.pid")
+  [ -n "$pid" ] && grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null
+}
+
+stop_redis() {
+  redis_running || { rm -f "$STATE/redis.pid"; return 0; }
+  local pid
+  pid=$(cat "$STATE/redis.pid")
+  # SHUTDOWN flushes the append-only file; SIGTERM, then SIGKILL, if it does not answer.
+  ensure_env
+  redis_cli shutdown >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    log "redis (pid $pid) did not stop; killing it"
+    kill -9 "$pid" 2>/dev/null || true
   fi
-  rm -f "$pidfile"
+  rm -f "$STATE/redis.pid"
 }
 
 pg_psql() {
@@ -166,7 +184,7 @@ EOF
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null
   fi
   # Roles: the owner runs migrations; the app role writes; the auditor reads.
-  pg_psql "$home" -d postgres <<SQL
+  PGOPTIONS='-c client_min_messages=warning' pg_psql "$home" -d postgres <<SQL
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_owner') THEN CREATE ROLE gantry_owner LOGIN; END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry') THEN CREATE ROLE gantry LOGIN; END IF;
@@ -217,12 +235,10 @@ case "${1:-}" in
   start-postgres) start_postgres >/dev/null 2>&1 || start_postgres ;;
   restart-redis)
     ensure_env
-    redis-cli -p "$REDIS_PORT" --user gantry --pass "$REDIS_PASSWORD" --no-auth-warning shutdown >/dev/null 2>&1 || true
-    for _ in $(seq 1 100); do [ -f "$STATE/redis/redis.pid" ] || break; sleep 0.1; done
-    rm -f "$STATE/redis/redis.pid"
+    stop_redis
     start_redis ;;
   status)
-    [ -f "$STATE/redis/redis.pid" ] && kill -0 "$(cat "$STATE/redis/redis.pid")" 2>/dev/null && echo "redis: running" || echo "redis: stopped"
+    redis_running && echo "redis: running" || echo "redis: stopped"
     if [ -f "$PG_HOME_FILE" ] && [ -f "$(cat "$PG_HOME_FILE")/data/postmaster.pid" ]; then echo "postgres: running"; else echo "postgres: stopped"; fi ;;
   *) echo "usage: $0 install|start|stop|stop-postgres|start-postgres|restart-redis|status" >&2; exit 2 ;;
 esac

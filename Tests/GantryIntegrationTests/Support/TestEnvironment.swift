@@ -88,7 +88,20 @@ struct TestEnvironment {
         let words: [String] = ["/bin/bash", services, action]
         let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
-        guard posix_spawn(&pid, "/bin/bash", nil, nil, argv, environ) == 0 else {
+        // The child must not inherit this thread's blocked signals: a Redis started with
+        // SIGTERM blocked could never be stopped by PID.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        guard posix_spawn(&pid, "/bin/bash", nil, &attributes, argv, environ) == 0 else {
             throw Failure("cannot start services.sh \(action)")
         }
         var status: Int32 = 0
