@@ -34,6 +34,7 @@ let package = Package(
         // MARK: Pure domain
         .target(
             name: "GantryCore",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 

@@ -344,17 +344,6 @@ final class DispatcherCore: Sendable {
     // MARK: Retrying
 
     private func untilSuccess<E: Error>(_ what: String, _ body: () async throws(E) -> Void) async {
-        var attempts = 0
-        while true {
-            do {
-                try await body()
-                return
-            } catch {
-                attempts += 1
-                if attempts == 1 { logger.warning("cannot \(what); retrying", metadata: ["error": "\(error)"]) }
-                if Task.isCancelled { return }
-                try? await Task.sleep(for: .milliseconds(min(2_000, 50 * attempts * attempts)))
-            }
-        }
+        await retryUntilSuccess(what, logger: logger, body)
     }
 }

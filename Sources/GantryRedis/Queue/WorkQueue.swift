@@ -60,23 +60,25 @@ public struct WorkQueue: Sendable {
         return out
     }
 
+    /// The job in a delayed-set member; `nil` for a member that is not one.
+    func job(fromDelayedMember text: String) -> Job? {
+        guard case .object(let object)? = JSONValue.parse(text), case .array(let flat)? = object["f"] else { return nil }
+        var fields: [(String, String)] = []
+        var index = 0
+        while index + 1 < flat.count {
+            fields.append((flat[index].stringValue ?? "", flat[index + 1].stringValue ?? ""))
+            index += 2
+        }
+        return try? Job(fields: fields)
+    }
+
     /// Moves up to `limit` due retries into their streams atomically and
     /// returns the jobs moved (so their steps can be shown as queued).
     public func moveDue(nowUs: Int64, limit: Int = 500, on redis: RedisConnection) async throws(RedisError) -> [Job] {
         let reply = try await redis.command([
             "EVAL", Scripts.moveDue, "1", keys.delayed, String(nowUs / 1000), String(limit), String(nowUs),
         ])
-        return (reply.array ?? []).compactMap { member -> Job? in
-            guard let text = member.string, case .object(let object)? = JSONValue.parse(text),
-                  case .array(let flat)? = object["f"] else { return nil }
-            var fields: [(String, String)] = []
-            var index = 0
-            while index + 1 < flat.count {
-                fields.append((flat[index].stringValue ?? "", flat[index + 1].stringValue ?? ""))
-                index += 2
-            }
-            return try? Job(fields: fields)
-        }
+        return (reply.array ?? []).compactMap { $0.string.flatMap(job(fromDelayedMember:)) }
     }
 
     // MARK: Consuming
@@ -282,16 +284,8 @@ public struct WorkQueue: Sendable {
         while true {
             let reply = try await redis.command(["ZRANGE", keys.delayed, String(offset), String(offset + 999)])
             let members = reply.array ?? []
-            for member in members {
-                guard let text = member.string, case .object(let object)? = JSONValue.parse(text),
-                      case .array(let flat)? = object["f"] else { continue }
-                var fields: [(String, String)] = []
-                var index = 0
-                while index + 1 < flat.count {
-                    fields.append((flat[index].stringValue ?? "", flat[index + 1].stringValue ?? ""))
-                    index += 2
-                }
-                if let job = try? Job(fields: fields) { present.insert(AttemptKey(step: job.key, attempt: job.attempt)) }
+            for case let job? in members.map({ $0.string.flatMap(job(fromDelayedMember:)) }) {
+                present.insert(AttemptKey(step: job.key, attempt: job.attempt))
             }
             guard members.count == 1000 else { break }
             offset += 1000

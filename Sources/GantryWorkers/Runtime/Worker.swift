@@ -445,20 +445,11 @@ private final class Session: Sendable {
 
     // MARK: Retrying
 
-    /// Runs `body` until it succeeds, backing off while Redis or Postgres is away.
+    /// Runs `body` until it succeeds; gives up only when the worker is torn down.
     private func untilSuccess<E: Error>(_ what: String, _ body: () async throws(E) -> Void) async {
-        var attempts = 0
-        while true {
-            do {
-                try await body()
-                return
-            } catch {
-                attempts += 1
-                if attempts == 1 { logger.warning("cannot \(what); retrying", metadata: ["error": "\(error)"]) }
-                if Task.isCancelled && stopped.load(ordering: .sequentiallyConsistent) { return }
-                try? await Task.sleep(for: .milliseconds(min(2_000, 50 * attempts * attempts)))
-            }
-        }
+        await retryUntilSuccess(what, logger: logger, giveUp: {
+            Task.isCancelled && self.stopped.load(ordering: .sequentiallyConsistent)
+        }, body)
     }
 }
 
