@@ -89,7 +89,9 @@ public struct RunStore: Sendable {
             guard !changed.isEmpty else { return [] }
             let updated = changed.keys.sorted().compactMap { steps[$0] }
             try RunStore.write(updated, on: db)
-            try RunStore.finishRuns(Array(Set(updated.map(\.key.runID))), on: db)
+            // Only a step that just ended can end its run.
+            let ended = Set(updated.filter { $0.state.status.isTerminal }.map(\.key.runID))
+            if !ended.isEmpty { try RunStore.finishRuns(Array(ended), on: db) }
             return updated.map { Applied(step: $0, commands: changed[$0.key] ?? []) }
         }
     }
