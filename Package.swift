@@ -34,7 +34,10 @@ let package = Package(
         // MARK: Pure domain
         .target(
             name: "GantryCore",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: swiftSettings
         ),
 

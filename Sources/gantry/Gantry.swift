@@ -19,6 +19,7 @@ struct Gantry: AsyncParsableCommand {
             WorkerCommand.self,
             Enqueue.self,
             Attempts.self,
+            Validate.self,
             DeadLetters.self,
             Bench.self,
         ]

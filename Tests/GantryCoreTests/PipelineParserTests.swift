@@ -1,0 +1,109 @@
+import Foundation
+import GantryCore
+import Testing
+
+/// Golden tests of the validator: each broken file and the exact lines `gantry validate` prints.
+@Suite struct PipelineParserTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        let name: String
+        let yaml: String
+        let expected: [String]
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "empty file", yaml: "", expected: ["p.yml:1:1: the file is empty; a pipeline needs at least 'pipeline' and 'steps'"]),
+        Case(name: "not YAML", yaml: "pipeline: [unclosed\n", expected: ["p.yml:2:1: not valid YAML: did not find expected ',' or ']'"]),
+        Case(name: "a list, not a mapping", yaml: "- a\n- b\n", expected: ["p.yml:1:1: the pipeline must be a mapping of pipeline, description, environment, timeout, gates, concurrency, defaults, steps, on_failure, finally"]),
+        Case(name: "missing pipeline name", yaml: "steps:\n  - { id: a, kind: noop }\n", expected: ["p.yml:1:1: missing key 'pipeline': name the pipeline, e.g. pipeline: staging"]),
+        Case(name: "missing steps", yaml: "pipeline: x\n", expected: ["p.yml:1:1: missing key 'steps': a pipeline needs at least one step"]),
+        Case(name: "empty steps", yaml: "pipeline: x\nsteps: []\n", expected: ["p.yml:2:8: steps is empty; a pipeline needs at least one step"]),
+        Case(name: "unknown top key with suggestion", yaml: "pipeline: x\nenviroment: prod\nsteps:\n  - { id: a, kind: noop }\n",
+             expected: ["p.yml:2:1: unknown key 'enviroment' in the pipeline; did you mean 'environment'?; known keys: pipeline, description, environment, timeout, gates, concurrency, defaults, steps, on_failure, finally"]),
+        Case(name: "unknown step key", yaml: "pipeline: x\nsteps:\n  - id: a\n    kind: noop\n    need: [b]\n",
+             expected: ["p.yml:5:5: unknown key 'need' in a step of steps; did you mean 'needs'?; known keys: id, name, kind, needs, when, if, timeout, retry, with"]),
+        Case(name: "unknown kind with suggestion", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: biuld }\n",
+             expected: ["p.yml:3:20: unknown step kind 'biuld'; did you mean 'build'?; known kinds: approval, backup, build, deploy, metrics-watch, noop, notify, scan, smoke-test"]),
+        Case(name: "missing id", yaml: "pipeline: x\nsteps:\n  - { kind: noop }\n", expected: ["p.yml:3:5: a step of steps has no 'id'; give every step a unique id"]),
+        Case(name: "missing kind", yaml: "pipeline: x\nsteps:\n  - { id: a }\n", expected: ["p.yml:3:5: step 'a' has no 'kind'; e.g. kind: build"]),
+        Case(name: "bad id", yaml: "pipeline: x\nsteps:\n  - { id: Deploy API, kind: noop }\n",
+             expected: ["p.yml:3:11: step id 'Deploy API' must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"]),
+        Case(name: "duplicate id", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop }\n  - { id: a, kind: noop }\n",
+             expected: ["p.yml:4:11: duplicate step id 'a' (first defined at line 3)"]),
+        Case(name: "duplicate id across sections", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop }\nfinally:\n  - { id: a, kind: notify }\n",
+             expected: ["p.yml:5:11: duplicate step id 'a' (first defined at line 3)"]),
+        Case(name: "unknown needs", yaml: "pipeline: x\nsteps:\n  - { id: build, kind: noop }\n  - { id: b, kind: noop, needs: [biuld] }\n",
+             expected: ["p.yml:4:34: step 'b' needs 'biuld', which is not a step; did you mean 'build'?"]),
+        Case(name: "needs itself", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, needs: a }\n", expected: ["p.yml:3:33: step 'a' needs itself"]),
+        Case(name: "two-step cycle", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, needs: [b] }\n  - { id: b, kind: noop, needs: [a] }\n",
+             expected: ["p.yml:4:34: needs form a cycle: a needs b, b needs a"]),
+        Case(name: "three-step cycle", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, needs: [c] }\n  - { id: b, kind: noop, needs: [a] }\n  - { id: c, kind: noop, needs: [b] }\n",
+             expected: ["p.yml:4:34: needs form a cycle: a needs c, c needs b, b needs a"]),
+        Case(name: "needs in finally", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop }\nfinally:\n  - { id: f, kind: notify, needs: [g] }\n  - { id: g, kind: notify }\n",
+             expected: ["p.yml:5:28: step 'f' is in finally and cannot have needs: finally steps run after everything else, in order"]),
+        Case(name: "needs across sections", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop }\non_failure:\n  - { id: r, kind: deploy, needs: [a] }\n",
+             expected: ["p.yml:5:36: step 'r' in on_failure needs 'a' from steps; needs stay within one section"]),
+        Case(name: "bad duration", yaml: "pipeline: x\ntimeout: 10\nsteps:\n  - { id: a, kind: noop, timeout: 5 mins }\n",
+             expected: ["p.yml:2:10: timeout: '10' is not a duration: write a number and a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m30s",
+                        "p.yml:4:35: timeout of step 'a': '5 mins' is not a duration: write a number and a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m30s"]),
+        Case(name: "bad on_busy", yaml: "pipeline: x\nconcurrency: { group: g, on_busy: cancel }\nsteps:\n  - { id: a, kind: noop }\n",
+             expected: ["p.yml:2:35: concurrency.on_busy 'cancel' is not one of queue, reject, cancel-pending"]),
+        Case(name: "bad retry", yaml: "pipeline: x\nsteps:\n  - id: a\n    kind: noop\n    retry: { max_attempts: 0, backoff: { jitter: ful }, on_exit_codes: [1, 300] }\n",
+             expected: ["p.yml:5:28: retry of step 'a'.max_attempts must be a whole number from 1 to 100",
+                        "p.yml:5:50: retry of step 'a'.backoff.jitter 'ful' is not one of none, full, equal; did you mean 'full'?",
+                        "p.yml:5:72: retry of step 'a'.on_exit_codes: '300' is not an exit code (0-255)"]),
+        Case(name: "unknown gate", yaml: "pipeline: x\ngates: { confirm: OK, approve: yes }\nsteps:\n  - { id: a, kind: noop }\n",
+             expected: ["p.yml:2:23: unknown key 'approve' in gates; known keys: confirm, promote_from"]),
+        Case(name: "with is not a mapping", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: [1] }\n", expected: ["p.yml:3:32: with of step 'a' must be a mapping of inputs"]),
+        Case(name: "expression refers to nothing", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ env.HOME }}\" } }\n",
+             expected: ["p.yml:3:37: '${{ env.HOME }}' in step 'a' refers to nothing: 'env' is not run, steps or secrets"]),
+        Case(name: "unknown run field", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ run.shaa }}\" } }\n",
+             expected: ["p.yml:3:37: '${{ run.shaa }}' in step 'a': run has no 'shaa'; did you mean 'sha'?; use run.id, run.sha, run.ref, run.environment, run.submitter or run.params.NAME"]),
+        Case(name: "unclosed expression", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ run.sha\" } }\n",
+             expected: ["p.yml:3:37: an expression in step 'a' opens '${{' but never closes it with '}}'"]),
+        Case(name: "bad secret name", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ secrets.slack-hook }}\" } }\n",
+             expected: ["p.yml:3:37: '${{ secrets.slack-hook }}' in step 'a': write secrets.NAME with NAME in capitals, digits and '_'"]),
+        Case(name: "outputs of a step that is not upstream", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop }\n  - { id: b, kind: noop, with: { image: \"${{ steps.a.outputs.image }}\" } }\n",
+             expected: ["p.yml:4:41: step 'b' reads outputs of 'a', which does not run before it; add 'a' to its needs"]),
+        Case(name: "outputs of no step", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { image: \"${{ steps.bild.outputs.image }}\" } }\n",
+             expected: ["p.yml:3:41: step 'a' reads outputs of 'bild', which is not a step"]),
+        Case(name: "malformed outputs reference", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, if: \"${{ steps.a.image }}\" }\n",
+             expected: ["p.yml:3:30: '${{ steps.a.image }}' in step 'a': write steps.STEP_ID.outputs.NAME"]),
+        Case(name: "several problems, all listed in order", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: nop }\n  - { id: a, kind: noop }\n  - { id: c, kind: noop, needs: [z] }\n",
+             expected: ["p.yml:3:20: unknown step kind 'nop'; did you mean 'noop'?; known kinds: approval, backup, build, deploy, metrics-watch, noop, notify, scan, smoke-test",
+                        "p.yml:4:11: duplicate step id 'a' (first defined at line 3)",
+                        "p.yml:5:34: step 'c' needs 'z', which is not a step"]),
+    ]
+
+    @Test(arguments: cases)
+    func brokenFilesGetExactlyTheseErrors(testCase: Case) {
+        let (definition, diagnostics) = PipelineParser().parse(testCase.yaml, file: "p.yml")
+        #expect(definition == nil)
+        #expect(diagnostics.map(\.description) == testCase.expected)
+    }
+
+    @Test(arguments: ["development", "staging", "production"])
+    func thePlatformPipelinesAreValid(name: String) throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("pipelines/\(name).yml")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let (definition, diagnostics) = PipelineParser().parse(text, file: url.lastPathComponent)
+        #expect(diagnostics.isEmpty, "\(diagnostics)")
+        #expect(definition?.name == name)
+        #expect(definition?.environment == name)
+    }
+
+    @Test func productionReadsAsDesigned() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("pipelines/production.yml")
+        let definition = try #require(PipelineParser().parse(try String(contentsOf: url, encoding: .utf8), file: "production.yml").definition)
+        #expect(definition.confirm == "DEPLOY TO PRODUCTION")
+        #expect(definition.promoteFrom == "staging")
+        #expect(definition.onBusy == .queue)
+        #expect(definition.steps.first { $0.id == "approval" }?.inputs["distinct_from_submitter"] == .bool(true))
+        #expect(definition.steps.first { $0.id == "deploy-api" }?.paths == ["services/api/**"])
+        #expect(definition.steps.first { $0.id == "backup" }?.retry.maxAttempts == 3)
+        #expect(definition.onFailure.map(\.id) == ["emergency-rollback", "incident"])
+        #expect(definition.steps.first { $0.id == "watch" }?.timeout == .seconds(900))
+    }
+}
