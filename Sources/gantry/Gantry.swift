@@ -20,6 +20,7 @@ struct Gantry: AsyncParsableCommand {
             Enqueue.self,
             Attempts.self,
             Validate.self,
+            Plan.self,
             DeadLetters.self,
             Bench.self,
         ]
