@@ -129,3 +129,32 @@ import Testing
         }
     }
 }
+
+@Suite struct PipelineRoundTripTests {
+    /// A definition without source positions, which the written form cannot keep.
+    func positionless(_ definition: PipelineDefinition) -> PipelineDefinition {
+        var copy = definition
+        for keyPath in [\PipelineDefinition.steps, \.onFailure, \.finally] {
+            copy[keyPath: keyPath] = copy[keyPath: keyPath].map { step in
+                var step = step
+                step.line = 0
+                step.column = 0
+                return step
+            }
+        }
+        return copy
+    }
+
+    @Test(arguments: ["development", "staging", "production"])
+    func writingAndReadingAgainGivesTheSamePipeline(name: String) throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("pipelines/\(name).yml")
+        let original = try #require(PipelineParser().parse(try String(contentsOf: url, encoding: .utf8), file: name).definition)
+        let written = try PipelineWriter.yaml(original)
+        let (reread, diagnostics) = PipelineParser().parse(written, file: "written.yml")
+        #expect(diagnostics.isEmpty, "\(diagnostics)")
+        #expect(positionless(try #require(reread)) == positionless(original))
+        // And the written form is stable.
+        #expect(try PipelineWriter.yaml(try #require(reread)) == written)
+    }
+}

@@ -8,14 +8,18 @@ import Testing
         return try #require(definition)
     }
 
+    /// Applies the events at t = 1 s; the deadline command of a submit is checked once, then left out.
     func run(_ state: RunState, _ events: [RunEvent]) -> (RunState, [RunCommand]) {
         var random = SeededRandom(seed: 3)
         var state = state
         var all: [RunCommand] = []
         for event in events {
             let (next, commands) = RunMachine.apply(state, event, nowMs: 1_000, random: &random)
+            if case .submitted = event, state.phase == .notStarted {
+                #expect(commands.first == .armDeadline(atMs: 1_000 + state.timeout.milliseconds))
+            }
             state = next
-            all += commands
+            all += commands.filter { if case .armDeadline = $0 { false } else { true } }
         }
         return (state, all)
     }
@@ -142,6 +146,7 @@ import Testing
             var enqueued: [String: Int] = [:]
             var finished = 0
             var events = 0
+            var stopped = false
             func handle(_ commands: [RunCommand], before: RunState) {
                 for command in commands {
                     switch command {
@@ -158,7 +163,7 @@ import Testing
                         outstanding.append((id, attempt))
                     case .finishRun:
                         finished += 1
-                    case .cancelAttempts, .markSkipped, .awaitApproval:
+                    case .cancelAttempts, .markSkipped, .awaitApproval, .armDeadline:
                         break
                     }
                 }
@@ -176,6 +181,7 @@ import Testing
                     event = .attemptFinished(step: id, attempt: attempt, status: status, exitCode: 1, retryable: true, error: nil)
                 } else if !outstanding.isEmpty {
                     event = [RunEvent.canceled, .deadlinePassed].randomElement(using: &random)!
+                    stopped = true
                 } else {
                     break
                 }
@@ -197,8 +203,29 @@ import Testing
             #expect(finished == 1, "the run did not finish: phase \(state.phase)")
             #expect(state.phase == .done)
             for step in finally { #expect(enqueued[step.id] == 1, "finally step \(step.id) ran \(enqueued[step.id] ?? 0) times") }
-            for step in onFailure { #expect((enqueued[step.id] ?? 0) <= 1) }
+            for step in onFailure {
+                // on_failure runs at most once, never for a run that did not fail, and exactly once
+                // for a failed run nobody stopped.
+                let runs = enqueued[step.id] ?? 0
+                #expect(runs <= 1)
+                if state.outcome != .failed { #expect(runs == 0, "on_failure \(step.id) ran for outcome \(state.outcome)") }
+                if state.outcome == .failed && !stopped { #expect(runs == 1, "on_failure \(step.id) did not run") }
+            }
             if state.outcome == .succeeded { #expect(onFailure.allSatisfy { enqueued[$0.id] == nil }) }
         }
+    }
+}
+
+extension RunMachineTests {
+    @Test func aDueRetryIsEnqueuedOnceAndAStartShowsItQueued() throws {
+        let yaml = "pipeline: p\nsteps:\n  - { id: a, kind: noop, retry: { max_attempts: 3, backoff: { initial: 1s, jitter: none } } }\n"
+        let failed = RunEvent.attemptFinished(step: "a", attempt: 1, status: .failed, exitCode: 1, retryable: true, error: "x")
+        let (waiting, _) = run(RunState(try definition(yaml)), [.submitted(skips: [:]), failed])
+        #expect(waiting.steps["a"]?.attempts.status == .retrying)
+        let (due, commands) = run(waiting, [.retryDue(step: "a", attempt: 2), .retryDue(step: "a", attempt: 2)])
+        #expect(commands == [.enqueue(step: "a", attempt: 2)])
+        #expect(due.steps["a"]?.attempts.status == .queued)
+        let (started, none) = run(waiting, [.attemptStarted(step: "a", attempt: 2), .attemptStarted(step: "a", attempt: 1)])
+        #expect(none.isEmpty && started.steps["a"]?.attempts.status == .queued)
     }
 }

@@ -18,6 +18,8 @@ public enum RunMachine {
         case .submitted(let skips):
             guard next.phase == .notStarted else { return (state, []) }
             next.phase = .main
+            // Every wait has a deadline; the run's own is its pipeline's timeout.
+            commands.append(.armDeadline(atMs: nowMs + next.timeout.milliseconds))
             for (id, reason) in skips.sorted(by: { $0.key < $1.key }) where next.steps[id]?.lifecycle == .pending {
                 next.steps[id]?.lifecycle = .skipped(reason, byFilter: true)
                 commands.append(.markSkipped(step: id, reason: reason))
@@ -47,6 +49,15 @@ public enum RunMachine {
                 next.outcome = .failed
             }
 
+        case .attemptStarted(let id, let attempt), .retryDue(let id, let attempt):
+            // The attempt left the delayed set (retry due) or a worker began it: it is queued, not waiting.
+            guard var step = next.steps[id], step.lifecycle == .active, step.attempts.attempt == attempt,
+                  step.attempts.status == .retrying else { return (state, []) }
+            step.attempts.status = .queued
+            step.attempts.dueAtMs = nil
+            next.steps[id] = step
+            if case .retryDue = event { commands.append(.enqueue(step: id, attempt: attempt)) }
+
         case .approvalGranted(let id, let approver):
             guard var step = next.steps[id], case .awaitingApproval(var approvers, let required, let deadline) = step.lifecycle,
                   !approvers.contains(approver) else { return (state, []) }
@@ -62,7 +73,8 @@ public enum RunMachine {
         case .canceled, .deadlinePassed:
             // finally steps always run to the end; before them, a cancel or a deadline stops everything.
             guard next.phase == .main || next.phase == .onFailure else { return (state, []) }
-            next.outcome = event == .canceled ? .canceled : .failed
+            // A run that already failed stays failed; the stop still ends what is running.
+            if next.outcome == .running { next.outcome = event == .canceled ? .canceled : .failed }
             next.stopReason = event == .canceled ? "the run was canceled" : "the run passed its deadline"
             let running = next.steps.filter { $0.value.section != .finally && $0.value.lifecycle == .active }.map(\.key).sorted()
             if !running.isEmpty { commands.append(.cancelAttempts(steps: running)) }
@@ -123,7 +135,14 @@ public enum RunMachine {
                 if state.outcome == .running { state.outcome = .succeeded }
                 state.phase = state.outcome == .failed && !state.ids(in: .onFailure).isEmpty ? .onFailure : .finally
             case .onFailure:
-                start(ready(in: .onFailure, state), &state, &commands, nowMs: nowMs)
+                if let reason = state.stopReason {
+                    for id in state.ids(in: .onFailure) where state.steps[id]!.lifecycle == .pending {
+                        state.steps[id]!.lifecycle = .skipped(reason, byFilter: false)
+                        commands.append(.markSkipped(step: id, reason: reason))
+                    }
+                } else {
+                    start(ready(in: .onFailure, state), &state, &commands, nowMs: nowMs)
+                }
                 guard !state.isBusy(.onFailure) else { return }
                 for id in state.ids(in: .onFailure) where state.steps[id]!.lifecycle == .pending {
                     state.steps[id]!.lifecycle = .skipped("a step it needs did not succeed", byFilter: false)
@@ -177,6 +196,10 @@ public enum RunMachine {
 public enum RunEvent: Sendable, Equatable {
     /// The run was accepted; these steps are skipped by `when.paths` or `if:`, with the reason.
     case submitted(skips: [String: String])
+    /// A worker began the attempt.
+    case attemptStarted(step: String, attempt: Int)
+    /// A delayed retry is due: it goes to its kind's queue now.
+    case retryDue(step: String, attempt: Int)
     case attemptFinished(step: String, attempt: Int, status: AttemptStatus, exitCode: Int32?, retryable: Bool, error: String?)
     case approvalGranted(step: String, by: String)
     case approvalRejected(step: String, by: String)
@@ -200,6 +223,8 @@ public enum RunCommand: Sendable, Equatable {
     case awaitApproval(step: String, required: Int, deadlineMs: Int64)
     /// Ask the workers holding these steps to stop them (recorded `canceled`).
     case cancelAttempts(steps: [String])
+    /// Send `deadlinePassed` at this time unless the run has finished.
+    case armDeadline(atMs: Int64)
     case finishRun(StepStatus)
 }
 
@@ -239,6 +264,8 @@ public struct RunState: Sendable, Equatable {
     }
 
     public var steps: [String: Step]
+    /// The run's deadline after submit (the pipeline's `timeout`).
+    public var timeout: Duration
     /// Step ids per section in the order written.
     var order: [Section: [String]]
     public var phase: Phase = .notStarted
@@ -263,6 +290,7 @@ public struct RunState: Sendable, Equatable {
         }
         self.steps = steps
         self.order = order
+        self.timeout = definition.timeout
     }
 
     func ids(in section: Section) -> [String] { order[section] ?? [] }
