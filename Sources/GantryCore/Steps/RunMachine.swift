@@ -123,11 +123,7 @@ public enum RunMachine {
                 return
             case .main:
                 if state.outcome != .running {
-                    let reason = state.stopReason ?? "an earlier step failed"
-                    for id in state.ids(in: .main) where state.steps[id]!.lifecycle == .pending {
-                        state.steps[id]!.lifecycle = .skipped(reason, byFilter: false)
-                        commands.append(.markSkipped(step: id, reason: reason))
-                    }
+                    skipPending(in: .main, state.stopReason ?? "an earlier step failed", &state, &commands)
                 } else {
                     start(ready(in: .main, state), &state, &commands, nowMs: nowMs)
                 }
@@ -136,18 +132,12 @@ public enum RunMachine {
                 state.phase = state.outcome == .failed && !state.ids(in: .onFailure).isEmpty ? .onFailure : .finally
             case .onFailure:
                 if let reason = state.stopReason {
-                    for id in state.ids(in: .onFailure) where state.steps[id]!.lifecycle == .pending {
-                        state.steps[id]!.lifecycle = .skipped(reason, byFilter: false)
-                        commands.append(.markSkipped(step: id, reason: reason))
-                    }
+                    skipPending(in: .onFailure, reason, &state, &commands)
                 } else {
                     start(ready(in: .onFailure, state), &state, &commands, nowMs: nowMs)
                 }
                 guard !state.isBusy(.onFailure) else { return }
-                for id in state.ids(in: .onFailure) where state.steps[id]!.lifecycle == .pending {
-                    state.steps[id]!.lifecycle = .skipped("a step it needs did not succeed", byFilter: false)
-                    commands.append(.markSkipped(step: id, reason: "a step it needs did not succeed"))
-                }
+                skipPending(in: .onFailure, "a step it needs did not succeed", &state, &commands)
                 state.phase = .finally
             case .finally:
                 // One after another, in the order written.
@@ -159,6 +149,14 @@ public enum RunMachine {
                 state.phase = .done
                 commands.append(.finishRun(state.outcome == .canceled ? .canceled : state.outcome == .failed ? .failed : .succeeded))
             }
+        }
+    }
+
+    /// Marks every step of `section` that has not started as skipped, with the reason.
+    private static func skipPending(in section: RunState.Section, _ reason: String, _ state: inout RunState, _ commands: inout [RunCommand]) {
+        for id in state.ids(in: section) where state.steps[id]!.lifecycle == .pending {
+            state.steps[id]!.lifecycle = .skipped(reason, byFilter: false)
+            commands.append(.markSkipped(step: id, reason: reason))
         }
     }
 
