@@ -219,9 +219,39 @@ private struct Reader {
                     report(with.value, "with of step '\(id)' must be a mapping of inputs")
                 }
             }
+            if step.kind == "approval" { checkApproval(step, entries["with"]?.value ?? item) }
             out.append(step)
         }
         return out
+    }
+
+    /// An approval gate's settings: `required` approvers (a whole number from 1), `timeout`
+    /// (every wait has a deadline), `approvers` (names), `distinct_from_submitter` (true or false).
+    mutating func checkApproval(_ step: PipelineStep, _ node: Node) {
+        let known = ["required", "timeout", "approvers", "distinct_from_submitter"]
+        for key in step.inputs.keys.sorted() where !known.contains(key) {
+            report(node, "approval step '\(step.id)': unknown setting '\(key)'\(Suggestion.hint(for: key, in: known)); known: \(known.joined(separator: ", "))")
+        }
+        if let required = step.inputs["required"], (required.intValue ?? 0) < 1 {
+            report(node, "approval step '\(step.id)': required must be a whole number from 1")
+        }
+        if let timeout = step.inputs["timeout"] {
+            if let text = timeout.stringValue {
+                do { _ = try DurationParser.parse(text) } catch { report(node, "approval step '\(step.id)': timeout: \(error)") }
+            } else {
+                report(node, "approval step '\(step.id)': timeout must be a duration, e.g. 4h")
+            }
+        } else {
+            report(node, "approval step '\(step.id)' has no timeout; every wait needs a deadline, e.g. timeout: 4h")
+        }
+        if let approvers = step.inputs["approvers"] {
+            var isListOfNames = false
+            if case .array(let names) = approvers { isListOfNames = names.allSatisfy { $0.stringValue != nil } }
+            if !isListOfNames { report(node, "approval step '\(step.id)': approvers must be a list of names") }
+        }
+        if let distinct = step.inputs["distinct_from_submitter"], distinct.boolValue == nil {
+            report(node, "approval step '\(step.id)': distinct_from_submitter must be true or false")
+        }
     }
 
     mutating func retry(_ node: Node, _ what: String, base: RetryPolicy) -> RetryPolicy {
