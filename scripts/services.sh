@@ -70,6 +70,9 @@ pg_home() {
   echo "$home"
 }
 
+# True when something already listens on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 ensure_env() {
@@ -92,6 +95,10 @@ start_redis() {
   mkdir -p "$STATE/redis"
   if redis_running; then
     return 0
+  fi
+  if port_in_use "$REDIS_PORT"; then
+    log "port $REDIS_PORT is taken by another process (another checkout's services? stop them there, or set GANTRY_REDIS_PORT)"
+    return 1
   fi
   # ACL: the default user is disabled; Gantry authenticates as "gantry".
   cat >"$STATE/redis/redis.conf" <<EOF
@@ -180,6 +187,9 @@ EOF
   fi
   if [ -f "$data/postmaster.pid" ] && kill -0 "$(head -n 1 "$data/postmaster.pid")" 2>/dev/null; then
     :
+  elif port_in_use "$PG_PORT"; then
+    log "port $PG_PORT is taken by another process (another checkout's services? stop them there, or set GANTRY_PG_PORT)"
+    return 1
   else
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null
   fi
