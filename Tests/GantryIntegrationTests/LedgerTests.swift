@@ -45,6 +45,20 @@ import Testing
         #expect(try await ledger.current([mine.key], on: db)[mine.key]?.worker == "w1")
     }
 
+    @Test func awkwardTextsSurviveTheArrayParametersUnchanged() async throws {
+        let env = try await TestEnvironment.make()
+        let db = try env.db()
+        let run = newRun()
+        var result = result(run, worker: "w\"1\\", delivery: "9-0", status: .failed)
+        result.error = #"quote " backslash \ braces {a,b} comma , NULL "NULL" ünïcødé 🚀"#
+        result.outputs = #"{"k":"v \" w"}"#
+        #expect(try await AttemptLedger().record([result], on: db)[result.key] == .recorded)
+        let stored = try #require(try await AttemptLedger().attempts(ofRun: run, on: db).first)
+        #expect(stored.error == result.error)
+        #expect(stored.worker == result.worker)
+        #expect(stored.outputs == result.outputs)
+    }
+
     @Test func attemptsCannotBeChangedOrDeletedByTheApplicationOrTheOwner() async throws {
         let env = try await TestEnvironment.make()
         let run = newRun()

@@ -61,24 +61,35 @@ public struct AttemptResult: Sendable, Equatable {
     }
 
     /// Decodes a result event; `nil` when a field is missing or malformed.
+    /// One pass over the fields, no dictionary: the dispatcher decodes every event.
     public init?(eventFields fields: [(String, String)]) {
-        var map: [String: String] = [:]
-        for (name, value) in fields { map[name] = value }
-        guard map["type"] == "attempt",
-              let run = map["run"], let step = map["step"],
-              let attemptText = map["attempt"], let attempt = Int(attemptText),
-              let kind = map["kind"],
-              let statusText = map["status"], let status = AttemptStatus(rawValue: statusText),
-              let worker = map["worker"],
-              let started = map["started"].flatMap({ Int64($0) }),
-              let finished = map["finished"].flatMap({ Int64($0) }),
-              let delivery = map["delivery"]
+        var type: String?, run: String?, step: String?, attempt: Int?, kind: String?, status: AttemptStatus?
+        var worker: String?, started: Int64?, finished: Int64?, delivery: String?
+        var exitCode: Int32?, error: String?, retryable = true
+        for (name, value) in fields {
+            switch name {
+            case "type": type = value
+            case "run": run = value
+            case "step": step = value
+            case "attempt": attempt = Int(value)
+            case "kind": kind = value
+            case "status": status = AttemptStatus(rawValue: value)
+            case "worker": worker = value
+            case "retryable": retryable = value != "0"
+            case "started": started = Int64(value)
+            case "finished": finished = Int64(value)
+            case "delivery": delivery = value
+            case "exit": exitCode = Int32(value)
+            case "error": error = value
+            default: break
+            }
+        }
+        guard type == "attempt", let run, let step, let attempt, let kind, let status, let worker,
+              let started, let finished, let delivery
         else { return nil }
         self.init(
             key: AttemptKey(step: StepKey(runID: run, stepID: step), attempt: attempt),
-            kind: kind, status: status, worker: worker,
-            exitCode: map["exit"].flatMap { Int32($0) }, error: map["error"],
-            retryable: map["retryable"] != "0",
+            kind: kind, status: status, worker: worker, exitCode: exitCode, error: error, retryable: retryable,
             startedAtUs: started, finishedAtUs: finished, deliveryID: delivery
         )
     }

@@ -1,24 +1,29 @@
 /// Text literals of Postgres arrays, so a batch of rows travels as a few array
 /// parameters (`unnest($1::uuid[], $2::text[] …)`) instead of thousands of `$n`.
 enum PostgresArray {
-    /// `{"a","b",NULL}` with `"` and `\` escaped.
+    /// `{"a","b",NULL}` with `"` and `\` escaped. Built byte by byte: it runs for
+    /// every column of every batch on the hot path (it was a tenth of a worker's CPU
+    /// when built from Unicode scalars).
     static func literal(_ values: [String?]) -> String {
-        var out = "{"
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var out: [UInt8] = []
+        out.reserveCapacity(2 + values.count * 24)
+        out.append(UInt8(ascii: "{"))
         for (index, value) in values.enumerated() {
-            if index > 0 { out += "," }
+            if index > 0 { out.append(UInt8(ascii: ",")) }
             guard let value else {
-                out += "NULL"
+                out.append(contentsOf: "NULL".utf8)
                 continue
             }
-            out += "\""
-            for character in value.unicodeScalars {
-                if character == "\"" || character == "\\" { out += "\\" }
-                out.unicodeScalars.append(character)
+            out.append(quote)
+            for byte in value.utf8 {
+                if byte == quote || byte == backslash { out.append(backslash) }
+                out.append(byte)
             }
-            out += "\""
+            out.append(quote)
         }
-        out += "}"
-        return out
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func literal(_ values: [String]) -> String {

@@ -4,13 +4,24 @@ public struct PostgresRows: Sendable {
     public let rows: [[String?]]
     /// Rows the statement touched (`INSERT`, `UPDATE`, `DELETE`).
     public let affected: Int
+    /// Column positions by name, computed once per result (rows are read by name on the hot path).
+    private let positions: [String: Int]
+
+    public init(columns: [String], rows: [[String?]], affected: Int) {
+        self.columns = columns
+        self.rows = rows
+        self.affected = affected
+        var positions: [String: Int] = [:]
+        for (index, name) in columns.enumerated() where positions[name] == nil { positions[name] = index }
+        self.positions = positions
+    }
 
     public var count: Int { rows.count }
     public var isEmpty: Bool { rows.isEmpty }
 
     /// The index of a column by name; traps only on a programming error (a typo in our own SQL).
     public func column(_ name: String) -> Int {
-        guard let index = columns.firstIndex(of: name) else {
+        guard let index = positions[name] else {
             preconditionFailure("query has no column '\(name)'; columns: \(columns)")
         }
         return index
