@@ -245,18 +245,17 @@ public struct RunState: Sendable, Equatable {
         case canceled
     }
 
+    /// The settings of an approval gate.
+    public struct Approval: Sendable, Equatable {
+        public var required: Int
+        public var timeout: Duration
+    }
+
     public struct Step: Sendable, Equatable {
         public var section: Section
         public var needs: [String]
-        public var approval: (required: Int, timeout: Duration)? {
-            get { approvalRequired.map { ($0, approvalTimeout) } }
-            set {
-                approvalRequired = newValue?.required
-                approvalTimeout = newValue?.timeout ?? .zero
-            }
-        }
-        var approvalRequired: Int?
-        var approvalTimeout: Duration = .zero
+        /// Set for an approval gate: how many approvers it needs and how long it waits.
+        public var approval: Approval?
         public var lifecycle: Lifecycle = .pending
         public var attempts: StepState
     }
@@ -281,7 +280,7 @@ public struct RunState: Sendable, Equatable {
                 if step.kind == "approval" {
                     let required = step.inputs["required"]?.intValue ?? 1
                     let timeout = step.inputs["timeout"]?.stringValue.flatMap { try? DurationParser.parse($0) } ?? .seconds(86_400)
-                    state.approval = (max(1, required), timeout)
+                    state.approval = Approval(required: max(1, required), timeout: timeout)
                 }
                 steps[step.id] = state
             }
@@ -301,12 +300,5 @@ public struct RunState: Sendable, Equatable {
             default: false
             }
         }
-    }
-}
-
-extension RunState.Step {
-    public static func == (a: RunState.Step, b: RunState.Step) -> Bool {
-        a.section == b.section && a.needs == b.needs && a.approvalRequired == b.approvalRequired
-            && a.approvalTimeout == b.approvalTimeout && a.lifecycle == b.lifecycle && a.attempts == b.attempts
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GantryCore
 import GantryPostgres
 import GantryRedis
 import Logging
@@ -68,8 +69,6 @@ func parseDuration(_ text: String, flag: String) throws -> Duration {
         throw ValidationError("\(flag): \(error)")
     }
 }
-
-import GantryCore
 
 /// A default process name: host and pid, unique on a machine.
 func defaultProcessID(_ role: String) -> String {
