@@ -11,6 +11,7 @@
 #   scripts/services.sh stop-postgres    stop only Postgres (failure tests)
 #   scripts/services.sh start-postgres   start it again with the same data
 #   scripts/services.sh restart-redis    SHUTDOWN (AOF kept) and start again
+#   scripts/services.sh fresh-bench-db   drop and create the empty database gantry_bench
 #   scripts/services.sh status
 set -euo pipefail
 
@@ -214,6 +215,15 @@ SQL
   log "postgres on 127.0.0.1:$PG_PORT (data $data)"
 }
 
+# A fresh, empty database for the benchmark: figures are only comparable when
+# the tables start empty (throughput falls as they grow).
+fresh_bench_db() {
+  local home
+  home=$(pg_home)
+  PGOPTIONS='-c client_min_messages=warning' pg_psql "$home" -d postgres -c "DROP DATABASE IF EXISTS gantry_bench WITH (FORCE)"
+  pg_psql "$home" -d postgres -c "CREATE DATABASE gantry_bench OWNER gantry_owner"
+}
+
 stop_postgres() {
   [ -f "$PG_HOME_FILE" ] || return 0
   local data
@@ -242,6 +252,7 @@ case "${1:-}" in
   start) install; start_redis; start_postgres; write_env ;;
   stop) stop_redis; stop_postgres; log "stopped" ;;
   stop-postgres) stop_postgres ;;
+  fresh-bench-db) ensure_env; fresh_bench_db ;;
   start-postgres) start_postgres >/dev/null 2>&1 || start_postgres ;;
   restart-redis)
     ensure_env
@@ -250,5 +261,5 @@ case "${1:-}" in
   status)
     redis_running && echo "redis: running" || echo "redis: stopped"
     if [ -f "$PG_HOME_FILE" ] && [ -f "$(cat "$PG_HOME_FILE")/data/postmaster.pid" ]; then echo "postgres: running"; else echo "postgres: stopped"; fi ;;
-  *) echo "usage: $0 install|start|stop|stop-postgres|start-postgres|restart-redis|status" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|stop-postgres|start-postgres|restart-redis|fresh-bench-db|status" >&2; exit 2 ;;
 esac
