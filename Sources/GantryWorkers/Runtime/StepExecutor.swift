@@ -29,8 +29,19 @@ public struct StepContext: Sendable {
     public let deadline: ContinuousClock.Instant
     /// Lines for the step's log (kept, capped, in the attempt record).
     public let log: StepLog
-    public let logger: Logger
+    /// The worker's logger; `logger` adds the run, step and attempt to it.
+    let workerLogger: Logger
     let lease: LeaseCheck
+
+    /// A logger whose lines name the run, step and attempt. Built on use: most
+    /// attempts never log, and this is on every attempt's path.
+    public var logger: Logger {
+        var logger = workerLogger
+        logger[metadataKey: "gantry.run.id"] = "\(job.runID)"
+        logger[metadataKey: "gantry.step.id"] = "\(job.stepID)"
+        logger[metadataKey: "gantry.attempt"] = "\(job.attempt)"
+        return logger
+    }
 
     /// Throws `LeaseLost` when this worker no longer holds the step's lease.
     /// Call it before every action that changes the outside world (fencing):

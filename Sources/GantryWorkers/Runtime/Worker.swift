@@ -223,10 +223,6 @@ private final class Session: Sendable {
 
     private func execute(_ job: Job, deliveryID: String, deadline: ContinuousClock.Instant) async -> AttemptResult {
         let startedUs = WallClock.nowUs()
-        var stepLogger = logger
-        stepLogger[metadataKey: "gantry.run.id"] = "\(job.runID)"
-        stepLogger[metadataKey: "gantry.step.id"] = "\(job.stepID)"
-        stepLogger[metadataKey: "gantry.attempt"] = "\(job.attempt)"
         let log = StepLog()
         let lease = LeaseCheck { [queue, heartbeat, configuration, control] in
             let owned = try await queue.renew(kind: job.kind, consumer: configuration.id, ids: [deliveryID], on: heartbeat)
@@ -237,7 +233,7 @@ private final class Session: Sendable {
         }
         let context = StepContext(
             job: job, inputs: JSONValue.parseObject(job.inputs) ?? [:], deadline: deadline,
-            log: log, logger: stepLogger, lease: lease
+            log: log, workerLogger: logger, lease: lease
         )
         let executor = registry.executor(for: job.kind)!
         let ending: Ending = await withTaskGroup(of: Ending?.self) { inner in
@@ -286,7 +282,7 @@ private final class Session: Sendable {
             result.error = "the worker was drained before the attempt finished"
         }
         if result.status != .succeeded {
-            stepLogger.info("attempt ended", metadata: ["gantry.status": "\(result.status.rawValue)", "error": "\(result.error ?? "")"])
+            context.logger.info("attempt ended", metadata: ["gantry.status": "\(result.status.rawValue)", "error": "\(result.error ?? "")"])
         }
         return result
     }
