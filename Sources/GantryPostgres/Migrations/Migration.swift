@@ -42,7 +42,9 @@ enum Schema {
             status      text NOT NULL CHECK (status IN ('queued', 'retrying', 'succeeded', 'failed', 'canceled')),
             attempt     integer NOT NULL CHECK (attempt >= 1),
             charged     integer NOT NULL DEFAULT 0,
-            retry       jsonb NOT NULL,
+            -- The RetryPolicy as JSON text (not jsonb: it is read on every transition and
+            -- never queried inside, so the jsonb conversion would only cost CPU).
+            retry       text NOT NULL,
             timeout_ms  bigint NOT NULL CHECK (timeout_ms > 0),
             inputs      text NOT NULL DEFAULT '{}',
             due_at_ms   bigint,

@@ -38,7 +38,7 @@ public struct RunStore: Sendable {
             try db.query(
                 """
                 INSERT INTO steps (run_id, step_id, namespace, kind, status, attempt, charged, retry, timeout_ms, inputs)
-                SELECT run_id, step_id, namespace, kind, status, attempt, 0, retry::jsonb, timeout_ms, inputs
+                SELECT run_id, step_id, namespace, kind, status, attempt, 0, retry, timeout_ms, inputs
                 FROM unnest($1::uuid[], $2::text[], $9::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[], $8::text[])
                      AS v(run_id, step_id, namespace, kind, status, attempt, retry, timeout_ms, inputs)
                 """,
