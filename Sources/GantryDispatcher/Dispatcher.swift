@@ -177,6 +177,18 @@ final class DispatcherCore: Sendable {
         }
     }
 
+    /// Runs `pass` every `interval` until shutdown; a failed pass is logged and the next one tries again.
+    private func everyPass(_ name: String, interval: Duration, _ pass: () async throws -> Void) async {
+        while !isStopping {
+            do {
+                try await pass()
+            } catch {
+                logger.warning("\(name) pass failed; retrying", metadata: ["error": "\(error)"])
+            }
+            await pause(interval)
+        }
+    }
+
     /// Sleeps, but wakes at once when the process is asked to shut down.
     private func pause(_ duration: Duration) async {
         try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
@@ -187,13 +199,8 @@ final class DispatcherCore: Sendable {
     private var reaperConsumer: String { "reaper-\(configuration.id)" }
 
     private func reapLoop(redis: RedisConnection, db: PostgresConnection) async {
-        while !isStopping {
-            do {
-                try await reap(redis: redis, db: db)
-            } catch {
-                logger.warning("reaper pass failed; retrying", metadata: ["error": "\(error)"])
-            }
-            await pause(configuration.reapInterval)
+        await everyPass("reaper", interval: configuration.reapInterval) {
+            try await self.reap(redis: redis, db: db)
         }
     }
 
@@ -291,13 +298,8 @@ final class DispatcherCore: Sendable {
     // MARK: Reconciling Postgres and Redis
 
     private func reconcileLoop(redis: RedisConnection, db: PostgresConnection) async {
-        while !isStopping {
-            do {
-                try await reconcile(redis: redis, db: db)
-            } catch {
-                logger.warning("reconciler pass failed; retrying", metadata: ["error": "\(error)"])
-            }
-            await pause(configuration.reconcileInterval)
+        await everyPass("reconciler", interval: configuration.reconcileInterval) {
+            try await self.reconcile(redis: redis, db: db)
         }
     }
 

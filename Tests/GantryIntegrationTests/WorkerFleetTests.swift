@@ -122,9 +122,7 @@ import Testing
         let redis = env.redis()
         let dispatcher = try env.dispatcher()
         let doomed = try env.worker("doomed", concurrency: 64, lease: "2s")
-        try await env.eventually("the doomed worker's heartbeat") {
-            try await redis.command(["HEXISTS", env.keys.workers, "doomed"]).integer == 1
-        }
+        try await env.waitForHeartbeat(of: "doomed")
         let ids = try await env.enqueue(count: 50, with: #"{"sleep_ms":4000}"#)
         try await env.eventually("50 steps in flight on the doomed worker") {
             try await env.queue.expired(kind: "noop", minIdle: .zero, count: 100, on: redis).filter { $0.consumer == "doomed" }.count == 50
@@ -151,9 +149,7 @@ import Testing
         let dispatcher = try env.dispatcher()
         // Concurrency 1: once it holds the step it does not read, so the retry cannot land on it while frozen.
         let frozen = try env.worker("frozen", concurrency: 1, lease: "1s")
-        try await env.eventually("the frozen worker's heartbeat") {
-            try await redis.command(["HEXISTS", env.keys.workers, "frozen"]).integer == 1
-        }
+        try await env.waitForHeartbeat(of: "frozen")
         let ids = try await env.enqueue(count: 1, with: #"{"sleep_ms":2500}"#)
         try await env.eventually("the step in flight") {
             try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).first?.consumer == "frozen"
@@ -180,9 +176,7 @@ import Testing
         let redis = env.redis()
         let dispatcher = try env.dispatcher()
         let draining = try env.worker("draining", concurrency: 8, extra: ["--drain-grace", "1s"])
-        try await env.eventually("the worker's heartbeat") {
-            try await redis.command(["HEXISTS", env.keys.workers, "draining"]).integer == 1
-        }
+        try await env.waitForHeartbeat(of: "draining")
         let quick = try await env.enqueue(count: 3, with: #"{"sleep_ms":400}"#)
         let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":6000}"#)
         try await env.eventually("5 steps in flight") {

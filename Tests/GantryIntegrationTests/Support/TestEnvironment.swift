@@ -158,6 +158,14 @@ struct TestEnvironment {
         return out
     }
 
+    /// Waits until the worker `name` has announced itself in the fleet hash (it is reading).
+    func waitForHeartbeat(of name: String) async throws {
+        let redis = redis()
+        try await eventually("worker \(name)'s heartbeat") {
+            try await redis.command(["HEXISTS", keys.workers, name]).integer == 1
+        }
+    }
+
     /// Polls `condition` until it holds or fails after `timeout`.
     func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
