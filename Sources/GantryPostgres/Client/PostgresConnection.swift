@@ -52,14 +52,22 @@ public actor PostgresConnection {
     }
 
     /// Awaitable form of `query` for callers outside the actor, cancellable.
+    ///
+    /// Nonisolated on purpose: the statement is entered through a real actor call,
+    /// so callers sharing the connection run one after another (a closure inside
+    /// `withTaskCancellationHandler` in an isolated method can run off the actor).
     @discardableResult
-    public func run(_ sql: String, _ parameters: [String?] = []) async throws(PostgresError) -> PostgresRows {
+    public nonisolated func run(_ sql: String, _ parameters: [String?] = []) async throws(PostgresError) -> PostgresRows {
         let result: Result<PostgresRows, PostgresError> = await withTaskCancellationHandler {
-            do throws(PostgresError) { return .success(try self.query(sql, parameters)) } catch { return .failure(error) }
+            await self.queryResult(sql, parameters)
         } onCancel: {
             self.cancel()
         }
         return try result.get()
+    }
+
+    private func queryResult(_ sql: String, _ parameters: [String?]) -> Result<PostgresRows, PostgresError> {
+        do throws(PostgresError) { return .success(try query(sql, parameters)) } catch { return .failure(error) }
     }
 
     /// Runs `body` inside `BEGIN … COMMIT` on this connection; any error rolls back.

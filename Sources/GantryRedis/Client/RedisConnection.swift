@@ -51,25 +51,21 @@ public actor RedisConnection {
     // MARK: Commands
 
     /// Sends one command and returns its reply; an error reply comes back as `.error`.
-    public func send(_ arguments: [String]) async throws(RedisError) -> RedisValue {
-        try await interruptible { () throws(RedisError) in
-            try self.roundTrip([arguments])[0]
-        }
+    public nonisolated func send(_ arguments: [String]) async throws(RedisError) -> RedisValue {
+        try await interruptible([arguments])[0]
     }
 
     /// Sends one command and throws if Redis answers with an error reply.
     @discardableResult
-    public func command(_ arguments: [String]) async throws(RedisError) -> RedisValue {
+    public nonisolated func command(_ arguments: [String]) async throws(RedisError) -> RedisValue {
         try await send(arguments).orThrow()
     }
 
     /// Sends several commands in one write and reads all replies (pipelining):
     /// one round trip instead of `commands.count`. Error replies stay in place.
-    public func pipeline(_ commands: [[String]]) async throws(RedisError) -> [RedisValue] {
+    public nonisolated func pipeline(_ commands: [[String]]) async throws(RedisError) -> [RedisValue] {
         if commands.isEmpty { return [] }
-        return try await interruptible { () throws(RedisError) in
-            try self.roundTrip(commands)
-        }
+        return try await interruptible(commands)
     }
 
     /// Shuts the socket down so a blocked call returns; the connection reconnects on next use.
@@ -85,14 +81,24 @@ public actor RedisConnection {
 
     // MARK: Internals
 
-    private func interruptible<T: Sendable>(_ body: () throws(RedisError) -> T) async throws(RedisError) -> T {
-        let result: Result<T, RedisError> = await withTaskCancellationHandler {
-            if Task.isCancelled { return .failure(.io("canceled")) }
-            do throws(RedisError) { return .success(try body()) } catch { return .failure(error) }
+    /// Runs a round trip on the connection's thread; cancelling the caller shuts the socket down.
+    ///
+    /// Nonisolated on purpose: the round trip is entered through a real actor call
+    /// (`exchange`), so callers sharing the connection run one after another. (A
+    /// closure run inside `withTaskCancellationHandler` from an isolated method was
+    /// seen running off the actor, and concurrent callers then read each other's replies.)
+    private nonisolated func interruptible(_ commands: [[String]]) async throws(RedisError) -> [RedisValue] {
+        let result: Result<[RedisValue], RedisError> = await withTaskCancellationHandler {
+            await self.exchange(commands)
         } onCancel: {
             self.interrupt()
         }
         return try result.get()
+    }
+
+    private func exchange(_ commands: [[String]]) -> Result<[RedisValue], RedisError> {
+        if Task.isCancelled { return .failure(.io("canceled")) }
+        do throws(RedisError) { return .success(try roundTrip(commands)) } catch { return .failure(error) }
     }
 
     private func roundTrip(_ commands: [[String]]) throws(RedisError) -> [RedisValue] {
