@@ -125,37 +125,30 @@ final class DispatcherCore: Sendable {
     /// If the process dies in between, the reconciler finds the step quiet and re-issues them.
     func apply(_ results: [AttemptResult], writer: RedisConnection, db: PostgresConnection) async {
         guard !results.isEmpty else { return }
-        var applied: [RunStore.Applied] = []
+        var effects = Effects()
         await untilSuccess("apply \(results.count) outcomes") { () throws(PostgresError) in
-            applied = try await self.store.apply(results, nowMs: WallClock.nowMs(), on: db)
+            effects = try await self.store.apply(results, nowMs: WallClock.nowMs(), on: db)
         }
-        await carryOut(applied, on: writer)
+        await carryOut(effects, on: writer)
     }
 
-    private func carryOut(_ applied: [RunStore.Applied], on redis: RedisConnection) async {
-        let nowUs = WallClock.nowUs()
-        var enqueue: [Job] = []
-        var delayed: [(job: Job, dueAtMs: Int64)] = []
-        for item in applied {
-            for command in item.commands {
-                switch command {
-                case .enqueue(let attempt):
-                    enqueue.append(item.step.job(attempt: attempt, nowUs: nowUs))
-                case .scheduleRetry(let attempt, let due):
-                    delayed.append((item.step.job(attempt: attempt, nowUs: nowUs), due))
-                case .finished(let status):
-                    if status == .failed {
-                        logger.info("step failed for good", metadata: [
-                            "gantry.run.id": "\(item.step.key.runID)", "gantry.step.id": "\(item.step.key.stepID)",
-                            "gantry.attempt": "\(item.step.state.attempt)", "error": "\(item.step.state.lastError ?? "")",
-                        ])
-                    }
-                }
-            }
+    /// Does in Redis what committed transitions asked for.
+    func carryOut(_ effects: Effects, on redis: RedisConnection) async {
+        for step in effects.failedSteps {
+            logger.info("step failed for good", metadata: [
+                "gantry.run.id": "\(step.key.runID)", "gantry.step.id": "\(step.key.stepID)",
+                "gantry.attempt": "\(step.state.attempt)", "error": "\(step.state.lastError ?? "")",
+            ])
         }
-        await untilSuccess("enqueue \(enqueue.count) attempts") { () throws(RedisError) in
-            try await self.queue.enqueue(enqueue, on: redis)
-            try await self.queue.schedule(delayed, on: redis)
+        for (runID, status) in effects.finishedRuns where status != "succeeded" {
+            logger.info("run finished", metadata: ["gantry.run.id": "\(runID)", "gantry.status": "\(status)"])
+        }
+        guard !effects.enqueue.isEmpty || !effects.schedule.isEmpty || !effects.cancel.isEmpty else { return }
+        await untilSuccess("enqueue \(effects.enqueue.count) attempts") { () throws(RedisError) in
+            // Cancels first: a worker handed one of these attempts must already see it canceled.
+            try await self.queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
+            try await self.queue.enqueue(effects.enqueue, on: redis)
+            try await self.queue.schedule(effects.schedule, on: redis)
         }
     }
 

@@ -20,6 +20,10 @@ public enum AttemptStatus: String, Sendable, Codable, CaseIterable {
 
 /// Where a step is in its life. Stored as its raw value in the steps table.
 public enum StepStatus: String, Sendable, Codable, CaseIterable {
+    /// Waits for the steps it needs (or for its run to start).
+    case pending
+    /// An approval gate waiting for its approvers.
+    case awaitingApproval = "awaiting_approval"
     /// An attempt is in its kind's stream, or held by a worker.
     case queued
     /// The last attempt failed; the next waits in the delayed set until its due time.
@@ -28,12 +32,14 @@ public enum StepStatus: String, Sendable, Codable, CaseIterable {
     /// Attempts are exhausted or the failure was not retryable: listed as dead.
     case failed
     case canceled
+    /// Will not run: a path filter or condition said so, or something before it failed.
+    case skipped
 
-    /// Whether the step will never change again.
+    /// Whether the step will never change again (short of `gantry retry`).
     public var isTerminal: Bool {
         switch self {
-        case .queued, .retrying: false
-        case .succeeded, .failed, .canceled: true
+        case .pending, .awaitingApproval, .queued, .retrying: false
+        case .succeeded, .failed, .canceled, .skipped: true
         }
     }
 }

@@ -19,10 +19,13 @@ public struct Job: Sendable, Equatable {
     /// Set by the reconciler when it re-enqueues from Postgres: the worker checks the
     /// ledger first, because the attempt may have finished while Redis lost its trace.
     public var recovered: Bool
+    /// Values of the inputs' `${{ }}` expressions bound by the dispatcher, a JSON object
+    /// of strings as text (see `Expressions`); secrets are never among them.
+    public var bindings: String
 
     public init(
         runID: String, stepID: String, attempt: Int, kind: String,
-        timeout: Duration, inputs: String = "{}", enqueuedAtUs: Int64, recovered: Bool = false
+        timeout: Duration, inputs: String = "{}", enqueuedAtUs: Int64, recovered: Bool = false, bindings: String = "{}"
     ) {
         self.runID = runID
         self.stepID = stepID
@@ -32,6 +35,7 @@ public struct Job: Sendable, Equatable {
         self.inputs = inputs
         self.enqueuedAtUs = enqueuedAtUs
         self.recovered = recovered
+        self.bindings = bindings
     }
 
     /// The step this attempt belongs to.
@@ -50,6 +54,7 @@ public struct Job: Sendable, Equatable {
             ("enq", String(enqueuedAtUs)),
         ]
         if recovered { out.append(("rec", "1")) }
+        if bindings != "{}" { out.append(("x", bindings)) }
         return out
     }
 
@@ -85,10 +90,14 @@ public struct Job: Sendable, Equatable {
         guard let enqueued = Int64(try field("enq")) else {
             throw JobDecodingError(field: "enq", problem: "must be a timestamp in microseconds")
         }
+        let bindings = map["x"] ?? "{}"
+        guard bindings == "{}" || JSONValue.parseObject(bindings) != nil else {
+            throw JobDecodingError(field: "x", problem: "is not a JSON object")
+        }
         self.init(
             runID: run, stepID: step, attempt: attempt, kind: kind,
             timeout: .milliseconds(timeoutMs), inputs: inputs,
-            enqueuedAtUs: enqueued, recovered: map["rec"] == "1"
+            enqueuedAtUs: enqueued, recovered: map["rec"] == "1", bindings: bindings
         )
     }
 }

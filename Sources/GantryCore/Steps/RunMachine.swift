@@ -70,6 +70,18 @@ public enum RunMachine {
             next.steps[id]?.lifecycle = .failed
             if next.steps[id]?.section == .main, next.outcome == .running { next.outcome = .failed }
 
+        case .canceled where next.phase == .notStarted:
+            // Canceled while it waited for its concurrency group: nothing ran, nothing runs.
+            next.outcome = .canceled
+            next.stopReason = "the run was canceled before it started"
+            for id in next.steps.keys.sorted() {
+                next.steps[id]!.lifecycle = .skipped(next.stopReason!, byFilter: false)
+                commands.append(.markSkipped(step: id, reason: next.stopReason!))
+            }
+            next.phase = .done
+            commands.append(.finishRun(.canceled))
+            return (next, commands)
+
         case .canceled, .deadlinePassed:
             // finally steps always run to the end; before them, a cancel or a deadline stops everything.
             guard next.phase == .main || next.phase == .onFailure else { return (state, []) }
@@ -228,9 +240,20 @@ public enum RunCommand: Sendable, Equatable {
 
 /// A run's state: each step's place in its life, the phase, and the outcome so far.
 public struct RunState: Sendable, Equatable {
-    public enum Section: Sendable, Equatable { case main, onFailure, finally }
-    public enum Phase: Sendable, Equatable { case notStarted, main, onFailure, finally, done }
-    public enum Outcome: Sendable, Equatable { case running, succeeded, failed, canceled }
+    /// Raw values are what the steps and runs tables store.
+    public enum Section: String, Sendable, Equatable, CaseIterable {
+        case main
+        case onFailure = "on_failure"
+        case finally
+    }
+    public enum Phase: String, Sendable, Equatable {
+        case notStarted = "not_started"
+        case main
+        case onFailure = "on_failure"
+        case finally
+        case done
+    }
+    public enum Outcome: String, Sendable, Equatable { case running, succeeded, failed, canceled }
 
     public enum Lifecycle: Sendable, Equatable {
         case pending
@@ -249,6 +272,11 @@ public struct RunState: Sendable, Equatable {
     public struct Approval: Sendable, Equatable {
         public var required: Int
         public var timeout: Duration
+
+        public init(required: Int, timeout: Duration) {
+            self.required = required
+            self.timeout = timeout
+        }
     }
 
     public struct Step: Sendable, Equatable {
@@ -258,16 +286,38 @@ public struct RunState: Sendable, Equatable {
         public var approval: Approval?
         public var lifecycle: Lifecycle = .pending
         public var attempts: StepState
+
+        public init(section: Section, needs: [String], approval: Approval? = nil, lifecycle: Lifecycle = .pending, attempts: StepState) {
+            self.section = section
+            self.needs = needs
+            self.approval = approval
+            self.lifecycle = lifecycle
+            self.attempts = attempts
+        }
     }
 
     public var steps: [String: Step]
     /// The run's deadline after submit (the pipeline's `timeout`).
     public var timeout: Duration
     /// Step ids per section in the order written.
-    var order: [Section: [String]]
+    public private(set) var order: [Section: [String]]
     public var phase: Phase = .notStarted
     public var outcome: Outcome = .running
-    var stopReason: String?
+    /// Why the run stopped early (canceled, past its deadline), shown on the steps it skipped.
+    public internal(set) var stopReason: String?
+
+    /// A state as stored: the dispatcher rebuilds it from the run's rows for every transition.
+    public init(
+        steps: [String: Step], order: [Section: [String]], timeout: Duration,
+        phase: Phase, outcome: Outcome, stopReason: String?
+    ) {
+        self.steps = steps
+        self.order = order
+        self.timeout = timeout
+        self.phase = phase
+        self.outcome = outcome
+        self.stopReason = stopReason
+    }
 
     /// The initial state of a run of `definition`.
     public init(_ definition: PipelineDefinition) {

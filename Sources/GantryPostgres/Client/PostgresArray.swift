@@ -34,3 +34,39 @@ enum PostgresArray {
         literal(values.map { $0.map { String($0) } })
     }
 }
+
+extension PostgresArray {
+    /// Parses a one-dimensional array in Postgres's text output (`{a,"b c",NULL}`);
+    /// NULL elements are dropped.
+    static func parse(_ text: String) -> [String] {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 2, bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}") else { return [] }
+        if bytes.count == 2 { return [] }
+        var values: [String] = []
+        var index = 1
+        let end = bytes.count - 1
+        while index < end {
+            var element: [UInt8] = []
+            var quoted = false
+            if bytes[index] == UInt8(ascii: "\"") {
+                quoted = true
+                index += 1
+                while index < end, bytes[index] != UInt8(ascii: "\"") {
+                    if bytes[index] == UInt8(ascii: "\\"), index + 1 < end { index += 1 }
+                    element.append(bytes[index])
+                    index += 1
+                }
+                index += 1
+            } else {
+                while index < end, bytes[index] != UInt8(ascii: ",") {
+                    element.append(bytes[index])
+                    index += 1
+                }
+            }
+            let value = String(decoding: element, as: UTF8.self)
+            if quoted || value != "NULL" { values.append(value) }
+            index += 1
+        }
+        return values
+    }
+}

@@ -10,6 +10,7 @@ extension Migration {
     /// Every migration, oldest first.
     public static let all: [Migration] = [
         Migration(version: 1, name: "runs, steps and the append-only attempts ledger", sql: Schema.v1),
+        Migration(version: 2, name: "pipeline runs, API tokens, approvals and the control-action log", sql: Schema.v2),
     ]
 }
 
@@ -103,6 +104,116 @@ enum Schema {
             END IF;
             IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN
                 GRANT SELECT ON runs, steps, attempts, schema_migrations TO gantry_reader;
+            END IF;
+        END
+        $grants$;
+        """
+
+    static let v2 = """
+        -- A run is a pipeline: its definition as submitted, its context, and the
+        -- RunMachine's phase and outcome. One-step runs (gantry enqueue) use the defaults.
+        ALTER TABLE runs
+            ADD COLUMN ref               text,
+            ADD COLUMN params            text NOT NULL DEFAULT '{}',
+            ADD COLUMN definition        text,
+            ADD COLUMN definition_sha256 text,
+            ADD COLUMN phase             text NOT NULL DEFAULT 'main'
+                CHECK (phase IN ('not_started', 'main', 'on_failure', 'finally', 'done')),
+            ADD COLUMN outcome           text NOT NULL DEFAULT 'running'
+                CHECK (outcome IN ('running', 'succeeded', 'failed', 'canceled')),
+            ADD COLUMN stop_reason       text,
+            ADD COLUMN timeout_ms        bigint,
+            ADD COLUMN deadline_at_ms    bigint,
+            ADD COLUMN concurrency_group text,
+            ADD COLUMN started_at        timestamptz;
+        ALTER TABLE runs DROP CONSTRAINT runs_status_check;
+        -- 'waiting': accepted, behind another run of its concurrency group.
+        ALTER TABLE runs ADD CONSTRAINT runs_status_check
+            CHECK (status IN ('waiting', 'running', 'succeeded', 'failed', 'canceled'));
+        UPDATE runs SET phase = 'done', outcome = status WHERE finished_at IS NOT NULL;
+        -- The queue of each concurrency group, oldest first (run ids are time-ordered).
+        CREATE INDEX runs_group_active ON runs (namespace, concurrency_group, id)
+            WHERE concurrency_group IS NOT NULL AND finished_at IS NULL;
+        CREATE INDEX runs_deadline ON runs (deadline_at_ms) WHERE finished_at IS NULL AND deadline_at_ms IS NOT NULL;
+        -- Promotion gates look for a succeeded run of a SHA in an environment.
+        CREATE INDEX runs_promotion ON runs (environment, sha) WHERE status = 'succeeded';
+        CREATE INDEX runs_listing ON runs (namespace, environment, id DESC);
+
+        ALTER TABLE steps
+            ADD COLUMN section           text NOT NULL DEFAULT 'main' CHECK (section IN ('main', 'on_failure', 'finally')),
+            ADD COLUMN position          integer NOT NULL DEFAULT 0,
+            ADD COLUMN needs             text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN approval_required integer,
+            ADD COLUMN approval_timeout_ms bigint,
+            ADD COLUMN approval_deadline_ms bigint,
+            ADD COLUMN approvers         text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN skip_reason       text,
+            ADD COLUMN skipped_by_filter boolean NOT NULL DEFAULT false,
+            -- Values of the step's ${{ }} expressions, bound when it starts (secrets excluded).
+            ADD COLUMN bindings          text NOT NULL DEFAULT '{}';
+        ALTER TABLE steps DROP CONSTRAINT steps_status_check;
+        ALTER TABLE steps ADD CONSTRAINT steps_status_check
+            CHECK (status IN ('pending', 'awaiting_approval', 'queued', 'retrying', 'succeeded', 'failed', 'canceled', 'skipped'));
+        CREATE INDEX steps_approval_deadline ON steps (approval_deadline_ms) WHERE status = 'awaiting_approval';
+
+        -- API tokens: only the SHA-256 of a token is stored.
+        CREATE TABLE tokens (
+            id           uuid PRIMARY KEY,
+            namespace    text NOT NULL,
+            name         text NOT NULL,
+            hash         text NOT NULL UNIQUE,
+            roles        text[] NOT NULL,
+            environments text[] NOT NULL DEFAULT '{}',
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            revoked_at   timestamptz
+        );
+        CREATE UNIQUE INDEX tokens_name ON tokens (namespace, name) WHERE revoked_at IS NULL;
+
+        -- Every approval decision, append-only.
+        CREATE TABLE approvals (
+            seq        bigserial PRIMARY KEY,
+            run_id     uuid NOT NULL REFERENCES runs (id),
+            step_id    text NOT NULL,
+            decision   text NOT NULL CHECK (decision IN ('approved', 'rejected')),
+            approver   text NOT NULL,
+            comment    text,
+            decided_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX approvals_run ON approvals (run_id, step_id);
+
+        -- Every API action, accepted or refused, with the token's name; append-only.
+        CREATE TABLE actions (
+            seq         bigserial PRIMARY KEY,
+            namespace   text NOT NULL,
+            at          timestamptz NOT NULL DEFAULT now(),
+            actor       text NOT NULL,
+            action      text NOT NULL,
+            run_id      uuid,
+            environment text,
+            accepted    boolean NOT NULL,
+            reason      text
+        );
+        CREATE INDEX actions_run ON actions (run_id) WHERE run_id IS NOT NULL;
+
+        CREATE TRIGGER approvals_append_only BEFORE UPDATE OR DELETE ON approvals
+            FOR EACH ROW EXECUTE FUNCTION gantry_refuse_change();
+        CREATE TRIGGER approvals_no_truncate BEFORE TRUNCATE ON approvals
+            FOR EACH STATEMENT EXECUTE FUNCTION gantry_refuse_change();
+        CREATE TRIGGER actions_append_only BEFORE UPDATE OR DELETE ON actions
+            FOR EACH ROW EXECUTE FUNCTION gantry_refuse_change();
+        CREATE TRIGGER actions_no_truncate BEFORE TRUNCATE ON actions
+            FOR EACH STATEMENT EXECUTE FUNCTION gantry_refuse_change();
+
+        DO $grants$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_writer') THEN
+                GRANT SELECT, INSERT, UPDATE ON tokens TO gantry_writer;
+                GRANT SELECT, INSERT ON approvals, actions TO gantry_writer;
+                GRANT USAGE ON SEQUENCE approvals_seq_seq, actions_seq_seq TO gantry_writer;
+            END IF;
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN
+                GRANT SELECT ON approvals, actions TO gantry_reader;
+                GRANT SELECT (id, namespace, name, roles, environments, created_at, revoked_at) ON tokens TO gantry_reader;
             END IF;
         END
         $grants$;

@@ -2,16 +2,10 @@ import GantryCore
 
 /// The dispatcher's view of runs and steps in Postgres.
 ///
-/// Every change to a step happens in a transaction that first locks the step's
-/// row, then applies the pure `StepMachine`: two dispatchers applying the same
+/// Every change to a run happens in a transaction that first locks the run's
+/// row, then applies the pure `RunMachine`: two dispatchers applying the same
 /// event serialize on the lock and the second finds nothing to do.
 public struct RunStore: Sendable {
-    /// A step transition with what the dispatcher must now do in Redis.
-    public struct Applied: Sendable {
-        public var step: StepRecord
-        public var commands: [StepCommand]
-    }
-
     public init() {}
 
     // MARK: Creating
@@ -57,42 +51,32 @@ public struct RunStore: Sendable {
         }
     }
 
-    // MARK: Applying outcomes
+    // MARK: Applying events
 
-    /// Applies attempt outcomes to their steps in one transaction and returns the
-    /// transitions that changed something, with their commands. Outcomes for
-    /// unknown steps are ignored (a run deleted by hand, or another installation).
-    public func apply(
-        _ results: [AttemptResult], nowMs: Int64, on db: PostgresConnection
-    ) async throws(PostgresError) -> [Applied] {
-        guard !results.isEmpty else { return [] }
-        return try await db.transactionAsync { (db: isolated PostgresConnection) throws(PostgresError) -> [Applied] in
-            var steps = try RunStore.lock(Array(Set(results.map(\.key.step))), on: db)
-            var random = SystemRandomNumberGenerator()
-            var changed: [StepKey: [StepCommand]] = [:]
-            // Apply in the order given; several outcomes of one step in a batch are fine.
-            for result in results {
-                guard var step = steps[result.key.step] else { continue }
-                let transition = StepMachine.apply(
-                    step.state,
-                    .attemptFinished(
-                        attempt: result.key.attempt, status: result.status, exitCode: result.exitCode,
-                        retryable: result.retryable, error: result.error
-                    ),
-                    nowMs: nowMs, random: &random
-                )
-                guard transition.changed else { continue }
-                step.state = transition.state
-                steps[result.key.step] = step
-                changed[step.key, default: []] += transition.commands
-            }
-            guard !changed.isEmpty else { return [] }
-            let updated = changed.keys.sorted().compactMap { steps[$0] }
-            try RunStore.write(updated, on: db)
-            // Only a step that just ended can end its run.
-            let ended = Set(updated.filter { $0.state.status.isTerminal }.map(\.key.runID))
-            if !ended.isEmpty { try RunStore.finishRuns(Array(ended), on: db) }
-            return updated.map { Applied(step: $0, commands: changed[$0.key] ?? []) }
+    /// Applies attempt outcomes to their runs in one transaction and returns what
+    /// must now happen in Redis. Outcomes for unknown runs are ignored (a run
+    /// deleted by hand, or another installation's).
+    public func apply(_ results: [AttemptResult], nowMs: Int64, on db: PostgresConnection) async throws(PostgresError) -> Effects {
+        guard !results.isEmpty else { return Effects() }
+        let events = results.map { result in
+            (result.key.step.runID, RunEvent.attemptFinished(
+                step: result.key.step.stepID, attempt: result.key.attempt, status: result.status,
+                exitCode: result.exitCode, retryable: result.retryable, error: result.error
+            ))
+        }
+        return try await transition(events, nowMs: nowMs, on: db)
+    }
+
+    /// Applies events to runs under their row locks, in one transaction.
+    public func transition(_ events: [(runID: String, event: RunEvent)], nowMs: Int64, on db: PostgresConnection) async throws(PostgresError) -> Effects {
+        guard !events.isEmpty else { return Effects() }
+        return try await db.transactionAsync { (db: isolated PostgresConnection) throws(PostgresError) -> Effects in
+            var work = RunTransitions(nowMs: nowMs)
+            try work.load(events.map(\.runID), on: db)
+            for (runID, event) in events { work.apply(event, to: runID) }
+            try work.admitWaiting(on: db)
+            try work.finish(on: db)
+            return work.effects
         }
     }
 
@@ -162,23 +146,14 @@ public struct RunStore: Sendable {
         return StepRecord.all(rows)
     }
 
-    /// These runs' rows (status and times).
-    public func runs(_ runIDs: [String], on db: PostgresConnection) async throws(PostgresError) -> [RunSummary] {
+    /// These runs' rows.
+    public func runs(_ runIDs: [String], on db: PostgresConnection) async throws(PostgresError) -> [RunRecord] {
         guard !runIDs.isEmpty else { return [] }
         let rows = try await db.run(
-            """
-            SELECT id, pipeline, status, (extract(epoch FROM created_at) * 1000)::bigint AS created_ms,
-                   (extract(epoch FROM finished_at) * 1000)::bigint AS finished_ms
-            FROM runs WHERE id = ANY($1::uuid[])
-            """,
+            "SELECT \(RunRecord.selectList) FROM runs r WHERE r.id = ANY($1::uuid[])",
             [PostgresArray.literal(runIDs)]
         )
-        return (0..<rows.count).compactMap { index in
-            let row = rows[index]
-            guard let id = row.string("id"), let pipeline = row.string("pipeline"), let status = row.string("status"),
-                  let created = row.int64("created_ms") else { return nil }
-            return RunSummary(id: id, pipeline: pipeline, status: status, createdAtMs: created, finishedAtMs: row.int64("finished_ms"))
-        }
+        return (0..<rows.count).compactMap { RunRecord(rows[$0]) }
     }
 
     /// How many of these runs are not finished yet.
@@ -189,72 +164,6 @@ public struct RunStore: Sendable {
             [PostgresArray.literal(runIDs)]
         )
         return rows.isEmpty ? 0 : rows[0].int("n") ?? 0
-    }
-
-    // MARK: Statements inside a transaction
-
-    private static func lock(_ keys: [StepKey], on db: isolated PostgresConnection) throws(PostgresError) -> [StepKey: StepRecord] {
-        // ORDER BY fixes the lock order, so two dispatchers locking overlapping sets cannot deadlock.
-        let rows = try db.query(
-            """
-            SELECT \(StepRecord.selectList) FROM steps s
-            JOIN unnest($1::uuid[], $2::text[]) AS k(run_id, step_id) ON s.run_id = k.run_id AND s.step_id = k.step_id
-            ORDER BY s.run_id, s.step_id
-            FOR UPDATE OF s
-            """,
-            [PostgresArray.literal(keys.map(\.runID)), PostgresArray.literal(keys.map(\.stepID))]
-        )
-        var out: [StepKey: StepRecord] = [:]
-        for record in StepRecord.all(rows) { out[record.key] = record }
-        return out
-    }
-
-    private static func write(_ steps: [StepRecord], on db: isolated PostgresConnection) throws(PostgresError) {
-        try db.query(
-            """
-            UPDATE steps s SET status = v.status, attempt = v.attempt, charged = v.charged, due_at_ms = v.due_at_ms,
-                   last_error = v.last_error, updated_at = now(),
-                   finished_at = CASE WHEN v.status IN ('succeeded', 'failed', 'canceled') THEN now() END
-            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::bigint[], $7::text[])
-                 AS v(run_id, step_id, status, attempt, charged, due_at_ms, last_error)
-            WHERE s.run_id = v.run_id AND s.step_id = v.step_id
-            """,
-            [
-                PostgresArray.literal(steps.map(\.key.runID)),
-                PostgresArray.literal(steps.map(\.key.stepID)),
-                PostgresArray.literal(steps.map(\.state.status.rawValue)),
-                PostgresArray.literal(steps.map { Optional($0.state.attempt) }),
-                PostgresArray.literal(steps.map { Optional($0.state.charged) }),
-                PostgresArray.literal(steps.map(\.state.dueAtMs)),
-                PostgresArray.literal(steps.map(\.state.lastError)),
-            ]
-        )
-    }
-
-    /// Finishes each run whose steps are all terminal: failed if one failed,
-    /// canceled if one was canceled, succeeded otherwise.
-    ///
-    /// "Not finished" is tested as `finished_at IS NULL`, not `status = 'running'`:
-    /// the latter matches the partial index `runs_status`, and the planner, when its
-    /// statistics say few runs are running, scans that whole index once per run
-    /// (seen here as throughput falling from 9,000 to 450 steps/s).
-    private static func finishRuns(_ runIDs: [String], on db: isolated PostgresConnection) throws(PostgresError) {
-        try db.query(
-            """
-            UPDATE runs r SET status = t.outcome, finished_at = now()
-            FROM (
-                SELECT run_id,
-                       CASE WHEN bool_or(status = 'failed') THEN 'failed'
-                            WHEN bool_or(status = 'canceled') THEN 'canceled'
-                            ELSE 'succeeded' END AS outcome
-                FROM steps WHERE run_id = ANY($1::uuid[])
-                GROUP BY run_id
-                HAVING bool_and(status IN ('succeeded', 'failed', 'canceled'))
-            ) t
-            WHERE r.id = t.run_id AND r.finished_at IS NULL
-            """,
-            [PostgresArray.literal(runIDs)]
-        )
     }
 }
 

@@ -1,32 +1,106 @@
 import GantryCore
 
-/// A step as the steps table holds it: its identity, how to run it, and its state.
+/// A step as the steps table holds it: its identity, how to run it, where it sits
+/// in its pipeline, and its state.
 public struct StepRecord: Sendable, Equatable {
     public var key: StepKey
     public var kind: String
     public var timeout: Duration
     public var inputs: String
     public var state: StepState
+    public var section: RunState.Section
+    /// Its place among the steps of its section, in the order written.
+    public var position: Int
+    public var needs: [String]
+    /// Set for an approval gate.
+    public var approval: RunState.Approval?
+    public var approvalDeadlineMs: Int64?
+    public var approvers: [String]
+    public var skipReason: String?
+    /// Skipped by `when.paths` or `if:` (its dependents still run).
+    public var skippedByFilter: Bool
+    /// Values of its `${{ }}` expressions, a JSON object as text.
+    public var bindings: String
 
-    public init(key: StepKey, kind: String, timeout: Duration, inputs: String, state: StepState) {
+    public init(
+        key: StepKey, kind: String, timeout: Duration, inputs: String, state: StepState,
+        section: RunState.Section = .main, position: Int = 0, needs: [String] = [], approval: RunState.Approval? = nil,
+        approvalDeadlineMs: Int64? = nil, approvers: [String] = [], skipReason: String? = nil, skippedByFilter: Bool = false,
+        bindings: String = "{}"
+    ) {
         self.key = key
         self.kind = kind
         self.timeout = timeout
         self.inputs = inputs
         self.state = state
+        self.section = section
+        self.position = position
+        self.needs = needs
+        self.approval = approval
+        self.approvalDeadlineMs = approvalDeadlineMs
+        self.approvers = approvers
+        self.skipReason = skipReason
+        self.skippedByFilter = skippedByFilter
+        self.bindings = bindings
     }
 
     /// The job for attempt `attempt` of this step.
     public func job(attempt: Int, nowUs: Int64, recovered: Bool = false) -> Job {
         Job(
             runID: key.runID, stepID: key.stepID, attempt: attempt, kind: kind,
-            timeout: timeout, inputs: inputs, enqueuedAtUs: nowUs, recovered: recovered
+            timeout: timeout, inputs: inputs, enqueuedAtUs: nowUs, recovered: recovered, bindings: bindings
         )
+    }
+
+    /// The step as the RunMachine sees it.
+    var machineStep: RunState.Step {
+        let lifecycle: RunState.Lifecycle
+        var attempts = state
+        switch state.status {
+        case .pending: lifecycle = .pending
+        case .awaitingApproval:
+            lifecycle = .awaitingApproval(approvers: approvers, required: approval?.required ?? 1, deadlineMs: approvalDeadlineMs ?? .max)
+        case .queued, .retrying: lifecycle = .active
+        case .succeeded: lifecycle = .succeeded
+        case .failed: lifecycle = .failed
+        case .canceled: lifecycle = .canceled
+        case .skipped: lifecycle = .skipped(skipReason ?? "skipped", byFilter: skippedByFilter)
+        }
+        if !lifecycle.isActive && !state.status.isTerminal { attempts.status = .queued }
+        return RunState.Step(section: section, needs: needs, approval: approval, lifecycle: lifecycle, attempts: attempts)
+    }
+
+    /// Takes the RunMachine's view of the step back into the record.
+    mutating func update(from step: RunState.Step) {
+        state = step.attempts
+        switch step.lifecycle {
+        case .pending:
+            state.status = .pending
+        case .active:
+            break
+        case .awaitingApproval(let approvers, _, let deadline):
+            state.status = .awaitingApproval
+            self.approvers = approvers
+            approvalDeadlineMs = deadline
+        case .succeeded:
+            state.status = .succeeded
+        case .failed:
+            state.status = .failed
+        case .canceled:
+            state.status = .canceled
+        case .skipped(let reason, let byFilter):
+            state.status = .skipped
+            skipReason = reason
+            skippedByFilter = byFilter
+        }
+        if case .awaitingApproval = step.lifecycle {} else { approvalDeadlineMs = nil }
+        if case .skipped = step.lifecycle {} else if step.lifecycle != .pending { skipReason = nil; skippedByFilter = false }
     }
 
     static let selectList = """
         s.run_id, s.step_id, s.kind, s.status, s.attempt, s.charged, s.retry, s.timeout_ms, s.inputs,
-        s.due_at_ms, s.last_error
+        s.due_at_ms, s.last_error, s.section, s.position, s.needs, s.approval_required, s.approval_timeout_ms,
+        s.approval_deadline_ms, s.approvers, s.skip_reason, s.skipped_by_filter, s.bindings
         """
 
     /// Reads a row; `policies` caches parsed retry policies by their text, since the
@@ -36,7 +110,8 @@ public struct StepRecord: Sendable, Equatable {
               let status = row.string("status").flatMap(StepStatus.init(rawValue:)),
               let attempt = row.int("attempt"), let charged = row.int("charged"),
               let policyText = row.string("retry"),
-              let timeoutMs = row.int64("timeout_ms")
+              let timeoutMs = row.int64("timeout_ms"),
+              let section = row.string("section").flatMap(RunState.Section.init(rawValue:))
         else { return nil }
         let policy: RetryPolicy
         if let cached = policies[policyText] {
@@ -46,13 +121,23 @@ public struct StepRecord: Sendable, Equatable {
             policies[policyText] = parsed
             policy = parsed
         }
+        var approval: RunState.Approval?
+        if let required = row.int("approval_required") {
+            approval = RunState.Approval(required: required, timeout: .milliseconds(row.int64("approval_timeout_ms") ?? 86_400_000))
+        }
         self.init(
             key: StepKey(runID: run, stepID: step), kind: kind, timeout: .milliseconds(timeoutMs),
             inputs: row.string("inputs") ?? "{}",
             state: StepState(
                 status: status, attempt: attempt, charged: charged, policy: policy,
                 dueAtMs: row.int64("due_at_ms"), lastError: row.string("last_error")
-            )
+            ),
+            section: section, position: row.int("position") ?? 0,
+            needs: PostgresArray.parse(row.string("needs") ?? "{}"),
+            approval: approval, approvalDeadlineMs: row.int64("approval_deadline_ms"),
+            approvers: PostgresArray.parse(row.string("approvers") ?? "{}"),
+            skipReason: row.string("skip_reason"), skippedByFilter: row.bool("skipped_by_filter") ?? false,
+            bindings: row.string("bindings") ?? "{}"
         )
     }
 
@@ -61,6 +146,10 @@ public struct StepRecord: Sendable, Equatable {
         var policies: [String: RetryPolicy] = [:]
         return (0..<rows.count).compactMap { StepRecord(rows[$0], policies: &policies) }
     }
+}
+
+extension RunState.Lifecycle {
+    var isActive: Bool { self == .active }
 }
 
 /// A run to create with its steps.
@@ -79,13 +168,4 @@ public struct NewRun: Sendable {
         self.submitter = submitter
         self.steps = steps
     }
-}
-
-/// A run's row, for listings.
-public struct RunSummary: Sendable, Equatable {
-    public var id: String
-    public var pipeline: String
-    public var status: String
-    public var createdAtMs: Int64
-    public var finishedAtMs: Int64?
 }

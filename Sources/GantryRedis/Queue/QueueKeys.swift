@@ -18,6 +18,9 @@ public struct QueueKeys: Sendable, Equatable {
     public var delayed: String { "{\(namespace)}:delayed" }
     /// Result events from workers to the dispatcher (consumer group `dispatchers`).
     public var events: String { "{\(namespace)}:events" }
+    /// Attempts a user canceled: a sorted set of `run/step/attempt` scored by the time
+    /// of the cancel (ms); workers poll it and stop those attempts.
+    public var canceled: String { "{\(namespace)}:canceled" }
     /// Worker heartbeats: a hash from worker id to its JSON description.
     public var workers: String { "{\(namespace)}:workers" }
     /// The kind a stream key belongs to, or nil for a key of another namespace.

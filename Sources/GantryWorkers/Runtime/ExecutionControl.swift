@@ -8,6 +8,8 @@ enum StopReason: Sendable, Equatable {
     case leaseLost
     /// The worker is draining and the grace period is over: recorded `interrupted`.
     case drain
+    /// A user canceled the run: recorded `canceled`.
+    case canceled
 }
 
 /// Deadlines and stop requests of the attempts a worker is running.

@@ -59,6 +59,8 @@ public struct WorkerError: Error, Sendable, CustomStringConvertible {
 /// A delivery the worker holds until its outcome is acknowledged.
 private struct Held: Sendable {
     let kind: String
+    /// The attempt's name in the cancel list (`run/step/attempt`).
+    let attempt: String
     /// The heartbeat found the lease gone: the outcome can only be recorded stale.
     var leaseLost = false
     /// The outcome is recorded and its acknowledgement is on its way.
@@ -90,6 +92,8 @@ private final class Session: Sendable {
     let mailbox = Mailbox<Finished>()
     /// Deliveries held and not yet acknowledged.
     let book = Mutex<[String: Held]>([:])
+    /// Attempts canceled by users, as the cancel watcher last saw them, with when they were seen.
+    let canceled = Mutex<[String: ContinuousClock.Instant]>([:])
     let draining = Atomic<Bool>(false)
     let stopped = Atomic<Bool>(false)
     let startedMs = WallClock.nowMs()
@@ -122,6 +126,7 @@ private final class Session: Sendable {
             group.addTask { await self.recordLoop() }
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.superviseLoop() }
+            group.addTask { await self.cancelWatchLoop() }
             await withGracefulShutdownHandler {
                 await self.readLoop(group: &group, blockFor: blockFor)
             } onGracefulShutdown: {
@@ -188,7 +193,18 @@ private final class Session: Sendable {
             return
         }
         slots.take(1)
-        book.withLock { $0[delivery.id] = Held(kind: delivery.kind) }
+        let member = WorkQueue.cancelMember(AttemptKey(step: job.key, attempt: job.attempt))
+        book.withLock { $0[delivery.id] = Held(kind: delivery.kind, attempt: member) }
+        if canceled.withLock({ $0[member] != nil }) {
+            // Canceled while it waited in the queue: record it without running it.
+            let nowUs = WallClock.nowUs()
+            mailbox.put(Finished(kind: delivery.kind, deliveryID: delivery.id, result: AttemptResult(
+                key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .canceled,
+                worker: configuration.id, error: "the run was canceled before this attempt started", retryable: false,
+                startedAtUs: nowUs, finishedAtUs: nowUs, deliveryID: delivery.id
+            )))
+            return
+        }
         if job.recovered, let recorded = await recordedOutcome(of: job) {
             // Redis lost track of an attempt that had already finished: report it, do not run it twice.
             var result = recorded
@@ -280,6 +296,10 @@ private final class Session: Sendable {
         case .stopped(.drain):
             result.status = .interrupted
             result.error = "the worker was drained before the attempt finished"
+        case .stopped(.canceled):
+            result.status = .canceled
+            result.retryable = false
+            result.error = "the run was canceled; the attempt was stopped"
         }
         if result.status != .succeeded {
             context.logger.info("attempt ended", metadata: ["gantry.status": "\(result.status.rawValue)", "error": "\(result.error ?? "")"])
@@ -417,6 +437,32 @@ private final class Session: Sendable {
         while !stopped.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
             control.expire(now: .now)
             try? await Task.sleep(for: .milliseconds(25))
+        }
+    }
+
+    /// Polls the cancel list and stops the attempts it names. New entries are read
+    /// from the latest score seen, so the call stays cheap whatever the job rate.
+    private func cancelWatchLoop() async {
+        var since: Int64 = 0
+        while !stopped.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
+            do {
+                let (members, latest) = try await queue.cancels(sinceMs: since, on: heartbeat)
+                since = latest
+                let now = ContinuousClock.now
+                let fresh = canceled.withLock { seen in
+                    // Entries are re-read at the latest score; keep an hour of them to recognise repeats.
+                    seen = seen.filter { now - $0.value < .seconds(3_600) }
+                    return members.filter { seen.updateValue(now, forKey: $0) == nil }
+                }
+                if !fresh.isEmpty {
+                    let names = Set(fresh)
+                    let hits = book.withLock { book in book.filter { names.contains($0.value.attempt) }.map(\.key) }
+                    for id in hits { control.stop(id, .canceled) }
+                }
+            } catch {
+                logger.debug("cannot read the cancel list; retrying", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .milliseconds(500))
         }
     }
 

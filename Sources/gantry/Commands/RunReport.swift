@@ -4,7 +4,7 @@ import GantryPostgres
 
 /// A run with its steps' attempts, as `enqueue --wait` and `attempts` print it.
 struct RunReport {
-    let run: RunSummary
+    let run: RunRecord
     let attempts: [AttemptResult]
 
     /// Loads the reports of these runs, in the order given.

@@ -133,7 +133,7 @@ struct TestEnvironment {
 
     /// Waits until every run has ended, or fails the test after `timeout`.
     @discardableResult
-    func waitForRuns(_ ids: [String], timeout: Duration = .seconds(60)) async throws -> [RunSummary] {
+    func waitForRuns(_ ids: [String], timeout: Duration = .seconds(60)) async throws -> [RunRecord] {
         let db = try db()
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

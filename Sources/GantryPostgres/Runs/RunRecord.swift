@@ -1,0 +1,117 @@
+import GantryCore
+
+/// A run's row: what was submitted, its context, and where the RunMachine has it.
+public struct RunRecord: Sendable, Equatable {
+    public var id: String
+    public var namespace: String
+    public var pipeline: String
+    public var environment: String?
+    public var sha: String?
+    public var ref: String?
+    public var submitter: String
+    public var params: [String: String]
+    /// `waiting` (behind another run of its concurrency group), `running`, or how it ended.
+    public var status: String
+    public var phase: RunState.Phase
+    public var outcome: RunState.Outcome
+    public var stopReason: String?
+    public var timeoutMs: Int64?
+    public var deadlineAtMs: Int64?
+    public var concurrencyGroup: String?
+    public var idempotencyKey: String?
+    public var definitionSHA256: String?
+    public var createdAtMs: Int64
+    public var startedAtMs: Int64?
+    public var finishedAtMs: Int64?
+
+    /// What its steps' expressions can read.
+    public var context: Expressions.RunContext {
+        Expressions.RunContext(
+            id: id, pipeline: pipeline, environment: environment, sha: sha, ref: ref, submitter: submitter, params: params
+        )
+    }
+
+    var isFinished: Bool { phase == .done }
+
+    static let selectList = """
+        r.id, r.namespace, r.pipeline, r.environment, r.sha, r.ref, r.submitter, r.params, r.status, r.phase, r.outcome,
+        r.stop_reason, r.timeout_ms, r.deadline_at_ms, r.concurrency_group, r.idempotency_key, r.definition_sha256,
+        (extract(epoch FROM r.created_at) * 1000)::bigint AS created_ms,
+        (extract(epoch FROM r.started_at) * 1000)::bigint AS started_ms,
+        (extract(epoch FROM r.finished_at) * 1000)::bigint AS finished_ms
+        """
+
+    init?(_ row: PostgresRow) {
+        guard let id = row.string("id"), let namespace = row.string("namespace"), let pipeline = row.string("pipeline"),
+              let submitter = row.string("submitter"), let status = row.string("status"),
+              let phase = row.string("phase").flatMap(RunState.Phase.init(rawValue:)),
+              let outcome = row.string("outcome").flatMap(RunState.Outcome.init(rawValue:)),
+              let created = row.int64("created_ms")
+        else { return nil }
+        var params: [String: String] = [:]
+        for (name, value) in JSONValue.parseObject(row.string("params") ?? "{}") ?? [:] {
+            params[name] = value.stringValue ?? value.jsonText
+        }
+        self.init(
+            id: id, namespace: namespace, pipeline: pipeline, environment: row.string("environment"), sha: row.string("sha"),
+            ref: row.string("ref"), submitter: submitter, params: params, status: status, phase: phase, outcome: outcome,
+            stopReason: row.string("stop_reason"), timeoutMs: row.int64("timeout_ms"), deadlineAtMs: row.int64("deadline_at_ms"),
+            concurrencyGroup: row.string("concurrency_group"), idempotencyKey: row.string("idempotency_key"),
+            definitionSHA256: row.string("definition_sha256"), createdAtMs: created,
+            startedAtMs: row.int64("started_ms"), finishedAtMs: row.int64("finished_ms")
+        )
+    }
+
+    public init(
+        id: String, namespace: String, pipeline: String, environment: String?, sha: String?, ref: String?,
+        submitter: String, params: [String: String], status: String, phase: RunState.Phase, outcome: RunState.Outcome,
+        stopReason: String?, timeoutMs: Int64?, deadlineAtMs: Int64?, concurrencyGroup: String?, idempotencyKey: String?,
+        definitionSHA256: String?, createdAtMs: Int64, startedAtMs: Int64?, finishedAtMs: Int64?
+    ) {
+        self.id = id
+        self.namespace = namespace
+        self.pipeline = pipeline
+        self.environment = environment
+        self.sha = sha
+        self.ref = ref
+        self.submitter = submitter
+        self.params = params
+        self.status = status
+        self.phase = phase
+        self.outcome = outcome
+        self.stopReason = stopReason
+        self.timeoutMs = timeoutMs
+        self.deadlineAtMs = deadlineAtMs
+        self.concurrencyGroup = concurrencyGroup
+        self.idempotencyKey = idempotencyKey
+        self.definitionSHA256 = definitionSHA256
+        self.createdAtMs = createdAtMs
+        self.startedAtMs = startedAtMs
+        self.finishedAtMs = finishedAtMs
+    }
+}
+
+/// What the dispatcher must do in Redis once transitions are committed.
+public struct Effects: Sendable {
+    public var enqueue: [Job] = []
+    public var schedule: [(job: Job, dueAtMs: Int64)] = []
+    /// Attempts whose workers must stop them (recorded `canceled`).
+    public var cancel: [AttemptKey] = []
+    public var finishedRuns: [(runID: String, status: String)] = []
+    /// Steps that failed for good, for the log.
+    public var failedSteps: [StepRecord] = []
+
+    public init() {}
+
+    public var isEmpty: Bool {
+        enqueue.isEmpty && schedule.isEmpty && cancel.isEmpty && finishedRuns.isEmpty && failedSteps.isEmpty
+    }
+
+    public mutating func merge(_ other: Effects) {
+        enqueue += other.enqueue
+        schedule += other.schedule
+        cancel += other.cancel
+        finishedRuns += other.finishedRuns
+        failedSteps += other.failedSteps
+    }
+}
