@@ -5,9 +5,10 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// The dispatcher's core loop: it applies attempt outcomes to steps (through the
-/// pure `StepMachine`), moves due retries into their streams, reclaims expired
-/// leases, and re-enqueues from Postgres what Redis lost.
+/// The dispatcher: it applies attempt outcomes to runs (through the pure
+/// `RunMachine`), moves due retries into their streams, reclaims expired leases,
+/// fires deadlines, re-enqueues from Postgres what Redis lost, and — with
+/// `--listen` — serves the HTTP API.
 ///
 /// It keeps no state between iterations: every decision is taken under the
 /// step's row lock in Postgres, so several replicas may run at once.
@@ -24,7 +25,16 @@ public struct Dispatcher: Service {
 
     public func run() async throws {
         let core = DispatcherCore(configuration: configuration, logger: logger)
-        await core.run()
+        guard let api = configuration.api else {
+            await core.run()
+            return
+        }
+        let server = APIServer(configuration: api, dispatcher: configuration, effector: core.effector, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await core.run() }
+            group.addTask { try await server.run() }
+            try await group.waitForAll()
+        }
     }
 }
 
@@ -37,11 +47,13 @@ final class DispatcherCore: Sendable {
     let store = RunStore()
     let ledger = AttemptLedger()
     let stopping = Atomic<Bool>(false)
+    let effector: Effector
 
     init(configuration: DispatcherConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         self.queue = WorkQueue(keys: configuration.keys)
+        self.effector = Effector(queue: queue, logger: logger)
     }
 
     private func redis(_ role: String, commandTimeout: Duration = .seconds(10)) -> RedisConnection {
@@ -62,6 +74,7 @@ final class DispatcherCore: Sendable {
                 group.addTask { await self.scheduleLoop(redis: self.redis("schedule"), db: self.postgres("schedule")) }
                 group.addTask { await self.reapLoop(redis: self.redis("reap"), db: self.postgres("reap")) }
                 group.addTask { await self.reconcileLoop(redis: self.redis("reconcile"), db: self.postgres("reconcile")) }
+                group.addTask { await self.deadlineLoop(redis: self.redis("deadlines"), db: self.postgres("deadlines")) }
             }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .sequentiallyConsistent)
@@ -132,23 +145,19 @@ final class DispatcherCore: Sendable {
         await carryOut(effects, on: writer)
     }
 
-    /// Does in Redis what committed transitions asked for.
     func carryOut(_ effects: Effects, on redis: RedisConnection) async {
-        for step in effects.failedSteps {
-            logger.info("step failed for good", metadata: [
-                "gantry.run.id": "\(step.key.runID)", "gantry.step.id": "\(step.key.stepID)",
-                "gantry.attempt": "\(step.state.attempt)", "error": "\(step.state.lastError ?? "")",
-            ])
-        }
-        for (runID, status) in effects.finishedRuns where status != "succeeded" {
-            logger.info("run finished", metadata: ["gantry.run.id": "\(runID)", "gantry.status": "\(status)"])
-        }
-        guard !effects.enqueue.isEmpty || !effects.schedule.isEmpty || !effects.cancel.isEmpty else { return }
-        await untilSuccess("enqueue \(effects.enqueue.count) attempts") { () throws(RedisError) in
-            // Cancels first: a worker handed one of these attempts must already see it canceled.
-            try await self.queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
-            try await self.queue.enqueue(effects.enqueue, on: redis)
-            try await self.queue.schedule(effects.schedule, on: redis)
+        await effector.carryOut(effects, on: redis)
+    }
+
+    // MARK: Deadlines
+
+    /// Fires run deadlines and approval timeouts that have passed.
+    private func deadlineLoop(redis: RedisConnection, db: PostgresConnection) async {
+        await everyPass("deadlines", interval: .seconds(1)) {
+            let events = try await self.store.dueDeadlines(namespace: self.configuration.keys.namespace, nowMs: WallClock.nowMs(), on: db)
+            guard !events.isEmpty else { return }
+            let effects = try await self.store.transition(events, nowMs: WallClock.nowMs(), on: db)
+            await self.carryOut(effects, on: redis)
         }
     }
 

@@ -18,12 +18,14 @@ public struct DispatcherConfiguration: Sendable {
     public var reconcileAfter: Duration
     /// The most events applied in one transaction.
     public var eventBatch: Int
+    /// The HTTP API, when this replica serves it (`--listen`).
+    public var api: APIConfiguration?
 
     public init(
         id: String, redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(),
         reapInterval: Duration = .milliseconds(500), defaultLease: Duration = .seconds(30),
         reconcileInterval: Duration = .seconds(15), reconcileAfter: Duration = .seconds(60),
-        eventBatch: Int = 1_000
+        eventBatch: Int = 1_000, api: APIConfiguration? = nil
     ) {
         self.id = id
         self.redis = redis
@@ -34,5 +36,6 @@ public struct DispatcherConfiguration: Sendable {
         self.reconcileInterval = reconcileInterval
         self.reconcileAfter = reconcileAfter
         self.eventBatch = eventBatch
+        self.api = api
     }
 }

@@ -9,11 +9,20 @@ struct Gantry: AsyncParsableCommand {
         commandName: "gantry",
         abstract: "Deployment pipelines run by a fleet of workers, on Redis and Postgres.",
         discussion: """
-            Configuration comes from flags or the environment: GANTRY_REDIS_URL \
+            Run commands (submit, runs, run, approve, reject, cancel, retry) are clients of the \
+            dispatcher's API: GANTRY_URL and GANTRY_TOKEN. Fleet commands take GANTRY_REDIS_URL \
             (redis://[user:password@]host:port/db) and GANTRY_DATABASE_URL (a libpq URL). \
-            Passwords are never printed.
+            Passwords and tokens are never printed.
             """,
         subcommands: [
+            Submit.self,
+            Runs.self,
+            ShowRun.self,
+            Approve.self,
+            Reject.self,
+            Cancel.self,
+            Retry.self,
+            TokenCommand.self,
             Migrate.self,
             DispatcherCommand.self,
             WorkerCommand.self,

@@ -50,8 +50,8 @@ import Testing
         let (state, commands) = run(RunState(try definition(fanOut)), [.submitted(skips: [:]), ok("a"), ok("c"), ok("b"), ok("d"), ok("n1"), ok("n2")])
         #expect(commands == [
             .enqueue(step: "a", attempt: 1), .enqueue(step: "b", attempt: 1), .enqueue(step: "c", attempt: 1),
-            .enqueue(step: "d", attempt: 1), .enqueue(step: "n1", attempt: 1), .enqueue(step: "n2", attempt: 1),
-            .finishRun(.succeeded),
+            .enqueue(step: "d", attempt: 1), .markSkipped(step: "rollback", reason: "the run did not fail"),
+            .enqueue(step: "n1", attempt: 1), .enqueue(step: "n2", attempt: 1), .finishRun(.succeeded),
         ])
         #expect(state.phase == .done && state.outcome == .succeeded)
     }
@@ -102,7 +102,7 @@ import Testing
         #expect(commands == [
             .enqueue(step: "a", attempt: 1), .cancelAttempts(steps: ["a"]),
             .markSkipped(step: "b", reason: "the run was canceled"), .markSkipped(step: "c", reason: "the run was canceled"),
-            .markSkipped(step: "d", reason: "the run was canceled"),
+            .markSkipped(step: "d", reason: "the run was canceled"), .markSkipped(step: "rollback", reason: "the run was canceled"),
             .enqueue(step: "n1", attempt: 1), .enqueue(step: "n2", attempt: 1), .finishRun(.canceled),
         ])
         #expect(end.outcome == .canceled)
@@ -113,7 +113,7 @@ import Testing
         let (state, commands) = run(failed, [.retryFailed(step: nil), ok("b", 2), ok("d"), ok("n1", 2), ok("n2", 2)])
         #expect(commands == [
             .enqueue(step: "b", attempt: 2), .enqueue(step: "d", attempt: 1),
-            .enqueue(step: "n1", attempt: 2), .enqueue(step: "n2", attempt: 2), .finishRun(.succeeded),
+            .markSkipped(step: "rollback", reason: "the run did not fail"), .enqueue(step: "n1", attempt: 2), .enqueue(step: "n2", attempt: 2), .finishRun(.succeeded),
         ])
         #expect(state.outcome == .succeeded)
     }

@@ -142,6 +142,9 @@ public enum RunMachine {
                 guard !state.isBusy(.main) else { return }
                 if state.outcome == .running { state.outcome = .succeeded }
                 state.phase = state.outcome == .failed && !state.ids(in: .onFailure).isEmpty ? .onFailure : .finally
+                if state.phase == .finally {
+                    skipPending(in: .onFailure, state.outcome == .canceled ? (state.stopReason ?? "the run was canceled") : "the run did not fail", &state, &commands)
+                }
             case .onFailure:
                 if let reason = state.stopReason {
                     skipPending(in: .onFailure, reason, &state, &commands)

@@ -175,3 +175,89 @@ extension PostgresConnection {
         try transaction(body)
     }
 }
+
+// MARK: Listing and showing runs
+
+/// A run with everything the API shows about it.
+public struct RunDetail: Sendable {
+    public var run: RunRecord
+    /// In order: main, on_failure, finally; each as written.
+    public var steps: [StepRecord]
+    public var attempts: [AttemptResult]
+    public var approvals: [ApprovalRecord]
+    /// For a waiting run: the run just ahead of it in its group.
+    public var behind: String?
+
+    public init(run: RunRecord, steps: [StepRecord], attempts: [AttemptResult], approvals: [ApprovalRecord], behind: String?) {
+        self.run = run
+        self.steps = steps
+        self.attempts = attempts
+        self.approvals = approvals
+        self.behind = behind
+    }
+}
+
+/// One approval decision.
+public struct ApprovalRecord: Sendable, Equatable {
+    public var stepID: String
+    public var approved: Bool
+    public var approver: String
+    public var comment: String?
+    public var decidedAtMs: Int64
+}
+
+extension RunStore {
+    /// Runs of the installation, newest first, filtered.
+    /// - Parameter environments: the environments the caller may read; nil for all.
+    public func list(
+        namespace: String, environments: Set<String>?, environment: String?, status: String?, limit: Int,
+        on db: PostgresConnection
+    ) async throws(PostgresError) -> [RunRecord] {
+        let rows = try await db.run(
+            """
+            SELECT \(RunRecord.selectList) FROM runs r
+            WHERE r.namespace = $1 AND ($2::text IS NULL OR r.environment = $2) AND ($3::text IS NULL OR r.status = $3)
+              AND ($4::text[] IS NULL OR r.environment = ANY($4::text[]))
+            ORDER BY r.id DESC LIMIT $5
+            """,
+            [namespace, environment, status, environments.map { PostgresArray.literal($0.sorted()) }, String(limit)]
+        )
+        return (0..<rows.count).compactMap { RunRecord(rows[$0]) }
+    }
+
+    /// One run with its steps, attempts and approvals; nil when the installation has no such run.
+    public func detail(run runID: String, namespace: String, on db: PostgresConnection) async throws(PostgresError) -> RunDetail? {
+        guard Identifiers.isValidRunID(runID) else { return nil }
+        let runRows = try await db.run("SELECT \(RunRecord.selectList) FROM runs r WHERE r.id = $1 AND r.namespace = $2", [runID, namespace])
+        guard !runRows.isEmpty, let run = RunRecord(runRows[0]) else { return nil }
+        let steps = try await self.steps(ofRuns: [runID], on: db).sorted {
+            let order: [RunState.Section: Int] = [.main: 0, .onFailure: 1, .finally: 2]
+            return (order[$0.section]!, $0.position, $0.key.stepID) < (order[$1.section]!, $1.position, $1.key.stepID)
+        }
+        let attempts = try await AttemptLedger().attempts(ofRun: runID, on: db)
+        let approvalRows = try await db.run(
+            """
+            SELECT step_id, decision, approver, comment, (extract(epoch FROM decided_at) * 1000)::bigint AS decided_ms
+            FROM approvals WHERE run_id = $1 ORDER BY seq
+            """,
+            [runID]
+        )
+        let approvals = (0..<approvalRows.count).compactMap { index -> ApprovalRecord? in
+            let row = approvalRows[index]
+            guard let step = row.string("step_id"), let approver = row.string("approver"), let at = row.int64("decided_ms") else { return nil }
+            return ApprovalRecord(stepID: step, approved: row.string("decision") == "approved", approver: approver, comment: row.string("comment"), decidedAtMs: at)
+        }
+        var behind: String?
+        if run.status == "waiting", let group = run.concurrencyGroup {
+            let ahead = try await db.run(
+                """
+                SELECT id FROM runs WHERE namespace = $1 AND concurrency_group = $2 AND finished_at IS NULL AND id < $3
+                ORDER BY id DESC LIMIT 1
+                """,
+                [namespace, group, runID]
+            )
+            behind = ahead.isEmpty ? nil : ahead[0].string("id")
+        }
+        return RunDetail(run: run, steps: steps, attempts: attempts, approvals: approvals, behind: behind)
+    }
+}

@@ -9,7 +9,7 @@ import GantryCore
 /// - `exit_code`: end with this code (0 succeeds; others fail, retryable per the step's policy);
 /// - `retryable`: `false` makes a failure final;
 /// - `hang`: never finish on its own (until timeout, lease loss or drain);
-/// - `output`: an object returned as the step's outputs;
+/// - `output`: an object returned as the step's outputs (its `${{ }}` expressions resolved);
 /// - `log`: a line written to the step's log;
 /// - `check_lease`: check the lease after sleeping, as a deploy does before acting.
 public struct NoopExecutor: StepExecutor {
@@ -37,7 +37,7 @@ public struct NoopExecutor: StepExecutor {
         if let code = inputs["exit_code"]?.intValue, code != 0 {
             throw StepFailure("noop: exiting with code \(code) as asked", exitCode: Int32(truncatingIfNeeded: code), retryable: retryable)
         }
-        if case .object(let output)? = inputs["output"] { return output }
+        if let output = inputs["output"], case .object(let values) = context.resolved(output) { return values }
         return [:]
     }
 }

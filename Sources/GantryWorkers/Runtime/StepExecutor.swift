@@ -23,8 +23,12 @@ public typealias StepOutputs = [String: JSONValue]
 /// Everything an executor may use while running one attempt.
 public struct StepContext: Sendable {
     public let job: Job
-    /// The step's `with:` inputs.
+    /// The step's `with:` inputs as written: `${{ }}` expressions are still in them.
+    /// Read plain data through `resolved(_:)`; pass values to a shell as environment
+    /// variables (`ShellExpressions`), never pasted into the command text.
     public let inputs: [String: JSONValue]
+    /// Values of the expressions the dispatcher bound (`run.*`, `steps.*.outputs.*`).
+    public let bindings: [String: String]
     /// The attempt must be finished by then; the runtime stops it after.
     public let deadline: ContinuousClock.Instant
     /// Lines for the step's log (kept, capped, in the attempt record).
@@ -41,6 +45,11 @@ public struct StepContext: Sendable {
         logger[metadataKey: "gantry.step.id"] = "\(job.stepID)"
         logger[metadataKey: "gantry.attempt"] = "\(job.attempt)"
         return logger
+    }
+
+    /// `value` with every bound expression replaced by its value; unbound ones stay as written.
+    public func resolved(_ value: JSONValue) -> JSONValue {
+        bindings.isEmpty ? value : Expressions.substitute(value, bindings)
     }
 
     /// Throws `LeaseLost` when this worker no longer holds the step's lease.

@@ -248,7 +248,8 @@ private final class Session: Sendable {
             }
         }
         let context = StepContext(
-            job: job, inputs: JSONValue.parseObject(job.inputs) ?? [:], deadline: deadline,
+            job: job, inputs: JSONValue.parseObject(job.inputs) ?? [:],
+            bindings: (JSONValue.parseObject(job.bindings) ?? [:]).compactMapValues(\.stringValue), deadline: deadline,
             log: log, workerLogger: logger, lease: lease
         )
         let executor = registry.executor(for: job.kind)!

@@ -7,8 +7,8 @@ import UnixSignals
 struct DispatcherCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dispatcher",
-        abstract: "Run the dispatcher: apply outcomes, schedule retries, reclaim expired leases, reconcile.",
-        discussion: "Several replicas may run at once. SIGTERM or SIGINT stops it cleanly."
+        abstract: "Run the dispatcher: apply outcomes, schedule retries, reclaim expired leases, reconcile, serve the API.",
+        discussion: "Several replicas may run at once; with --listen a replica also serves the HTTP API (docs/api.md). SIGTERM or SIGINT stops it cleanly."
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -28,7 +28,22 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(name: .customLong("reconcile-after"), help: "How long a step must be unchanged before the reconciler checks it.")
     var reconcileAfter: String = "60s"
 
+    @Option(help: "Serve the HTTP API on HOST:PORT (e.g. 127.0.0.1:8080).")
+    var listen: String?
+
+    @Option(name: .customLong("api-connections"), help: "Postgres connections for API requests.")
+    var apiConnections: Int = 4
+
     func run() async throws {
+        var api: APIConfiguration?
+        if let listen {
+            guard var parsed = APIConfiguration.parse(listen: listen) else {
+                throw Failure("--listen '\(listen)' is not HOST:PORT (e.g. 127.0.0.1:8080)")
+            }
+            guard (1...64).contains(apiConnections) else { throw Failure("--api-connections must be between 1 and 64") }
+            parsed.databaseConnections = apiConnections
+            api = parsed
+        }
         let logger = connection.logger("gantry.dispatcher")
         let configuration = DispatcherConfiguration(
             id: id ?? defaultProcessID("dispatcher"),
@@ -36,7 +51,8 @@ struct DispatcherCommand: AsyncParsableCommand {
             reapInterval: try parseDuration(reapInterval, flag: "--reap-interval"),
             defaultLease: try parseDuration(defaultLease, flag: "--default-lease"),
             reconcileInterval: try parseDuration(reconcileInterval, flag: "--reconcile-interval"),
-            reconcileAfter: try parseDuration(reconcileAfter, flag: "--reconcile-after")
+            reconcileAfter: try parseDuration(reconcileAfter, flag: "--reconcile-after"),
+            api: api
         )
         let group = ServiceGroup(configuration: .init(
             services: [Dispatcher(configuration: configuration, logger: logger)],

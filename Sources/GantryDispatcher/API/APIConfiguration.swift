@@ -1,0 +1,25 @@
+/// Where and how the dispatcher serves its HTTP API.
+public struct APIConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Postgres connections for requests (each runs one statement at a time).
+    public var databaseConnections: Int
+    /// The largest request body accepted (a pipeline definition travels in it).
+    public var maxBodyBytes: Int
+
+    public init(host: String, port: Int, databaseConnections: Int = 4, maxBodyBytes: Int = 1 << 20) {
+        self.host = host
+        self.port = port
+        self.databaseConnections = databaseConnections
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// Parses `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `:8080` for all interfaces).
+    public static func parse(listen: String) -> APIConfiguration? {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (0...65_535).contains(port) else { return nil }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return APIConfiguration(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+    }
+}

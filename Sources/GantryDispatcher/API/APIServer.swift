@@ -1,0 +1,84 @@
+import GantryCore
+import GantryPostgres
+import GantryRedis
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// The dispatcher's HTTP API (Hummingbird): runs, approvals, control, health,
+/// and its OpenAPI document at `/openapi.yaml`.
+struct APIServer: Sendable {
+    let configuration: APIConfiguration
+    let api: RunAPI
+    let logger: Logger
+
+    init(configuration: APIConfiguration, dispatcher: DispatcherConfiguration, effector: Effector, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.api = RunAPI(
+            namespace: dispatcher.keys.namespace,
+            pool: PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)"),
+            redis: RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)")),
+            effector: effector, logger: logger, maxBodyBytes: configuration.maxBodyBytes
+        )
+    }
+
+    /// Serves until graceful shutdown.
+    func run() async throws {
+        let application = Application(
+            router: router(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "gantry"),
+            onServerRunning: { [logger, configuration] _ in
+                logger.info("API listening", metadata: ["gantry.listen": "\(configuration.host):\(configuration.port)"])
+            },
+            logger: logger
+        )
+        try await application.run()
+    }
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        let api = self.api
+        router.get("/healthz") { _, _ in APIResponses.json(.ok, text: #"{"status":"ok"}"#) }
+        router.get("/readyz") { _, _ in await api.ready() }
+        router.get("/openapi.yaml") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+        }
+        router.post("/v1/runs") { request, _ in await handle { try await api.submit(request) } }
+        router.get("/v1/runs") { request, _ in await handle { try await api.list(request) } }
+        router.get("/v1/runs/:id") { request, context in
+            await handle { try await api.get(request, id: try context.parameters.require("id")) }
+        }
+        router.get("/v1/runs/:id/events") { request, context in
+            await handle { try await api.events(request, id: try context.parameters.require("id")) }
+        }
+        router.post("/v1/runs/:id/approve") { request, context in
+            await handle { try await api.decide(request, id: try context.parameters.require("id"), approve: true) }
+        }
+        router.post("/v1/runs/:id/reject") { request, context in
+            await handle { try await api.decide(request, id: try context.parameters.require("id"), approve: false) }
+        }
+        router.post("/v1/runs/:id/cancel") { request, context in
+            await handle { try await api.cancel(request, id: try context.parameters.require("id")) }
+        }
+        router.post("/v1/runs/:id/retry") { request, context in
+            await handle { try await api.retry(request, id: try context.parameters.require("id")) }
+        }
+        return router
+    }
+
+    /// Turns every failure into a JSON error with one line: refusals keep their
+    /// status, an unreachable database is 503, anything else is 500 and logged.
+    private func handle(_ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let error as APIError {
+            return error.response
+        } catch let error as PostgresError where error.isConnectionFailure {
+            return APIError.unavailable("the database is not reachable; retry shortly").response
+        } catch {
+            logger.error("request failed", metadata: ["error": "\(error)"])
+            return APIError(status: .internalServerError, message: "internal error; the dispatcher's log has the details").response
+        }
+    }
+}

@@ -1,0 +1,320 @@
+import Crypto
+import Foundation
+import GantryCore
+import GantryPostgres
+import GantryRedis
+import Hummingbird
+import Logging
+
+/// The handlers of the runs API. Every handler authenticates the bearer token,
+/// asks `Grant` whether the action is allowed on the run's environment, and
+/// records every change it makes or refuses in the actions log with the token's name.
+struct RunAPI: Sendable {
+    let namespace: String
+    let pool: PostgresPool
+    let redis: RedisConnection
+    let effector: Effector
+    let logger: Logger
+    let maxBodyBytes: Int
+    let store = RunStore()
+    let tokens = TokenStore()
+    let actions = ActionLog()
+
+    // MARK: Requests
+
+    struct SubmitRequest: Decodable {
+        var pipeline: String
+        var pipelineFile: String?
+        var environment: String?
+        var sha: String
+        var ref: String?
+        var confirm: String?
+        var changedFiles: [String]?
+        var params: [String: String]?
+        var idempotencyKey: String?
+
+        enum CodingKeys: String, CodingKey {
+            case pipeline, pipelineFile = "pipeline_file", environment, sha, ref, confirm
+            case changedFiles = "changed_files", params, idempotencyKey = "idempotency_key"
+        }
+    }
+
+    struct DecisionRequest: Decodable {
+        var step: String
+        var comment: String?
+    }
+
+    struct RetryRequest: Decodable {
+        var step: String?
+    }
+
+    // MARK: Authentication
+
+    /// The grant of the request's bearer token; a missing or unknown token is refused (401) and logged.
+    func authenticate(_ request: Request, action: String) async throws -> Grant {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
+            try? await record(actor: "(no token)", action, runID: nil, environment: nil, accepted: false, reason: "no bearer token")
+            throw APIError.unauthorized("no token: send Authorization: Bearer <token> (gantry token create makes one; the CLI reads GANTRY_TOKEN)")
+        }
+        let hash = APITokens.hash(String(header.dropFirst(7)))
+        guard let grant = try await tokens.grant(hash: hash, namespace: namespace, on: pool.connection) else {
+            try? await record(actor: "(unknown token)", action, runID: nil, environment: nil, accepted: false, reason: "unknown or revoked token")
+            throw APIError.unauthorized("the token is unknown or revoked; ask an admin for a new one (gantry token create)")
+        }
+        return grant
+    }
+
+    /// Refuses (403, logged) unless the grant allows the action on this environment.
+    func authorize(_ grant: Grant, _ action: APIAction, environment: String?, runID: String?, log name: String? = nil) async throws {
+        if case .failure(let denied) = grant.decide(action, environment: environment) {
+            try? await record(actor: grant.name, name ?? action.rawValue, runID: runID, environment: environment, accepted: false, reason: denied.reason)
+            throw APIError.forbidden(denied.reason)
+        }
+    }
+
+    private func record(actor: String, _ action: String, runID: String?, environment: String?, accepted: Bool, reason: String?) async throws {
+        try await actions.record(
+            namespace: namespace, actor: actor, action: action, runID: runID, environment: environment,
+            accepted: accepted, reason: reason, on: pool.connection
+        )
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxBodyBytes)
+        } catch {
+            throw APIError(status: .contentTooLarge, message: "the request body is larger than \(maxBodyBytes) bytes")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw APIError.badRequest("the request body has no field '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw APIError.badRequest("field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch {
+            throw APIError.badRequest("the request body is not the JSON object this endpoint takes")
+        }
+    }
+
+    // MARK: Runs
+
+    func submit(_ request: Request) async throws -> Response {
+        let grant = try await authenticate(request, action: "submit")
+        let body = try await decode(SubmitRequest.self, from: request)
+        let file = body.pipelineFile ?? "pipeline.yml"
+        let (parsed, diagnostics) = PipelineParser().parse(body.pipeline, file: file)
+        guard let definition = parsed else {
+            let lines = diagnostics.map(\.description)
+            throw APIError.badRequest(
+                (lines.first ?? "\(file): not a valid pipeline") + (lines.count > 1 ? " (and \(lines.count - 1) more)" : ""),
+                details: lines
+            )
+        }
+        let environment: String?
+        switch (definition.environment, body.environment) {
+        case (let declared?, let asked?) where declared != asked:
+            throw APIError.badRequest("\(file): pipeline \(definition.name) deploys to \(declared); --env \(asked) does not match it")
+        case (let declared?, _): environment = declared
+        case (nil, let asked): environment = asked
+        }
+        try await authorize(grant, .submit, environment: environment, runID: nil)
+        guard RunAPI.isSHA(body.sha) else {
+            throw APIError.badRequest("sha '\(body.sha.prefix(80))' is not a commit SHA: give 7 to 64 hexadecimal characters")
+        }
+        let refuse = { (reason: String) async throws -> Never in
+            try? await self.record(actor: grant.name, "submit", runID: nil, environment: environment, accepted: false, reason: reason)
+            throw APIError.gate(reason)
+        }
+        if let confirm = definition.confirm, body.confirm != confirm {
+            try await refuse(body.confirm == nil
+                ? "gate confirm: pipeline \(definition.name) needs --confirm \"\(confirm)\""
+                : "gate confirm: the confirmation text does not match; type exactly \"\(confirm)\"")
+        }
+        let params = body.params ?? [:]
+        let plan = PipelinePlan.make(definition, changedFiles: body.changedFiles, params: params, ref: body.ref, environment: environment)
+        var skips: [String: String] = [:]
+        for step in plan.levels.joined() + plan.onFailure + plan.finally {
+            if let reason = step.skipReason { skips[step.id] = reason }
+        }
+        var random = SystemRandomNumberGenerator()
+        let submission = PipelineSubmission(
+            runID: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), namespace: namespace,
+            definition: definition, definitionText: body.pipeline,
+            definitionSHA256: SHA256.hash(data: Data(body.pipeline.utf8)).map { String(format: "%02x", $0) }.joined(),
+            environment: environment, sha: body.sha.lowercased(), ref: body.ref, params: params, submitter: grant.name,
+            idempotencyKey: body.idempotencyKey, skips: skips
+        )
+        let (result, effects) = try await store.submit(submission, nowMs: WallClock.nowMs(), on: pool.connection)
+        await effector.carryOut(effects, on: redis)
+        switch result {
+        case .failure(let refusal):
+            try await refuse(refusal.reason)
+        case .success(let (run, created)):
+            try await record(actor: grant.name, "submit", runID: run.id, environment: environment, accepted: true,
+                             reason: created ? nil : "idempotency key \(body.idempotencyKey ?? "") matched this run")
+            logger.info("run submitted", metadata: [
+                "gantry.run.id": "\(run.id)", "gantry.pipeline": "\(definition.name)", "gantry.by": "\(grant.name)",
+                "gantry.status": "\(run.status)",
+            ])
+            return try await show(run.id, status: created ? .created : .ok)
+        }
+    }
+
+    func list(_ request: Request) async throws -> Response {
+        let grant = try await authenticate(request, action: "list")
+        let query = request.uri.queryParameters
+        let environment = query["env"].map(String.init)
+        let status = query["status"].map(String.init)
+        if let status, !["waiting", "running", "succeeded", "failed", "canceled"].contains(status) {
+            throw APIError.badRequest("status '\(status)' is not one of waiting, running, succeeded, failed, canceled")
+        }
+        let limit = query["limit"].flatMap { Int(String($0)) } ?? 50
+        guard (1...1_000).contains(limit) else { throw APIError.badRequest("limit must be between 1 and 1000") }
+        if let environment { try await authorize(grant, .read, environment: environment, runID: nil, log: "list") }
+        let runs = try await store.list(
+            namespace: namespace, environments: grant.readableEnvironments, environment: environment, status: status,
+            limit: limit, on: pool.connection
+        )
+        // A waiting run says what it waits behind: the run before it in its group.
+        var views: [RunView] = []
+        for run in runs {
+            var behind: String?
+            if run.status == "waiting" {
+                behind = try await store.detail(run: run.id, namespace: namespace, on: pool.connection)?.behind
+            }
+            views.append(RunViews.summary(run, behind: behind))
+        }
+        return APIResponses.json(.ok, ["runs": views])
+    }
+
+    func get(_ request: Request, id: String) async throws -> Response {
+        let grant = try await authenticate(request, action: "read")
+        let detail = try await loadReadable(id, grant: grant)
+        return APIResponses.json(.ok, RunViews.view(detail))
+    }
+
+    private func loadReadable(_ id: String, grant: Grant) async throws -> RunDetail {
+        guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else {
+            throw APIError.notFound("no run \(id.prefix(64)) in this installation")
+        }
+        try await authorize(grant, .read, environment: detail.run.environment, runID: id)
+        return detail
+    }
+
+    private func show(_ id: String, status: HTTPResponse.Status) async throws -> Response {
+        guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else {
+            throw APIError.notFound("no run \(id)")
+        }
+        return APIResponses.json(status, RunViews.view(detail))
+    }
+
+    /// Server-sent events: the run as JSON (event `run`) each time it changes, until it ends.
+    func events(_ request: Request, id: String) async throws -> Response {
+        let grant = try await authenticate(request, action: "read")
+        _ = try await loadReadable(id, grant: grant)
+        let store = store, namespace = namespace, pool = pool
+        let body = ResponseBody { writer in
+            var last: RunView?
+            var quietSince = ContinuousClock.now
+            while !Task.isCancelled {
+                guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else { break }
+                let view = RunViews.view(detail)
+                if view != last {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    let json = String(decoding: try encoder.encode(view), as: UTF8.self)
+                    try await writer.write(ByteBuffer(string: "event: run\ndata: \(json)\n\n"))
+                    last = view
+                    quietSince = .now
+                    if view.isFinished { break }
+                } else if ContinuousClock.now - quietSince > .seconds(15) {
+                    // A comment line keeps proxies from closing an idle stream.
+                    try await writer.write(ByteBuffer(string: ": still running\n\n"))
+                    quietSince = .now
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
+            body: body
+        )
+    }
+
+    // MARK: Decisions and control
+
+    func decide(_ request: Request, id: String, approve: Bool) async throws -> Response {
+        let action = approve ? "approve" : "reject"
+        let grant = try await authenticate(request, action: action)
+        let body = try await decode(DecisionRequest.self, from: request)
+        let detail = try await loadReadable(id, grant: grant)
+        try await authorize(grant, .approve, environment: detail.run.environment, runID: id, log: action)
+        let (result, effects) = try await store.decide(
+            run: id, step: body.step, approve: approve, by: grant.name, comment: body.comment, namespace: namespace,
+            nowMs: WallClock.nowMs(), on: pool.connection
+        )
+        await effector.carryOut(effects, on: redis)
+        return try await respond(result, action: action, grant: grant, runID: id, environment: detail.run.environment)
+    }
+
+    func cancel(_ request: Request, id: String) async throws -> Response {
+        let grant = try await authenticate(request, action: "cancel")
+        let detail = try await loadReadable(id, grant: grant)
+        try await authorize(grant, .cancel, environment: detail.run.environment, runID: id)
+        let (result, effects) = try await store.cancel(run: id, namespace: namespace, nowMs: WallClock.nowMs(), on: pool.connection)
+        await effector.carryOut(effects, on: redis)
+        return try await respond(result, action: "cancel", grant: grant, runID: id, environment: detail.run.environment)
+    }
+
+    func retry(_ request: Request, id: String) async throws -> Response {
+        let grant = try await authenticate(request, action: "retry")
+        let body = try await decode(RetryRequest.self, from: request)
+        let detail = try await loadReadable(id, grant: grant)
+        try await authorize(grant, .retry, environment: detail.run.environment, runID: id)
+        let (result, effects) = try await store.retry(run: id, step: body.step, namespace: namespace, nowMs: WallClock.nowMs(), on: pool.connection)
+        await effector.carryOut(effects, on: redis)
+        return try await respond(result, action: "retry", grant: grant, runID: id, environment: detail.run.environment)
+    }
+
+    private func respond(
+        _ result: Result<RunRecord, RunRefusal>, action: String, grant: Grant, runID: String, environment: String?
+    ) async throws -> Response {
+        switch result {
+        case .success:
+            try await record(actor: grant.name, action, runID: runID, environment: environment, accepted: true, reason: nil)
+            return try await show(runID, status: .ok)
+        case .failure(let refusal):
+            try? await record(actor: grant.name, action, runID: runID, environment: environment, accepted: false, reason: refusal.reason)
+            switch refusal.code {
+            case .notFound: throw APIError.notFound(refusal.reason)
+            case .conflict: throw APIError.conflict(refusal.reason)
+            case .forbidden: throw APIError.forbidden(refusal.reason)
+            case .gate: throw APIError.gate(refusal.reason)
+            }
+        }
+    }
+
+    // MARK: Health
+
+    func ready() async -> Response {
+        do {
+            _ = try await pool.connection.run("SELECT 1")
+        } catch {
+            return APIError.unavailable("Postgres is not reachable: \(error)").response
+        }
+        do {
+            _ = try await redis.command(["PING"])
+        } catch {
+            return APIError.unavailable("Redis is not reachable: \(error)").response
+        }
+        return APIResponses.json(.ok, text: #"{"status":"ready"}"#)
+    }
+
+    static func isSHA(_ text: String) -> Bool {
+        (7...64).contains(text.count) && text.allSatisfy(\.isHexDigit)
+    }
+}

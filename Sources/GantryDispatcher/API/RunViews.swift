@@ -1,0 +1,94 @@
+import Foundation
+import GantryCore
+import GantryPostgres
+
+/// Builds the API's view of a run from its rows.
+enum RunViews {
+    static func view(_ detail: RunDetail) -> RunView {
+        let run = detail.run
+        let attemptsByStep = Dictionary(grouping: detail.attempts, by: \.key.step.stepID)
+        let approvalsByStep = Dictionary(grouping: detail.approvals, by: \.stepID)
+        let statusByStep = Dictionary(detail.steps.map { ($0.key.stepID, $0.state.status) }, uniquingKeysWith: { a, _ in a })
+        let steps = detail.steps.map { step -> StepView in
+            let attempts = (attemptsByStep[step.key.stepID] ?? []).map { attempt in
+                AttemptView(
+                    attempt: attempt.key.attempt, status: attempt.status.rawValue, worker: attempt.worker,
+                    exitCode: attempt.exitCode, error: attempt.error,
+                    startedAt: timestamp(us: attempt.startedAtUs), finishedAt: timestamp(us: attempt.finishedAtUs),
+                    durationMs: Double(attempt.finishedAtUs - attempt.startedAtUs) / 1_000,
+                    outputs: JSONValue.parseObject(attempt.outputs) ?? [:]
+                )
+            }
+            var approvals: ApprovalView?
+            if let gate = step.approval {
+                approvals = ApprovalView(
+                    required: gate.required, approvedBy: step.approvers,
+                    decisions: (approvalsByStep[step.key.stepID] ?? []).map {
+                        .init(decision: $0.approved ? "approved" : "rejected", by: $0.approver, comment: $0.comment, at: timestamp(ms: $0.decidedAtMs))
+                    }
+                )
+            }
+            return StepView(
+                id: step.key.stepID, kind: step.kind, section: step.section.rawValue, needs: step.needs,
+                status: step.state.status.rawValue, attempt: step.state.attempt,
+                waitingFor: waitingFor(step, run: run, statusByStep: statusByStep),
+                skipReason: step.state.status == .skipped ? step.skipReason : nil,
+                lastError: step.state.lastError, approvals: approvals, attempts: attempts
+            )
+        }
+        var waiting: String?
+        if run.status == "waiting" {
+            waiting = detail.behind.map { "behind run \($0) in group \(run.concurrencyGroup ?? "")" }
+                ?? "waiting to start in group \(run.concurrencyGroup ?? "")"
+        }
+        return RunView(
+            id: run.id, pipeline: run.pipeline, environment: run.environment, sha: run.sha, ref: run.ref,
+            submitter: run.submitter, status: run.status, phase: run.phase.rawValue, definitionSHA256: run.definitionSHA256,
+            createdAt: timestamp(ms: run.createdAtMs), startedAt: run.startedAtMs.map { timestamp(ms: $0) },
+            finishedAt: run.finishedAtMs.map { timestamp(ms: $0) },
+            durationMs: run.finishedAtMs.map { $0 - (run.startedAtMs ?? run.createdAtMs) },
+            waitingFor: waiting, stopReason: run.stopReason, steps: steps
+        )
+    }
+
+    /// A listing entry: the run without its steps.
+    static func summary(_ run: RunRecord, behind: String? = nil) -> RunView {
+        view(RunDetail(run: run, steps: [], attempts: [], approvals: [], behind: behind))
+    }
+
+    /// Why a step is not running yet, in words.
+    private static func waitingFor(_ step: StepRecord, run: RunRecord, statusByStep: [String: StepStatus]) -> String? {
+        switch step.state.status {
+        case .pending:
+            if run.status == "waiting" { return "the run to start" }
+            let open = step.needs.filter { need in
+                guard let status = statusByStep[need] else { return false }
+                return status != .succeeded && status != .skipped
+            }
+            if !open.isEmpty { return "waiting for \(open.joined(separator: ", "))" }
+            if step.section == .onFailure { return "runs only if the run fails" }
+            if step.section == .finally { return "runs when the run ends" }
+            return nil
+        case .awaitingApproval:
+            let required = step.approval?.required ?? 1
+            var text = "waiting for approval (\(step.approvers.count)/\(required))"
+            if let deadline = step.approvalDeadlineMs { text += " until \(timestamp(ms: deadline))" }
+            return text
+        case .queued:
+            return "queued for a \(step.kind) worker (attempt \(step.state.attempt))"
+        case .retrying:
+            let due = step.state.dueAtMs.map { " at \(timestamp(ms: $0))" } ?? ""
+            return "attempt \(step.state.attempt) of \(step.state.policy.maxAttempts) due\(due)"
+        case .succeeded, .failed, .canceled, .skipped:
+            return nil
+        }
+    }
+
+    static func timestamp(ms: Int64) -> String { timestamp(us: ms * 1_000) }
+
+    static func timestamp(us: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date(timeIntervalSince1970: Double(us) / 1_000_000))
+    }
+}

@@ -1,0 +1,31 @@
+import GantryCore
+import GantryPostgres
+import GantryRedis
+import Logging
+
+/// Does in Redis what committed run transitions asked for: enqueue, schedule,
+/// cancel. If the process dies before it is done, the reconciler finds the steps
+/// quiet and enqueues them again; workers honour cancels they see late.
+struct Effector: Sendable {
+    let queue: WorkQueue
+    let logger: Logger
+
+    func carryOut(_ effects: Effects, on redis: RedisConnection) async {
+        for step in effects.failedSteps {
+            logger.info("step failed for good", metadata: [
+                "gantry.run.id": "\(step.key.runID)", "gantry.step.id": "\(step.key.stepID)",
+                "gantry.attempt": "\(step.state.attempt)", "error": "\(step.state.lastError ?? "")",
+            ])
+        }
+        for (runID, status) in effects.finishedRuns where status != "succeeded" {
+            logger.info("run finished", metadata: ["gantry.run.id": "\(runID)", "gantry.status": "\(status)"])
+        }
+        guard !effects.enqueue.isEmpty || !effects.schedule.isEmpty || !effects.cancel.isEmpty else { return }
+        await retryUntilSuccess("enqueue \(effects.enqueue.count) attempts", logger: logger) { () throws(RedisError) in
+            // Cancels first: a worker handed one of these attempts must already see it canceled.
+            try await queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
+            try await queue.enqueue(effects.enqueue, on: redis)
+            try await queue.schedule(effects.schedule, on: redis)
+        }
+    }
+}

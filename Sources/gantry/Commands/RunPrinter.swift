@@ -1,0 +1,101 @@
+import Foundation
+import GantryCore
+
+/// Prints runs for people: a run with its DAG of steps, and live progress lines.
+enum RunPrinter {
+    /// The run and each step with its state, attempts and why it waits.
+    static func describe(_ run: RunView) -> String {
+        var lines: [String] = []
+        var head = "run \(run.id)  \(run.status.uppercased())  \(run.pipeline)"
+        if let environment = run.environment { head += " → \(environment)" }
+        if let sha = run.sha { head += "  sha \(sha.prefix(12))" }
+        if let ref = run.ref { head += " (\(ref))" }
+        lines.append(head)
+        var meta = "  submitted by \(run.submitter) at \(run.createdAt)"
+        if let duration = run.durationMs { meta += ", took \(format(ms: Double(duration)))" }
+        lines.append(meta)
+        if let waiting = run.waitingFor { lines.append("  \(waiting)") }
+        if let reason = run.stopReason { lines.append("  stopped: \(reason)") }
+        var section = "main"
+        for step in run.steps {
+            if step.section != section {
+                section = step.section
+                lines.append("  \(section):")
+            }
+            var line = "  \(symbol(step.status)) \(step.id.padding(toLength: 22, withPad: " ", startingAt: 0)) \(step.kind.padding(toLength: 14, withPad: " ", startingAt: 0)) \(step.status)"
+            if !step.needs.isEmpty { line += "  needs \(step.needs.joined(separator: ","))" }
+            lines.append(line)
+            if let waiting = step.waitingFor { lines.append("      \(waiting)") }
+            if let skip = step.skipReason { lines.append("      skipped: \(skip)") }
+            if let approvals = step.approvals {
+                for decision in approvals.decisions {
+                    lines.append("      \(decision.decision) by \(decision.by) at \(decision.at)\(decision.comment.map { ": \($0)" } ?? "")")
+                }
+            }
+            for attempt in step.attempts {
+                var text = "      #\(attempt.attempt) \(attempt.status) on \(attempt.worker) at \(attempt.startedAt), \(format(ms: attempt.durationMs))"
+                if let code = attempt.exitCode { text += ", exit \(code)" }
+                if let error = attempt.error { text += ": \(error)" }
+                lines.append(text)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// One line for a listing.
+    static func summary(_ run: RunView) -> String {
+        var line = "\(run.id)  \(run.status.padding(toLength: 9, withPad: " ", startingAt: 0)) \(run.pipeline)"
+        if let environment = run.environment { line += " → \(environment)" }
+        if let sha = run.sha { line += "  \(sha.prefix(12))" }
+        line += "  by \(run.submitter)  \(run.createdAt)"
+        if let waiting = run.waitingFor { line += "  (\(waiting))" }
+        return line
+    }
+
+    /// Lines for what changed between two states of a run: one per step whose status moved.
+    static func changes(from old: RunView?, to new: RunView) -> [String] {
+        let before = Dictionary((old?.steps ?? []).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var lines: [String] = []
+        let runLine = old?.status != new.status ? "run \(new.status)\(new.waitingFor.map { " — \($0)" } ?? "")" : nil
+        if let runLine, !new.isFinished { lines.append(runLine) }
+        for step in new.steps where before[step.id]?.status != step.status || before[step.id]?.attempt != step.attempt {
+            var line = "\(step.id): \(step.status)"
+            if step.attempt > 1, step.status == "queued" || step.status == "retrying" { line += " (attempt \(step.attempt))" }
+            if let last = step.attempts.last, step.status == "succeeded" || step.status == "failed" || step.status == "canceled" {
+                line += " in \(format(ms: last.durationMs))"
+                if let error = last.error, step.status != "succeeded" { line += ": \(error)" }
+            }
+            if let waiting = step.waitingFor, step.status == "awaiting_approval" { line += " — \(waiting)" }
+            if let skip = step.skipReason { line += " — \(skip)" }
+            lines.append(line)
+        }
+        if let runLine, new.isFinished { lines.append(runLine) }
+        return lines
+    }
+
+    /// A compact one-line count of steps by state, for a terminal.
+    static func progress(_ run: RunView) -> String {
+        let finished = run.steps.filter { ["succeeded", "failed", "canceled", "skipped"].contains($0.status) }.count
+        let running = run.steps.filter { $0.status == "queued" || $0.status == "retrying" }.count
+        let waiting = run.steps.filter { $0.status == "awaiting_approval" }.count
+        var line = "[\(finished)/\(run.steps.count) done, \(running) running"
+        if waiting > 0 { line += ", \(waiting) awaiting approval" }
+        return line + "] \(run.status)"
+    }
+
+    static func symbol(_ status: String) -> String {
+        switch status {
+        case "succeeded": "✓"
+        case "failed": "✗"
+        case "canceled": "⊘"
+        case "skipped": "–"
+        case "queued", "retrying": "▶"
+        case "awaiting_approval": "?"
+        default: "·"
+        }
+    }
+
+    static func format(ms: Double) -> String {
+        ms < 1_000 ? String(format: "%.0fms", ms) : ms < 120_000 ? String(format: "%.1fs", ms / 1_000) : String(format: "%.1fmin", ms / 60_000)
+    }
+}
