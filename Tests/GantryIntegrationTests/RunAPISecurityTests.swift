@@ -1,0 +1,130 @@
+import Foundation
+import GantryCore
+import GantryHTTP
+import GantryPostgres
+import Testing
+
+/// Token scopes over HTTP: every role against every endpoint, and the actions log.
+@Suite struct RunAPISecurityTests {
+    struct Endpoint: Sendable {
+        let name: String
+        let method: HTTPRequest.Method
+        let path: @Sendable (_ staging: String) -> String
+        let body: [String: JSONValue]?
+        /// What the endpoint asks of the token (on a staging run).
+        let action: APIAction
+    }
+
+    static let staging = """
+        pipeline: app
+        environment: staging
+        steps:
+          - { id: build, kind: noop }
+        """
+
+    static let endpoints: [Endpoint] = [
+        Endpoint(name: "submit", method: .post, path: { _ in "/v1/runs" }, body: ["pipeline": .string(staging), "sha": .string("abc1234")], action: .submit),
+        Endpoint(name: "list", method: .get, path: { _ in "/v1/runs?env=staging" }, body: nil, action: .read),
+        Endpoint(name: "get", method: .get, path: { "/v1/runs/\($0)" }, body: nil, action: .read),
+        Endpoint(name: "events", method: .get, path: { "/v1/runs/\($0)/events" }, body: nil, action: .read),
+        Endpoint(name: "approve", method: .post, path: { "/v1/runs/\($0)/approve" }, body: ["step": .string("build")], action: .approve),
+        Endpoint(name: "reject", method: .post, path: { "/v1/runs/\($0)/reject" }, body: ["step": .string("build")], action: .approve),
+        Endpoint(name: "cancel", method: .post, path: { "/v1/runs/\($0)/cancel" }, body: [:], action: .cancel),
+        Endpoint(name: "retry", method: .post, path: { "/v1/runs/\($0)/retry" }, body: [:], action: .retry),
+    ]
+
+    @Test func everyRoleAgainstEveryEndpoint() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let admin = try await api.token("admin", [.admin])
+        let run = try await api.submit(Self.staging, token: admin).json.id
+        try await api.wait(run, token: admin)
+        let roles: [(name: String, roles: [Role], envs: [String])] = [
+            ("sub-staging", [.submitter], ["staging"]),
+            ("sub-prod", [.submitter], ["production"]),
+            ("appr-staging", [.approver], ["staging"]),
+            ("appr-prod", [.approver], ["production"]),
+            ("operator", [.operator], []),
+            ("auditor", [.auditor], []),
+            ("admin2", [.admin], []),
+        ]
+        for role in roles {
+            let token = try await api.token(role.name, role.roles, env: role.envs)
+            let grant = Grant(name: role.name, roles: Set(role.roles), environments: Set(role.envs))
+            for endpoint in Self.endpoints {
+                let (status, json) = try await api.call(endpoint.method, endpoint.path(run), token: token, body: endpoint.body)
+                let allowed = if case .success = grant.decide(endpoint.action, environment: "staging") { true } else { false }
+                if allowed {
+                    #expect(status != 401 && status != 403, "\(role.name) \(endpoint.name): \(status) \(json.error)")
+                } else {
+                    #expect(status == 403, "\(role.name) \(endpoint.name): \(status)")
+                    #expect(json.error.hasPrefix("token \(role.name) may not"), "\(json.error)")
+                }
+            }
+        }
+        // No token, a made-up token, a revoked token: 401, each with what to do.
+        let revoked = try await api.token("old", [.admin])
+        _ = try await TokenStore().revoke(name: "old", namespace: env.namespace, on: env.db())
+        for token in [nil, "gty_not-a-real-token", revoked] {
+            for endpoint in Self.endpoints {
+                let (status, json) = try await api.call(endpoint.method, endpoint.path(run), token: token, body: endpoint.body)
+                #expect(status == 401, "\(endpoint.name) with \(token == nil ? "no" : "a bad") token: \(status)")
+                #expect(!json.error.isEmpty)
+            }
+        }
+        // Health, readiness and the API description need no token.
+        #expect(try await api.call(.get, "/healthz", token: nil).status == 200)
+        #expect(try await api.call(.get, "/readyz", token: nil).status == 200)
+        _ = (dispatcher, worker)
+    }
+
+    @Test func aStagingSubmitterCannotSubmitToProductionApproveOrReadProductionRuns() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let ci = try await api.token("ci-staging", [.submitter], env: ["development", "staging"])
+        let admin = try await api.token("admin", [.admin])
+        let production = Self.staging.replacingOccurrences(of: "environment: staging", with: "environment: production")
+        let refused = try await api.submit(production, token: ci)
+        #expect(refused.status == 403)
+        #expect(refused.json.error == "token ci-staging may not submit in production: it is scoped to development, staging")
+        let prodRun = try await api.submit(production, token: admin).json.id
+        #expect(try await api.call(.get, "/v1/runs/\(prodRun)", token: ci).status == 403)
+        let listed = try await api.call(.get, "/v1/runs", token: ci)
+        #expect(listed.status == 200)
+        #expect(listed.json["runs"] == .array([]))
+        #expect(try await api.call(.get, "/v1/runs?env=production", token: ci).status == 403)
+        // Every refusal and every accepted change is in the log with the token's name.
+        let log = try await ActionLog().recent(namespace: env.namespace, limit: 10, on: env.db())
+        #expect(log.contains { $0.actor == "ci-staging" && $0.action == "submit" && !$0.accepted && $0.environment == "production" })
+        #expect(log.contains { $0.actor == "ci-staging" && $0.action == "read" && !$0.accepted && $0.runID == prodRun })
+        #expect(log.contains { $0.actor == "admin" && $0.action == "submit" && $0.accepted && $0.runID == prodRun })
+        // The log is append-only for the application.
+        await #expect(throws: PostgresError.self) { try await env.db().run("UPDATE actions SET accepted = true") }
+        await #expect(throws: PostgresError.self) { try await env.db().run("DELETE FROM approvals") }
+        _ = dispatcher
+    }
+
+    @Test func badInputIsRefusedWithOneLineNamingThePlace() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let ci = try await api.token("ci", [.submitter], env: ["staging"])
+        let broken = try await api.submit("pipeline: x\nenvironment: staging\nsteps:\n  - { id: a, kind: noop, needs: [nope] }\n", token: ci)
+        #expect(broken.status == 400)
+        #expect(broken.json.error.hasPrefix("pipeline.yml:4:"), "\(broken.json.error)")
+        let badSHA = try await api.submit(Self.staging, token: ci, sha: "main; rm -rf /")
+        #expect(badSHA.status == 400 && badSHA.json.error.contains("is not a commit SHA"))
+        let mismatch = try await api.submit(Self.staging, token: ci, extra: ["environment": .string("production")])
+        #expect(mismatch.status == 400 && mismatch.json.error.contains("does not match"))
+        let notJSON = try await api.http.send(HTTPRequest.text(.post, api.base + "/v1/runs", "{", headers: [("Authorization", "Bearer \(ci)")]))
+        #expect(notJSON.status == 400)
+        #expect(try await api.call(.get, "/v1/runs/not-a-run", token: ci).status == 404)
+        let openapi = try await api.http.send(HTTPRequest(url: api.base + "/openapi.yaml"))
+        #expect(openapi.status == 200)
+        for path in ["/v1/runs:", "/v1/runs/{id}:", "/v1/runs/{id}/events:", "/v1/runs/{id}/approve:", "/v1/runs/{id}/reject:",
+                     "/v1/runs/{id}/cancel:", "/v1/runs/{id}/retry:", "/healthz:", "/readyz:"] {
+            #expect(openapi.text.contains(path), "openapi.yaml does not describe \(path)")
+        }
+        _ = dispatcher
+    }
+}

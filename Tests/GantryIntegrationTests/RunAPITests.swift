@@ -1,0 +1,274 @@
+import Foundation
+import GantryCore
+import GantryHTTP
+import GantryPostgres
+import GantryRedis
+import Testing
+
+/// Pipelines run end to end through the API: a dispatcher process serving
+/// `--listen`, noop workers, the CLI as CI uses it, real Redis and Postgres.
+@Suite struct RunAPITests {
+    static let fanOut = """
+        pipeline: fan
+        environment: staging
+        steps:
+          - { id: build, kind: noop, with: { sleep_ms: 20, output: { image: "api:${{ run.sha }}", region: "${{ run.params.region }}" } } }
+          - { id: t1, kind: noop, needs: [build] }
+          - { id: t2, kind: noop, needs: [build] }
+          - { id: t3, kind: noop, needs: [build] }
+          - { id: deploy, kind: noop, needs: [t1, t2, t3], with: { output: { deployed: "${{ steps.build.outputs.image }}" } } }
+        on_failure:
+          - { id: rollback, kind: noop }
+        finally:
+          - { id: announce, kind: noop }
+        """
+
+    @Test func fanOutFanInWithOutputsFlowingThroughTheCLI() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let file = try api.file("fan.yml", Self.fanOut)
+        let result = try await api.cli(["submit", "--pipeline", file, "--sha", "3F2A9C1", "--param", "region=eu", "--wait", "--output", "json"], token: token)
+        #expect(result.status == 0, "stderr: \(result.err)")
+        let run = try JSONDecoder().decode(RunView.self, from: Data(result.out.utf8))
+        #expect(run.status == "succeeded")
+        #expect(run.submitter == "ci")
+        let steps = Dictionary(uniqueKeysWithValues: run.steps.map { ($0.id, $0) })
+        #expect(steps["deploy"]?.attempts.last?.outputs["deployed"] == .string("api:3f2a9c1"))
+        #expect(steps["build"]?.attempts.last?.outputs["region"] == .string("eu"))
+        #expect(steps["rollback"]?.status == "skipped")
+        #expect(steps["announce"]?.status == "succeeded")
+        // Fan-in: deploy started after the last test step finished.
+        let testsEnd = ["t1", "t2", "t3"].compactMap { steps[$0]?.attempts.last?.finishedAt }.max() ?? ""
+        #expect((steps["deploy"]?.attempts.last?.startedAt ?? "") >= testsEnd)
+        // Progress went to stderr as plain lines.
+        #expect(result.err.contains("deploy: succeeded"))
+        _ = (dispatcher, worker)
+    }
+
+    @Test func aFailureRunsOnFailureThenFinallyAndTheCLIExitsOne() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = Self.fanOut.replacingOccurrences(of: "{ id: t2, kind: noop, needs: [build] }", with: "{ id: t2, kind: noop, needs: [build], retry: { max_attempts: 2, backoff: { initial: 10ms } }, with: { exit_code: 3 } }")
+        let result = try await api.cli(["submit", "--pipeline", try api.file("fail.yml", pipeline), "--sha", "abc1234", "--wait"], token: token)
+        #expect(result.status == 1)
+        let id = try #require(result.out.split(separator: " ").dropFirst().first.map(String.init))
+        let run = try await api.run(id, token: token)
+        let steps = Dictionary(uniqueKeysWithValues: run.steps.map { ($0.id, $0) })
+        #expect(run.status == "failed")
+        #expect(steps["t2"]?.attempts.map(\.status) == ["failed", "failed"])
+        #expect(steps["deploy"]?.status == "skipped")
+        #expect(steps["rollback"]?.status == "succeeded")
+        #expect(steps["announce"]?.status == "succeeded")
+        #expect((steps["announce"]?.attempts.last?.startedAt ?? "") >= (steps["rollback"]?.attempts.last?.finishedAt ?? "~"))
+        _ = (dispatcher, worker)
+    }
+
+    @Test func twoApproversSelfApprovalRefusedAndAnApprovalTimeoutFailsTheGate() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let pipeline = """
+            pipeline: gated
+            environment: production
+            steps:
+              - { id: gate, kind: approval, with: { required: 2, distinct_from_submitter: true, timeout: 1h } }
+              - { id: deploy, kind: noop, needs: [gate] }
+            """
+        let lead = try await api.token("lead", [.submitter, .approver], env: ["production"])
+        let ann = try await api.token("ann", [.approver], env: ["production"])
+        let bob = try await api.token("bob", [.approver], env: ["production"])
+        let id = try await api.submit(pipeline, token: lead).json.id
+        var run = try await api.wait(id, token: lead, for: "the gate") { $0.steps.first?.status == "awaiting_approval" }
+        #expect(run.steps[0].waitingFor?.hasPrefix("waiting for approval (0/2)") == true)
+        let own = try await api.call(.post, "/v1/runs/\(id)/approve", token: lead, body: ["step": .string("gate")])
+        #expect(own.status == 403)
+        #expect(own.json.error.contains("needs an approver other than the submitter"))
+        #expect(try await api.call(.post, "/v1/runs/\(id)/approve", token: ann, body: ["step": .string("gate"), "comment": .string("diff reviewed")]).status == 200)
+        #expect(try await api.call(.post, "/v1/runs/\(id)/approve", token: ann, body: ["step": .string("gate")]).status == 409)
+        run = try await api.run(id, token: ann)
+        #expect(run.steps[0].waitingFor?.hasPrefix("waiting for approval (1/2)") == true)
+        #expect(try await api.call(.post, "/v1/runs/\(id)/approve", token: bob, body: ["step": .string("gate")]).status == 200)
+        run = try await api.wait(id, token: lead)
+        #expect(run.status == "succeeded")
+        #expect(run.steps[0].approvals?.decisions.map(\.by) == ["ann", "bob"])
+        #expect(run.steps[0].approvals?.decisions.first?.comment == "diff reviewed")
+
+        // A gate nobody answers fails when its timeout passes.
+        let short = pipeline.replacingOccurrences(of: "timeout: 1h", with: "timeout: 1s")
+        let late = try await api.submit(short, token: lead).json.id
+        let timedOut = try await api.wait(late, token: lead, timeout: .seconds(15))
+        #expect(timedOut.status == "failed")
+        #expect(timedOut.steps.map(\.status) == ["failed", "skipped"])
+        _ = (dispatcher, worker)
+    }
+
+    @Test func threeConcurrentSubmitsToOneGroupRunOneAtATimeInOrder() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["production"])
+        let approver = try await api.token("ops", [.approver], env: ["production"])
+        // Each run holds the group at its gate until approved, so the queue is observable.
+        let pipeline = """
+            pipeline: serial
+            environment: production
+            concurrency: { group: production, on_busy: queue }
+            steps:
+              - { id: gate, kind: approval, with: { timeout: 1h } }
+              - { id: deploy, kind: noop, needs: [gate], with: { sleep_ms: 50 } }
+            """
+        async let a = api.submit(pipeline, token: token)
+        async let b = api.submit(pipeline, token: token)
+        async let c = api.submit(pipeline, token: token)
+        let submitted = try await [a, b, c]
+        #expect(submitted.map(\.status) == [201, 201, 201], "\(submitted.map(\.json.error))")
+        let ids = submitted.map(\.json.id).sorted()
+        #expect(try await api.run(ids[0], token: token).status == "running")
+        for (index, id) in ids.enumerated().dropFirst() {
+            let run = try await api.run(id, token: token)
+            #expect(run.status == "waiting")
+            #expect(run.waitingFor == "behind run \(ids[index - 1]) in group production")
+        }
+        let listing = try await api.cli(["runs", "--status", "waiting"], token: token)
+        #expect(listing.out.contains("behind run \(ids[1]) in group production"))
+        var runs: [RunView] = []
+        for id in ids {
+            try await api.wait(id, token: token, for: "run \(id) to reach its gate") { $0.steps.first?.status == "awaiting_approval" }
+            for other in ids where other > id {
+                #expect(try await api.run(other, token: token).status == "waiting")
+            }
+            #expect(try await api.call(.post, "/v1/runs/\(id)/approve", token: approver, body: ["step": .string("gate")]).status == 200)
+            runs.append(try await api.wait(id, token: token))
+        }
+        #expect(runs.allSatisfy { $0.status == "succeeded" })
+        for (earlier, later) in zip(runs, runs.dropFirst()) {
+            #expect((later.startedAt ?? "") >= (earlier.finishedAt ?? "~"), "runs overlapped")
+        }
+        _ = (dispatcher, worker)
+    }
+
+    @Test func cancelStopsTheRunningStepAndFinallyStillRuns() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: long
+            environment: staging
+            steps:
+              - { id: work, kind: noop, with: { hang: true } }
+              - { id: after, kind: noop, needs: [work] }
+            finally:
+              - { id: cleanup, kind: noop }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        try await env.eventually("the step to be held by the worker") {
+            try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: env.redis()).count == 1
+        }
+        let canceled = try await api.cli(["cancel", id], token: token)
+        #expect(canceled.status == 0, "\(canceled.err)")
+        let run = try await api.wait(id, token: token, timeout: .seconds(10))
+        #expect(run.status == "canceled")
+        #expect(run.steps.map(\.status) == ["canceled", "skipped", "succeeded"])
+        #expect(run.steps[0].attempts.map(\.status) == ["canceled"])
+        #expect(try await api.call(.post, "/v1/runs/\(id)/cancel", token: token).status == 409)
+        _ = (dispatcher, worker)
+    }
+
+    @Test func retryOfOneFailedStepRunsItAndWhatItHeldUpAsNewAttempts() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: flaky
+            environment: staging
+            steps:
+              - { id: ok, kind: noop }
+              - { id: flaky, kind: noop, retry: { max_attempts: 1 }, with: { fail_first: 1 } }
+              - { id: after, kind: noop, needs: [flaky] }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        #expect(try await api.wait(id, token: token).status == "failed")
+        #expect(try await api.call(.post, "/v1/runs/\(id)/retry", token: token, body: ["step": .string("ok")]).status == 409)
+        let retried = try await api.cli(["retry", id, "--step", "flaky"], token: token)
+        #expect(retried.status == 0, "\(retried.err)")
+        let run = try await api.wait(id, token: token)
+        #expect(run.status == "succeeded")
+        let steps = Dictionary(uniqueKeysWithValues: run.steps.map { ($0.id, $0) })
+        #expect(steps["flaky"]?.attempts.map(\.attempt) == [1, 2])
+        #expect(steps["ok"]?.attempts.count == 1)
+        #expect(steps["after"]?.attempts.map(\.status) == ["succeeded"])
+        _ = (dispatcher, worker)
+    }
+
+    @Test func theSameIdempotencyKeyReturnsTheSameRun() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let extra: [String: JSONValue] = ["idempotency_key": .string("deploy-3f2a9c1")]
+        async let a = api.submit(Self.fanOut, token: token, extra: extra)
+        async let b = api.submit(Self.fanOut, token: token, extra: extra)
+        let (first, second) = try await (a, b)
+        #expect(Set([first.status, second.status]) == [201, 200])
+        #expect(first.json.id == second.json.id)
+        let count = try await env.db().run("SELECT count(*) AS n FROM runs")[0].int("n")
+        #expect(count == 1)
+        _ = dispatcher
+    }
+
+    @Test func promotionIsRefusedUntilTheSHASucceededInStagingAndConfirmMustMatch() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging", "production"])
+        let production = """
+            pipeline: prod
+            environment: production
+            gates: { confirm: "DEPLOY TO PRODUCTION", promote_from: staging }
+            steps:
+              - { id: deploy, kind: noop }
+            """
+        let confirm: [String: JSONValue] = ["confirm": .string("DEPLOY TO PRODUCTION")]
+        let refused = try await api.submit(production, token: token, sha: "beefcafe", extra: confirm)
+        #expect(refused.status == 422)
+        #expect(refused.json.error == "gate promote_from: SHA beefcafe has no succeeded run in staging; deploy it there first")
+        let staged = try await api.submit(Self.fanOut, token: token, sha: "beefcafe").json.id
+        #expect(try await api.wait(staged, token: token).status == "succeeded")
+        let wrong = try await api.submit(production, token: token, sha: "beefcafe", extra: ["confirm": .string("deploy to production")])
+        #expect(wrong.status == 422 && wrong.json.error.hasPrefix("gate confirm:"))
+        let accepted = try await api.cli(["submit", "--pipeline", try api.file("prod.yml", production), "--sha", "beefcafe",
+                                          "--confirm", "DEPLOY TO PRODUCTION", "--wait"], token: token)
+        #expect(accepted.status == 0, "\(accepted.err)")
+        let refusedByCLI = try await api.cli(["submit", "--pipeline", try api.file("prod.yml", production), "--sha", "0badc0de"], token: token)
+        #expect(refusedByCLI.status == 2)
+        #expect(refusedByCLI.err == "Error: gate confirm: pipeline prod needs --confirm \"DEPLOY TO PRODUCTION\"\n")
+        _ = (dispatcher, worker)
+    }
+
+    @Test func pathFiltersSkipStepsWhoseFilesDidNotChange() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: mono
+            environment: staging
+            steps:
+              - { id: api, kind: noop, when: { paths: ["services/api/**"] } }
+              - { id: billing, kind: noop, when: { paths: ["services/billing/**"] } }
+              - { id: smoke, kind: noop, needs: [api, billing] }
+            """
+        let result = try await api.cli(["submit", "--pipeline", try api.file("mono.yml", pipeline), "--sha", "abcdef0",
+                                        "--changed-files", "-", "--wait", "--output", "json"], token: token, stdin: "services/api/main.swift\nREADME.md\n")
+        #expect(result.status == 0, "\(result.err)")
+        let run = try JSONDecoder().decode(RunView.self, from: Data(result.out.utf8))
+        #expect(run.steps.map(\.status) == ["succeeded", "skipped", "succeeded"])
+        #expect(run.steps[1].skipReason == "no changed file matches when.paths services/billing/**")
+        _ = (dispatcher, worker)
+    }
+}

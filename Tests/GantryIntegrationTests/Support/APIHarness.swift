@@ -1,0 +1,147 @@
+import Foundation
+import GantryCore
+import GantryDispatcher
+import GantryHTTP
+import GantryPostgres
+import Testing
+
+/// A dispatcher serving the API for one test, and a client for it.
+struct APIHarness {
+    let env: TestEnvironment
+    let port: Int
+    let http = HTTPClient(name: "test-http")
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    /// Starts a dispatcher with `--listen` on a free port and waits until it answers.
+    static func start(_ env: TestEnvironment, name: String = "api", extra: [String] = []) async throws -> (APIHarness, GantryProcess) {
+        let port = try freePort()
+        let process = try env.dispatcher(["--listen", "127.0.0.1:\(port)"] + extra, name: name)
+        let harness = APIHarness(env: env, port: port)
+        try await harness.waitUntilServing()
+        return (harness, process)
+    }
+
+    /// A harness for a dispatcher already listening on `port`.
+    init(env: TestEnvironment, port: Int) {
+        self.env = env
+        self.port = port
+    }
+
+    func waitUntilServing() async throws {
+        try await env.eventually("the API on port \(port)") {
+            (try? await http.send(HTTPRequest(url: base + "/healthz", timeout: .seconds(1))))?.status == 200
+        }
+    }
+
+    /// Creates a token straight in the database (as `gantry token create` does) and returns it.
+    func token(_ name: String, _ roles: [Role], env environments: [String] = []) async throws -> String {
+        let token = APITokens.generate()
+        var random = SystemRandomNumberGenerator()
+        let result = try await TokenStore().create(
+            id: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), name: name, roles: roles,
+            environments: environments, hash: APITokens.hash(token), namespace: env.namespace, on: env.db()
+        )
+        if case .failure(let refusal) = result { throw Failure(refusal.reason) }
+        return token
+    }
+
+    /// Sends a request; returns the status and the JSON body.
+    @discardableResult
+    func call(_ method: HTTPRequest.Method, _ path: String, token: String?, body: [String: JSONValue]? = nil) async throws -> (status: Int, json: [String: JSONValue]) {
+        var request = HTTPRequest(method: method, url: base + path, timeout: .seconds(20))
+        if let token { request.headers.append(("Authorization", "Bearer \(token)")) }
+        if let body {
+            request.headers.append(("Content-Type", "application/json"))
+            request.body = Array(JSONValue.object(body).jsonText.utf8)
+        }
+        let response = try await http.send(request)
+        return (response.status, JSONValue.parseObject(response.text) ?? [:])
+    }
+
+    /// Submits `pipeline` and returns the status and the run (or error) object.
+    @discardableResult
+    func submit(_ pipeline: String, token: String, sha: String = "3f2a9c1", extra: [String: JSONValue] = [:]) async throws -> (status: Int, json: [String: JSONValue]) {
+        var body: [String: JSONValue] = ["pipeline": .string(pipeline), "sha": .string(sha)]
+        for (key, value) in extra { body[key] = value }
+        return try await call(.post, "/v1/runs", token: token, body: body)
+    }
+
+    /// The run as the API shows it.
+    func run(_ id: String, token: String) async throws -> RunView {
+        var request = HTTPRequest(url: base + "/v1/runs/\(id)", timeout: .seconds(20))
+        request.headers.append(("Authorization", "Bearer \(token)"))
+        let response = try await http.send(request)
+        guard response.status == 200 else { throw Failure("GET run \(id): \(response.status) \(response.text)") }
+        return try JSONDecoder().decode(RunView.self, from: Data(response.body))
+    }
+
+    /// Polls the run until `condition` holds.
+    @discardableResult
+    func wait(_ id: String, token: String, timeout: Duration = .seconds(30), for what: String = "the run to finish",
+              until condition: (RunView) -> Bool = { $0.isFinished }) async throws -> RunView {
+        var last: RunView?
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let view = try await run(id, token: token)
+            if condition(view) { return view }
+            last = view
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw Failure("timed out waiting for \(what); run is \(last?.status ?? "?"), steps \(last?.steps.map { "\($0.id)=\($0.status)" } ?? [])")
+    }
+
+    /// Runs the `gantry` CLI against this API with `token`; returns its exit status, stdout and stderr.
+    func cli(_ arguments: [String], token: String, stdin: String? = nil) async throws -> (status: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: env.binary)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["GANTRY_URL"] = base
+        environment["GANTRY_TOKEN"] = token
+        process.environment = environment
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        // Read while it runs so a full pipe never blocks it.
+        async let outText = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        async let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (o, e) = await (outText, errText)
+        process.waitUntilExit()
+        return (process.terminationStatus, o, e)
+    }
+
+    /// Writes `text` to a file in the test's log folder and returns its path.
+    func file(_ name: String, _ text: String) throws -> String {
+        let path = env.logDirectory + "-" + name
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw Failure("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+extension [String: JSONValue] {
+    var id: String { self["id"]?.stringValue ?? "" }
+    var error: String { self["error"]?.stringValue ?? "" }
+}
