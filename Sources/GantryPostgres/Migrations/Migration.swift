@@ -135,9 +135,11 @@ enum Schema {
         CREATE INDEX runs_group_active ON runs (namespace, concurrency_group, id)
             WHERE concurrency_group IS NOT NULL AND finished_at IS NULL;
         CREATE INDEX runs_deadline ON runs (deadline_at_ms) WHERE finished_at IS NULL AND deadline_at_ms IS NOT NULL;
-        -- Promotion gates look for a succeeded run of a SHA in an environment.
-        CREATE INDEX runs_promotion ON runs (environment, sha) WHERE status = 'succeeded';
-        CREATE INDEX runs_listing ON runs (namespace, environment, id DESC);
+        -- Promotion gates look for a succeeded run of a SHA in an environment. Both indexes
+        -- leave out runs without an environment (gantry enqueue, the benchmark): every index
+        -- entry is written again on each of a run's updates.
+        CREATE INDEX runs_promotion ON runs (environment, sha) WHERE status = 'succeeded' AND environment IS NOT NULL;
+        CREATE INDEX runs_listing ON runs (namespace, environment, id DESC) WHERE environment IS NOT NULL;
 
         ALTER TABLE steps
             ADD COLUMN section           text NOT NULL DEFAULT 'main' CHECK (section IN ('main', 'on_failure', 'finally')),

@@ -41,6 +41,46 @@ public struct RunRecord: Sendable, Equatable {
         (extract(epoch FROM r.finished_at) * 1000)::bigint AS finished_ms
         """
 
+    /// The columns a transition reads, aliased so they can sit beside `StepRecord.selectList`
+    /// in one row. Times are left out: the UPDATE sets them in SQL.
+    static let lockList = """
+        r.namespace AS run_namespace, r.pipeline, r.environment, r.sha, r.ref, r.submitter, r.params,
+        r.status AS run_status, r.phase, r.outcome, r.stop_reason, r.timeout_ms AS run_timeout_ms, r.deadline_at_ms,
+        r.concurrency_group, r.idempotency_key, r.definition_sha256
+        """
+
+    /// Reads the `lockList` columns of a row whose `run_id` names the run.
+    init?(locked row: PostgresRow) {
+        guard let id = row.string("run_id"), let namespace = row.string("run_namespace"), let pipeline = row.string("pipeline"),
+              let submitter = row.string("submitter"), let status = row.string("run_status"),
+              let phase = row.string("phase").flatMap(RunState.Phase.init(rawValue:)),
+              let outcome = row.string("outcome").flatMap(RunState.Outcome.init(rawValue:))
+        else { return nil }
+        self.init(
+            id: id, namespace: namespace, pipeline: pipeline, environment: row.string("environment"), sha: row.string("sha"),
+            ref: row.string("ref"), submitter: submitter, params: RunRecord.params(row.string("params")), status: status,
+            phase: phase, outcome: outcome, stopReason: row.string("stop_reason"), timeoutMs: row.int64("run_timeout_ms"),
+            deadlineAtMs: row.int64("deadline_at_ms"), concurrencyGroup: row.string("concurrency_group"),
+            idempotencyKey: row.string("idempotency_key"), definitionSHA256: row.string("definition_sha256"),
+            createdAtMs: 0, startedAtMs: nil, finishedAtMs: nil
+        )
+    }
+
+    /// Whether the columns a transition writes differ.
+    func differsInWrittenFields(from other: RunRecord) -> Bool {
+        status != other.status || phase != other.phase || outcome != other.outcome
+            || stopReason != other.stopReason || deadlineAtMs != other.deadlineAtMs
+    }
+
+    private static func params(_ text: String?) -> [String: String] {
+        guard let text, text != "{}" else { return [:] }
+        var params: [String: String] = [:]
+        for (name, value) in JSONValue.parseObject(text) ?? [:] {
+            params[name] = value.stringValue ?? value.jsonText
+        }
+        return params
+    }
+
     init?(_ row: PostgresRow) {
         guard let id = row.string("id"), let namespace = row.string("namespace"), let pipeline = row.string("pipeline"),
               let submitter = row.string("submitter"), let status = row.string("status"),
@@ -48,13 +88,9 @@ public struct RunRecord: Sendable, Equatable {
               let outcome = row.string("outcome").flatMap(RunState.Outcome.init(rawValue:)),
               let created = row.int64("created_ms")
         else { return nil }
-        var params: [String: String] = [:]
-        for (name, value) in JSONValue.parseObject(row.string("params") ?? "{}") ?? [:] {
-            params[name] = value.stringValue ?? value.jsonText
-        }
         self.init(
             id: id, namespace: namespace, pipeline: pipeline, environment: row.string("environment"), sha: row.string("sha"),
-            ref: row.string("ref"), submitter: submitter, params: params, status: status, phase: phase, outcome: outcome,
+            ref: row.string("ref"), submitter: submitter, params: RunRecord.params(row.string("params")), status: status, phase: phase, outcome: outcome,
             stopReason: row.string("stop_reason"), timeoutMs: row.int64("timeout_ms"), deadlineAtMs: row.int64("deadline_at_ms"),
             concurrencyGroup: row.string("concurrency_group"), idempotencyKey: row.string("idempotency_key"),
             definitionSHA256: row.string("definition_sha256"), createdAtMs: created,

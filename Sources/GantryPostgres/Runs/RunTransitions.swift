@@ -43,21 +43,32 @@ struct RunTransitions {
     mutating func load(_ ids: [String], on db: isolated PostgresConnection) throws(PostgresError) {
         let missing = Array(Set(ids).subtracting(runs.keys)).sorted()
         guard !missing.isEmpty else { return }
-        // ORDER BY fixes the lock order, so two dispatchers locking overlapping sets cannot deadlock.
+        // First lock the runs, then read their steps in a second statement. ORDER BY fixes the
+        // lock order, so two dispatchers locking overlapping sets cannot deadlock. The steps
+        // must be read after the lock is held: one statement joining them would read the
+        // steps as they were before a transaction we waited for committed (READ COMMITTED
+        // re-checks only the locked rows), and a transition would be applied twice.
         let runRows = try db.query(
-            "SELECT \(RunRecord.selectList) FROM runs r WHERE r.id = ANY($1::uuid[]) ORDER BY r.id FOR UPDATE OF r",
+            "SELECT r.id AS run_id, \(RunRecord.lockList) FROM runs r WHERE r.id = ANY($1::uuid[]) ORDER BY r.id FOR UPDATE OF r",
             [PostgresArray.literal(missing)]
         )
-        let stepRows = try db.query(
+        let rows = try db.query(
             "SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = ANY($1::uuid[])",
             [PostgresArray.literal(missing)]
         )
-        var stepsByRun: [String: [String: StepRecord]] = [:]
-        for step in StepRecord.all(stepRows) { stepsByRun[step.key.runID, default: [:]][step.key.stepID] = step }
+        var records: [String: RunRecord] = [:]
         for index in 0..<runRows.count {
-            guard let record = RunRecord(runRows[index]) else { continue }
-            let steps = stepsByRun[record.id] ?? [:]
-            runs[record.id] = Loaded(
+            if let record = RunRecord(locked: runRows[index]) { records[record.id] = record }
+        }
+        var stepsByRun: [String: [String: StepRecord]] = [:]
+        var policies: [String: RetryPolicy] = [:]
+        for index in 0..<rows.count {
+            guard let step = StepRecord(rows[index], policies: &policies) else { continue }
+            stepsByRun[step.key.runID, default: [:]][step.key.stepID] = step
+        }
+        for (id, record) in records {
+            let steps = stepsByRun[id] ?? [:]
+            runs[id] = Loaded(
                 record: record, original: record, steps: steps, originalSteps: steps, state: RunTransitions.state(record, steps)
             )
         }
@@ -120,8 +131,6 @@ struct RunTransitions {
         case .done: run.record.status = next.outcome.rawValue
         case .main, .onFailure, .finally: run.record.status = "running"
         }
-        if run.record.status == "running", run.record.startedAtMs == nil { run.record.startedAtMs = nowMs }
-        run.record.finishedAtMs = next.phase == .done ? (run.record.finishedAtMs ?? nowMs) : nil
         for (stepID, step) in next.steps where step != before.steps[stepID] {
             let wasFailed = run.steps[stepID]?.state.status == .failed
             run.steps[stepID]?.update(from: step)
@@ -181,7 +190,7 @@ struct RunTransitions {
         let nowUs = nowMs * 1_000
         for id in runs.keys.sorted() {
             let run = runs[id]!
-            if run.record != run.original { changedRuns.append(run.record) }
+            if run.record.differsInWrittenFields(from: run.original) { changedRuns.append(run.record) }
             for stepID in run.steps.keys.sorted() where run.steps[stepID] != run.originalSteps[stepID] {
                 changedSteps.append(run.steps[stepID]!)
             }

@@ -10,12 +10,14 @@ import Synchronization
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure the whole path with no-op steps: enqueue, delivery, ledger commit, ack, dispatcher.",
+        abstract: "Measure the whole path with no-op steps (enqueue, delivery, ledger commit, ack, dispatcher), or pipeline runs through the API (--pipeline).",
         discussion: """
             Starts its own dispatcher and worker processes (this binary) against the configured \
             Redis and Postgres, in a Redis namespace of its own. First it measures pickup latency \
             at low load (one step at a time), then drains --steps no-op steps and reports \
-            throughput, worker memory, and lost or failed steps. `make bench` starts the services \
+            throughput, worker memory, and lost or failed steps. With --pipeline the dispatcher also \
+            serves the API and the bench submits 20-step DAG runs: one at a time (submit to succeeded), \
+            then --runs at once while it measures GET /v1/runs/{id}. `make bench` starts the services \
             and records nothing by itself: copy the figures into docs/benchmarks.md with the command.
             """
     )
@@ -33,6 +35,15 @@ struct Bench: AsyncParsableCommand {
 
     @Option(name: .customLong("latency-samples"), help: "Steps sent one at a time for pickup latency.")
     var latencySamples: Int = 300
+
+    @Flag(help: "Measure pipeline runs through the API instead: a 20-step no-op DAG (fan-out 8, depth 5).")
+    var pipeline = false
+
+    @Option(help: "With --pipeline: runs submitted one at a time for submit-to-succeeded.")
+    var sequential: Int = 100
+
+    @Option(help: "With --pipeline: runs submitted at once.")
+    var runs: Int = 1_000
 
     @Option var output: OutputFormat = .text
 
@@ -53,12 +64,14 @@ struct Bench: AsyncParsableCommand {
         let redis = RedisConnection(url: redisURL)
         let db = PostgresConnection(url: databaseURL, applicationName: "gantry bench")
         let label = "bench:\(namespace)"
-        let say: (String) -> Void = { line in
-            if output == .text { FileHandle.standardError.write(Data("bench: \(line)\n".utf8)) }
+        let quiet = output == .json
+        let say: @Sendable (String) -> Void = { line in
+            if !quiet { FileHandle.standardError.write(Data("bench: \(line)\n".utf8)) }
         }
 
         // MARK: The fleet
-        let fleet = try Fleet(namespace: namespace, workers: workers, concurrency: concurrency)
+        let port = pipeline ? Int.random(in: 20_000..<30_000) : nil
+        let fleet = try Fleet(namespace: namespace, workers: workers, concurrency: concurrency, listenPort: port)
         defer { fleet.stop() }
         say("started a dispatcher and \(workers) workers (concurrency \(concurrency)) in namespace \(namespace)")
         let deadline = ContinuousClock.now + .seconds(30)
@@ -70,6 +83,19 @@ struct Bench: AsyncParsableCommand {
         }
         try await Task.sleep(for: .seconds(1))
         let idleRSS = fleet.workerRSSMegabytes()
+
+        if let port {
+            let token = APITokens.generate()
+            _ = try await TokenStore().create(
+                id: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), name: "bench", roles: [.admin],
+                environments: [], hash: APITokens.hash(token), namespace: namespace, on: db
+            )
+            let report = try await PipelineBench(
+                base: "http://127.0.0.1:\(port)", token: token, sequentialRuns: sequential, concurrentRuns: runs, say: say
+            ).run()
+            print(output == .json ? report.json : report.text)
+            return
+        }
 
         let request = Enqueuer.Request(
             kind: "noop", inputs: "{}", policy: RetryPolicy(maxAttempts: 3, initial: .milliseconds(100)),
@@ -205,11 +231,12 @@ private final class Fleet {
     private var processes: [Process] = []
     private var workerPIDs: [Int32] = []
 
-    init(namespace: String, workers: Int, concurrency: Int) throws {
+    init(namespace: String, workers: Int, concurrency: Int, listenPort: Int?) throws {
         let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let common = ["--namespace", namespace, "--log-level", "warning"]
+        let listen = listenPort.map { ["--listen", "127.0.0.1:\($0)", "--api-connections", "8"] } ?? []
         // The reconciler is held off: the database may hold other installations' unfinished steps.
-        processes.append(try Self.launch(binary, ["dispatcher", "--id", "bench-dispatcher", "--reconcile-after", "10m"] + common))
+        processes.append(try Self.launch(binary, ["dispatcher", "--id", "bench-dispatcher", "--reconcile-after", "10m"] + listen + common))
         for index in 1...workers {
             let process = try Self.launch(binary, ["worker", "--kind", "noop", "--id", "bench-worker-\(index)", "--concurrency", String(concurrency)] + common)
             processes.append(process)

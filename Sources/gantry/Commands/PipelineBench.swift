@@ -1,0 +1,196 @@
+import Foundation
+import GantryCore
+import GantryDispatcher
+import GantryHTTP
+import GantryPostgres
+import Histogram
+import Synchronization
+
+/// `gantry bench --pipeline`: pipeline runs through the API. A 20-step no-op DAG
+/// (fan-out 8, depth 5) is submitted one run at a time to measure
+/// submit-to-succeeded, then `--runs` at once while readers measure
+/// `GET /v1/runs/{id}` under that load.
+struct PipelineBench: Sendable {
+    let base: String
+    let token: String
+    let sequentialRuns: Int
+    let concurrentRuns: Int
+    let say: @Sendable (String) -> Void
+
+    /// The benchmark's DAG: 1 → 8 → 8 → 2 → 1. No environment, so no concurrency group holds runs back.
+    static let dag: String = {
+        var lines = ["pipeline: bench-dag", "steps:", "  - { id: s0, kind: noop }"]
+        for i in 1...8 { lines.append("  - { id: a\(i), kind: noop, needs: [s0] }") }
+        for i in 1...8 { lines.append("  - { id: b\(i), kind: noop, needs: [a\(i)] }") }
+        lines.append("  - { id: c1, kind: noop, needs: [b1, b2, b3, b4] }")
+        lines.append("  - { id: c2, kind: noop, needs: [b5, b6, b7, b8] }")
+        lines.append("  - { id: d, kind: noop, needs: [c1, c2] }")
+        return lines.joined(separator: "\n") + "\n"
+    }()
+
+    struct Report {
+        var submitToSucceeded = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var concurrentSeconds = 0.0
+        var concurrentSucceeded = 0
+        var errors = 0
+        var getRun = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+
+        var json: String {
+            func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> JSONValue {
+                .number((Double(histogram.valueAtPercentile(percentile)) / 10).rounded() / 100)
+            }
+            return JSONValue.object([
+                "submit_to_succeeded_p50_ms": ms(submitToSucceeded, 50),
+                "submit_to_succeeded_p99_ms": ms(submitToSucceeded, 99),
+                "concurrent_runs_succeeded": .number(Double(concurrentSucceeded)),
+                "concurrent_seconds": .number((concurrentSeconds * 100).rounded() / 100),
+                "errors": .number(Double(errors)),
+                "get_run_p50_ms": ms(getRun, 50),
+                "get_run_p99_ms": ms(getRun, 99),
+                "get_run_requests": .number(Double(getRun.totalCount)),
+            ]).jsonText
+        }
+
+        var text: String {
+            func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> String {
+                String(format: "%.2f", Double(histogram.valueAtPercentile(percentile)) / 1_000)
+            }
+            return """
+                submit → succeeded   p50 \(ms(submitToSucceeded, 50)) ms, p99 \(ms(submitToSucceeded, 99)) ms (20-step DAG, one run at a time, \(submitToSucceeded.totalCount) runs)
+                concurrent runs      \(concurrentSucceeded) succeeded in \(String(format: "%.1f", concurrentSeconds)) s
+                errors               \(errors)
+                GET /v1/runs/{id}    p50 \(ms(getRun, 50)) ms, p99 \(ms(getRun, 99)) ms under that load (\(getRun.totalCount) requests)
+                """
+        }
+    }
+
+    func run() async throws -> Report {
+        var report = Report()
+        let client = HTTPClient(name: "bench-api")
+        say("submit → succeeded: \(sequentialRuns) runs of the 20-step DAG, one at a time")
+        for _ in 0..<sequentialRuns {
+            let started = ContinuousClock.now
+            guard let id = try await submit(client) else { report.errors += 1; continue }
+            // Poll closely: this measures the pipeline, not the poll interval.
+            while true {
+                let (status, run) = try await get(id, client)
+                if status != 200 { report.errors += 1; break }
+                if let run, run.isFinished {
+                    if run.status == "succeeded" {
+                        _ = report.submitToSucceeded.record(UInt64((ContinuousClock.now - started).microseconds))
+                    } else {
+                        report.errors += 1
+                    }
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+
+        say("\(concurrentRuns) runs at once, while GET /v1/runs/{id} is measured")
+        let shared = Shared()
+        let began = ContinuousClock.now
+        let latencies = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+            // Submitters.
+            for worker in 0..<16 {
+                group.addTask {
+                    let client = HTTPClient(name: "bench-submit")
+                    for _ in stride(from: worker, to: concurrentRuns, by: 16) {
+                        if let id = try await submit(client) { shared.ids.withLock { $0.append(id) } } else { shared.errors.add(1, ordering: .relaxed) }
+                    }
+                    return []
+                }
+            }
+            // Readers: GET a random submitted run, as dashboards and `submit --wait` do.
+            for _ in 0..<4 {
+                group.addTask {
+                    let client = HTTPClient(name: "bench-read")
+                    var samples: [UInt64] = []
+                    while !shared.done.load(ordering: .relaxed) {
+                        guard let id = shared.ids.withLock({ $0.randomElement() }) else {
+                            try await Task.sleep(for: .milliseconds(5))
+                            continue
+                        }
+                        let started = ContinuousClock.now
+                        let (status, _) = try await get(id, client, decode: false)
+                        samples.append(UInt64((ContinuousClock.now - started).microseconds))
+                        if status != 200 { shared.errors.add(1, ordering: .relaxed) }
+                    }
+                    return samples
+                }
+            }
+            // The watcher: counts finished runs straight from the API listing until all are done.
+            group.addTask {
+                let client = HTTPClient(name: "bench-watch")
+                var lastSay = ContinuousClock.now
+                while true {
+                    try await Task.sleep(for: .milliseconds(200))
+                    let submitted = shared.ids.withLock { $0.count }
+                    let unfinished = try await count(client, status: "running") + count(client, status: "waiting")
+                    if submitted + shared.errors.load(ordering: .relaxed) >= concurrentRuns && unfinished == 0 { break }
+                    if ContinuousClock.now - lastSay > .seconds(5) {
+                        lastSay = .now
+                        say("\(submitted) submitted, \(unfinished) unfinished")
+                    }
+                }
+                shared.done.store(true, ordering: .relaxed)
+                return []
+            }
+            var all: [UInt64] = []
+            for try await samples in group { all += samples }
+            return all
+        }
+        report.concurrentSeconds = (ContinuousClock.now - began).secondsValue
+        for latency in latencies { _ = report.getRun.record(latency) }
+        report.errors += shared.errors.load(ordering: .relaxed)
+        let finished = shared.ids.withLock { $0 }
+        var succeeded = 0
+        for id in finished {
+            let (_, run) = try await get(id, client)
+            if run?.status == "succeeded" { succeeded += 1 } else { report.errors += 1 }
+        }
+        report.concurrentSucceeded = succeeded
+        return report
+    }
+
+    private func submit(_ client: HTTPClient) async throws -> String? {
+        let body = JSONValue.object(["pipeline": .string(Self.dag), "sha": .string("0000000")]).jsonText
+        let response = try await client.send(.text(.post, base + "/v1/runs", body, headers: [("Authorization", "Bearer \(token)")]))
+        guard response.status == 201 else {
+            say("submit answered \(response.status): \(response.text.prefix(200))")
+            return nil
+        }
+        return JSONValue.parseObject(response.text)?["id"]?.stringValue
+    }
+
+    private func get(_ id: String, _ client: HTTPClient, decode: Bool = true) async throws -> (Int, RunView?) {
+        let response = try await client.send(HTTPRequest(url: base + "/v1/runs/\(id)", headers: [("Authorization", "Bearer \(token)")]))
+        guard decode, response.status == 200 else { return (response.status, nil) }
+        return (response.status, try? JSONDecoder().decode(RunView.self, from: Data(response.body)))
+    }
+
+    private func count(_ client: HTTPClient, status: String) async throws -> Int {
+        struct Listing: Decodable { var runs: [RunView] }
+        let response = try await client.send(HTTPRequest(url: base + "/v1/runs?status=\(status)&limit=1000", headers: [("Authorization", "Bearer \(token)")]))
+        return (try? JSONDecoder().decode(Listing.self, from: Data(response.body)))?.runs.count ?? 0
+    }
+}
+
+/// What the benchmark's tasks share.
+private final class Shared: Sendable {
+    let ids = Mutex<[String]>([])
+    let errors = Atomic<Int>(0)
+    let done = Atomic<Bool>(false)
+}
+
+extension Duration {
+    var microseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
+
+    var secondsValue: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
