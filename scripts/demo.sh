@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: starts Redis and Postgres on loopback, a dispatcher and two
-# workers, runs a batch of noop steps through every path (success, retry,
-# timeout, exhausted retries, a message that is not a job, a worker SIGKILLed
-# mid-step), then prints from Postgres how every step ended. Everything it
-# started is stopped by PID at the end.
+# `make demo`: starts Redis and Postgres on loopback, a dispatcher (serving the
+# API) and two workers, runs a batch of noop steps through every path (success,
+# retry, timeout, exhausted retries, a message that is not a job, a worker
+# SIGKILLed mid-step) and prints from Postgres how every step ended; then runs
+# pipelines through the API as CI and approvers would: a staging DAG with
+# outputs flowing between steps, a production run behind typed confirmation,
+# promotion and two approvers. Everything it started is stopped by PID at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +31,8 @@ say "migrate the schema (as the schema owner)"
 GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" $G migrate
 
 say "start a dispatcher and two workers (lease 2s, namespace $NS)"
-$G dispatcher --namespace "$NS" --id demo-dispatcher --reap-interval 250ms >"$LOGS/dispatcher.log" 2>&1 & pids+=($!)
+API_PORT=${GANTRY_DEMO_API_PORT:-8090}
+$G dispatcher --namespace "$NS" --id demo-dispatcher --reap-interval 250ms --listen "127.0.0.1:$API_PORT" >"$LOGS/dispatcher.log" 2>&1 & pids+=($!)
 $G worker --namespace "$NS" --kind noop --id worker-a --concurrency 16 --lease 2s >"$LOGS/worker-a.log" 2>&1 & pids+=($!); worker_a=$!
 $G worker --namespace "$NS" --kind noop --id worker-b --concurrency 16 --lease 2s >"$LOGS/worker-b.log" 2>&1 & pids+=($!)
 sleep 1
@@ -73,4 +76,68 @@ psql "$GANTRY_DATABASE_URL" -q -c "
   WHERE run_id IN ($(printf "'%s'," $all | sed 's/,$//')) GROUP BY 1 ORDER BY 1;" \
   -c "SELECT status AS run_status, count(*) FROM runs
   WHERE id IN ($(printf "'%s'," $all | sed 's/,$//')) GROUP BY 1 ORDER BY 1;"
+
+# ---------------------------------------------------------------------------
+say "pipelines through the API (GANTRY_URL=http://127.0.0.1:$API_PORT); the real step kinds come later, so these use noop"
+export GANTRY_URL="http://127.0.0.1:$API_PORT"
+$G worker --namespace "$NS" --kind noop --id worker-c --concurrency 16 --lease 2s >"$LOGS/worker-c.log" 2>&1 & pids+=($!)
+CI=$($G token create --namespace "$NS" --name ci --role submitter --env staging,production 2>/dev/null)
+ALICE=$($G token create --namespace "$NS" --name alice --role approver --env production 2>/dev/null)
+BOB=$($G token create --namespace "$NS" --name bob --role approver --env production 2>/dev/null)
+echo "tokens: ci (submitter for staging, production), alice and bob (approvers for production) — gantry token list:"
+$G token list --namespace "$NS"
+
+cat >"$LOGS/staging.yml" <<'YAML'
+pipeline: demo-staging
+environment: staging
+steps:
+  - { id: build, kind: noop, with: { sleep_ms: 300, output: { image: "registry.local/api:${{ run.short_sha }}" } } }
+  - { id: unit-tests, kind: noop, needs: [build], with: { sleep_ms: 400 } }
+  - { id: integration-tests, kind: noop, needs: [build], retry: { max_attempts: 3, backoff: { initial: 500ms } }, with: { sleep_ms: 300, fail_first: 1 } }
+  - { id: deploy, kind: noop, needs: [unit-tests, integration-tests], with: { sleep_ms: 200, output: { deployed: "${{ steps.build.outputs.image }}" } } }
+on_failure:
+  - { id: rollback, kind: noop }
+finally:
+  - { id: notify, kind: noop }
+YAML
+cat >"$LOGS/production.yml" <<'YAML'
+pipeline: demo-production
+environment: production
+gates: { confirm: "DEPLOY TO PRODUCTION", promote_from: staging }
+steps:
+  - { id: approval, kind: approval, with: { required: 2, distinct_from_submitter: true, timeout: 10m } }
+  - { id: deploy, kind: noop, needs: [approval], with: { sleep_ms: 300 } }
+finally:
+  - { id: announce, kind: noop }
+YAML
+SHA=3f2a9c1d7e
+
+say "CI: gantry submit --pipeline staging.yml --sha $SHA --wait (progress lines, exit status = the run's)"
+GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/staging.yml" --sha $SHA --ref main --wait
+
+say "CI: production with a SHA that never passed staging, then without the confirmation text (both refused, exit 2)"
+GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/production.yml" --sha 0badc0de --confirm "DEPLOY TO PRODUCTION" || echo "exit $?"
+GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/production.yml" --sha $SHA || echo "exit $?"
+
+say "CI: production, promoted from staging and confirmed"
+RUN=$(GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/production.yml" --sha $SHA --confirm "DEPLOY TO PRODUCTION" | awk '{print $1}')
+sleep 1
+GANTRY_TOKEN=$CI $G run "$RUN"
+
+say "approvals: the submitter may not approve its own run; alice and bob do"
+GANTRY_TOKEN=$CI $G approve "$RUN" --step approval || echo "exit $?"
+GANTRY_TOKEN=$ALICE $G approve "$RUN" --step approval --comment "diff reviewed" >/dev/null && echo "alice approved (1/2)"
+GANTRY_TOKEN=$BOB $G approve "$RUN" --step approval --comment "ship it" >/dev/null && echo "bob approved (2/2)"
+for i in $(seq 1 40); do
+  status=$(GANTRY_TOKEN=$CI $G run "$RUN" | awk 'NR == 1 {print $3}')
+  [ "$status" = SUCCEEDED ] || [ "$status" = FAILED ] && break
+  sleep 0.25
+done
+GANTRY_TOKEN=$CI $G run "$RUN"
+
+say "every run of this demo (gantry runs)"
+GANTRY_TOKEN=$CI $G runs
+
+say "the audit of API actions, accepted and refused, with the token's name"
+psql "$GANTRY_DATABASE_URL" -q -c "SELECT at::time(0), actor, action, accepted, coalesce(reason, '') AS reason FROM actions WHERE namespace = '$NS' ORDER BY seq;"
 echo "logs: $LOGS/"

@@ -11,10 +11,11 @@ import GantryCore
 struct RunTransitions {
     private struct Loaded {
         var record: RunRecord
-        let original: RunRecord
         var steps: [String: StepRecord]
-        let originalSteps: [String: StepRecord]
         var state: RunState
+        /// Whether the run's row must be written, and which steps' rows.
+        var runChanged = false
+        var changedSteps: Set<String> = []
         /// Steps that went from pending to running in this transaction: their expressions are bound now.
         var started: Set<String> = []
         var enqueue: [(step: String, attempt: Int)] = []
@@ -69,7 +70,7 @@ struct RunTransitions {
         for (id, record) in records {
             let steps = stepsByRun[id] ?? [:]
             runs[id] = Loaded(
-                record: record, original: record, steps: steps, originalSteps: steps, state: RunTransitions.state(record, steps)
+                record: record, steps: steps, state: RunTransitions.state(record, steps)
             )
         }
     }
@@ -95,9 +96,11 @@ struct RunTransitions {
 
     /// Applies one event to a loaded run; an unknown run is ignored.
     mutating func apply(_ event: RunEvent, to id: String) {
-        guard var run = runs[id] else { return }
+        guard var run = runs.removeValue(forKey: id) else { return }
+        defer { runs[id] = run }
         let (next, commands) = RunMachine.apply(run.state, event, nowMs: nowMs, random: &random)
         let before = run.state
+        let recordBefore = run.record
         run.state = next
         for command in commands {
             switch command {
@@ -131,12 +134,13 @@ struct RunTransitions {
         case .done: run.record.status = next.outcome.rawValue
         case .main, .onFailure, .finally: run.record.status = "running"
         }
+        if run.record.differsInWrittenFields(from: recordBefore) { run.runChanged = true }
         for (stepID, step) in next.steps where step != before.steps[stepID] {
             let wasFailed = run.steps[stepID]?.state.status == .failed
             run.steps[stepID]?.update(from: step)
+            run.changedSteps.insert(stepID)
             if !wasFailed, step.lifecycle == .failed, let record = run.steps[stepID] { effects.failedSteps.append(record) }
         }
-        runs[id] = run
     }
 
     /// Starts the next waiting run of every group a finished run freed, in submission order.
@@ -190,9 +194,9 @@ struct RunTransitions {
         let nowUs = nowMs * 1_000
         for id in runs.keys.sorted() {
             let run = runs[id]!
-            if run.record.differsInWrittenFields(from: run.original) { changedRuns.append(run.record) }
-            for stepID in run.steps.keys.sorted() where run.steps[stepID] != run.originalSteps[stepID] {
-                changedSteps.append(run.steps[stepID]!)
+            if run.runChanged { changedRuns.append(run.record) }
+            for stepID in run.changedSteps.sorted() {
+                if let step = run.steps[stepID] { changedSteps.append(step) }
             }
             for (stepID, attempt) in run.enqueue {
                 if let step = run.steps[stepID] { effects.enqueue.append(step.job(attempt: attempt, nowUs: nowUs)) }
@@ -225,6 +229,7 @@ struct RunTransitions {
             let run = runs[item.run]!
             let values = Expressions.bind(item.expressions, run: run.record.context, outputs: outputs[item.run] ?? [:])
             runs[item.run]!.steps[item.step]!.bindings = JSONValue.object(values.mapValues(JSONValue.string)).jsonText
+            runs[item.run]!.changedSteps.insert(item.step)
         }
     }
 

@@ -59,6 +59,8 @@ enum RunPrinter {
         let runLine = old?.status != new.status ? "run \(new.status)\(new.waitingFor.map { " — \($0)" } ?? "")" : nil
         if let runLine, !new.isFinished { lines.append(runLine) }
         for step in new.steps where before[step.id]?.status != step.status || before[step.id]?.attempt != step.attempt {
+            // The first view lists only what has begun; pending steps show up when they move.
+            if old == nil, step.status == "pending" { continue }
             var line = "\(step.id): \(step.status)"
             if step.attempt > 1, step.status == "queued" || step.status == "retrying" { line += " (attempt \(step.attempt))" }
             if let last = step.attempts.last, step.status == "succeeded" || step.status == "failed" || step.status == "canceled" {
