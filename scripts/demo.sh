@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh start
-swift build -c release 2>&1 | tail -n 1
+# The Swift runtime linked statically, as a deployment would: 2-3 MB less resident per process.
+swift build -c release --static-swift-stdlib 2>&1 | tail -n 1
 # shellcheck disable=SC1091
 . .gantry/env
 G=.build/release/gantry

@@ -1,3 +1,4 @@
+import Foundation
 import GantryCore
 import Testing
 
@@ -38,5 +39,22 @@ import Testing
         #expect(Expressions.substitute("${{ steps.b.outputs.x }}", values) == "$(rm -rf /)")
         #expect(Expressions.substitute("unclosed ${{ run.sha", values) == "unclosed ${{ run.sha")
         #expect(Expressions.substitute(.object(["k": .array([.string("${{ run.sha }}")])]), values) == .object(["k": .array([.string("abc")])]))
+    }
+}
+
+/// The hand-written JSON of the API views reads back as the same value.
+@Suite struct RunViewJSONTests {
+    @Test func roundTripsThroughJSONDecoder() throws {
+        let attempt = AttemptView(attempt: 2, status: "failed", worker: "w\"1", exitCode: 3, error: "line\nbreak \u{1}",
+                                  startedAt: "2026-11-27T18:47:41.662Z", finishedAt: "2026-11-27T18:47:41.962Z",
+                                  durationMs: 300.5, outputs: ["image": .string("api:1"), "n": .number(2), "ok": .bool(true)])
+        let approvals = ApprovalView(required: 2, approvedBy: ["ann"], decisions: [.init(decision: "approved", by: "ann", comment: nil, at: "t")])
+        let step = StepView(id: "gate", kind: "approval", section: "main", needs: ["a", "b"], status: "awaiting_approval", attempt: 1,
+                            waitingFor: "waiting for approval (1/2)", skipReason: nil, lastError: nil, approvals: approvals, attempts: [attempt])
+        let view = RunView(id: "r", pipeline: "p", environment: nil, sha: "abc", ref: "main", submitter: "ci", status: "running",
+                           phase: "main", definitionSHA256: "00ff", createdAt: "c", startedAt: nil, finishedAt: nil, durationMs: 12,
+                           waitingFor: nil, stopReason: "é ✓", steps: [step])
+        let decoded = try JSONDecoder().decode(RunView.self, from: Data(view.jsonText.utf8))
+        #expect(decoded == view)
     }
 }

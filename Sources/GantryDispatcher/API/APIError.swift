@@ -32,11 +32,4 @@ enum APIResponses {
             body: ResponseBody(byteBuffer: ByteBuffer(string: text + "\n"))
         )
     }
-
-    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let text = (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-        return json(status, text: text)
-    }
 }

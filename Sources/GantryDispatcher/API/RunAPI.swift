@@ -186,13 +186,13 @@ struct RunAPI: Sendable {
             }
             views.append(RunViews.summary(run, behind: behind))
         }
-        return APIResponses.json(.ok, ["runs": views])
+        return APIResponses.json(.ok, text: "{\"runs\":[" + views.map(\.jsonText).joined(separator: ",") + "]}")
     }
 
     func get(_ request: Request, id: String) async throws -> Response {
         let grant = try await authenticate(request, action: "read")
         let detail = try await loadReadable(id, grant: grant)
-        return APIResponses.json(.ok, RunViews.view(detail))
+        return APIResponses.json(.ok, text: RunViews.view(detail).jsonText)
     }
 
     private func loadReadable(_ id: String, grant: Grant) async throws -> RunDetail {
@@ -207,7 +207,7 @@ struct RunAPI: Sendable {
         guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else {
             throw APIError.notFound("no run \(id)")
         }
-        return APIResponses.json(status, RunViews.view(detail))
+        return APIResponses.json(status, text: RunViews.view(detail).jsonText)
     }
 
     /// Server-sent events: the run as JSON (event `run`) each time it changes, until it ends.
@@ -222,10 +222,7 @@ struct RunAPI: Sendable {
                 guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else { break }
                 let view = RunViews.view(detail)
                 if view != last {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                    let json = String(decoding: try encoder.encode(view), as: UTF8.self)
-                    try await writer.write(ByteBuffer(string: "event: run\ndata: \(json)\n\n"))
+                    try await writer.write(ByteBuffer(string: "event: run\ndata: \(view.jsonText)\n\n"))
                     last = view
                     quietSince = .now
                     if view.isFinished { break }

@@ -1,4 +1,3 @@
-import Foundation
 import GantryCore
 import GantryPostgres
 
@@ -84,11 +83,7 @@ enum RunViews {
         }
     }
 
-    static func timestamp(ms: Int64) -> String { timestamp(us: ms * 1_000) }
+    static func timestamp(ms: Int64) -> String { Timestamp.iso8601(ms: ms) }
 
-    static func timestamp(us: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(us) / 1_000_000))
-    }
+    static func timestamp(us: Int64) -> String { Timestamp.iso8601(us: us) }
 }

@@ -45,6 +45,57 @@ public actor PostgresConnection {
         return try consume(result, conn)
     }
 
+    /// Sends several statements in one round trip (libpq's pipeline mode) and returns
+    /// each one's rows, in order. The server runs them one after another, each with
+    /// its own snapshot, inside the caller's transaction if one is open. The first
+    /// failure is thrown; the statements after it are not run.
+    public func pipeline(_ statements: [(sql: String, parameters: [String?])]) throws(PostgresError) -> [PostgresRows] {
+        if statements.count == 1 { return [try query(statements[0].sql, statements[0].parameters)] }
+        let conn = try connected()
+        guard PQenterPipelineMode(conn) == 1 else { throw .protocolViolation("libpq refused pipeline mode") }
+        for statement in statements {
+            let sent = withCStrings(statement.parameters) { values in
+                PQsendQueryParams(conn, statement.sql, Int32(statement.parameters.count), nil, values, nil, nil, 0)
+            }
+            guard sent == 1 else { try failPipeline(conn) }
+        }
+        guard PQpipelineSync(conn) == 1 else { try failPipeline(conn) }
+        var results: [PostgresRows] = []
+        var failure: PostgresError?
+        for _ in statements {
+            guard let result = PQgetResult(conn) else { try failPipeline(conn) }
+            if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                PQclear(result)
+            } else if failure == nil {
+                do throws(PostgresError) { results.append(try consume(result, conn)) } catch {
+                    failure = error
+                    // A lost connection has been closed by `consume`: nothing more to read.
+                    if connection == nil { throw error }
+                }
+            } else {
+                PQclear(result)
+            }
+            // Each statement's results end with a NULL.
+            while let extra = PQgetResult(conn) { PQclear(extra) }
+        }
+        // The sync point, then the connection is idle again.
+        while let result = PQgetResult(conn) {
+            let status = PQresultStatus(result)
+            PQclear(result)
+            if status == PGRES_PIPELINE_SYNC { break }
+        }
+        PQexitPipelineMode(conn)
+        if let failure { throw failure }
+        return results
+    }
+
+    /// A pipeline that could not be sent or read: the connection is in an unknown state, so it is closed.
+    private func failPipeline(_ conn: OpaquePointer) throws(PostgresError) -> Never {
+        let message = Self.firstLine(PQerrorMessage(conn))
+        disconnect()
+        throw .connection(message)
+    }
+
     /// Runs a script of statements without parameters (migrations).
     public func execute(_ sql: String) throws(PostgresError) {
         let conn = try connected()
@@ -64,6 +115,20 @@ public actor PostgresConnection {
             self.cancel()
         }
         return try result.get()
+    }
+
+    /// Awaitable form of `pipeline` for callers outside the actor, cancellable.
+    public nonisolated func runPipeline(_ statements: [(sql: String, parameters: [String?])]) async throws(PostgresError) -> [PostgresRows] {
+        let result: Result<[PostgresRows], PostgresError> = await withTaskCancellationHandler {
+            await self.pipelineResult(statements)
+        } onCancel: {
+            self.cancel()
+        }
+        return try result.get()
+    }
+
+    private func pipelineResult(_ statements: [(sql: String, parameters: [String?])]) -> Result<[PostgresRows], PostgresError> {
+        do throws(PostgresError) { return .success(try pipeline(statements)) } catch { return .failure(error) }
     }
 
     private func queryResult(_ sql: String, _ parameters: [String?]) -> Result<PostgresRows, PostgresError> {

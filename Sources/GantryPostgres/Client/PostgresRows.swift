@@ -39,6 +39,11 @@ public struct PostgresRow: Sendable {
     let index: Int
 
     public func string(_ name: String) -> String? { rows.rows[index][rows.column(name)] }
+    /// The value at a column position from `PostgresRows.column(_:)`, for loops over many rows.
+    public func string(at column: Int) -> String? { rows.rows[index][column] }
+    public func int(at column: Int) -> Int? { string(at: column).flatMap { Int($0) } }
+    public func int64(at column: Int) -> Int64? { string(at: column).flatMap { Int64($0) } }
+    public func bool(at column: Int) -> Bool? { string(at: column).map { $0 == "t" } }
     public func int(_ name: String) -> Int? { string(name).flatMap { Int($0) } }
     public func int64(_ name: String) -> Int64? { string(name).flatMap { Int64($0) } }
     public func bool(_ name: String) -> Bool? { string(name).map { $0 == "t" } }

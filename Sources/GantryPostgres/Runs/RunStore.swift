@@ -228,20 +228,29 @@ extension RunStore {
     /// One run with its steps, attempts and approvals; nil when the installation has no such run.
     public func detail(run runID: String, namespace: String, on db: PostgresConnection) async throws(PostgresError) -> RunDetail? {
         guard Identifiers.isValidRunID(runID) else { return nil }
-        let runRows = try await db.run("SELECT \(RunRecord.selectList) FROM runs r WHERE r.id = $1 AND r.namespace = $2", [runID, namespace])
+        // One round trip, one snapshot: the run, its steps, attempts and approvals as of one moment.
+        let results = try await db.runPipeline([
+            ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", []),
+            ("SELECT \(RunRecord.selectList) FROM runs r WHERE r.id = $1 AND r.namespace = $2", [runID, namespace]),
+            ("SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = $1", [runID]),
+            ("SELECT \(AttemptLedger.selectList) FROM attempts a WHERE a.run_id = $1::uuid ORDER BY a.seq", [runID]),
+            (
+                """
+                SELECT step_id, decision, approver, comment, (extract(epoch FROM decided_at) * 1000)::bigint AS decided_ms
+                FROM approvals WHERE run_id = $1 ORDER BY seq
+                """,
+                [runID]
+            ),
+            ("COMMIT", []),
+        ])
+        let runRows = results[1]
         guard !runRows.isEmpty, let run = RunRecord(runRows[0]) else { return nil }
-        let steps = try await self.steps(ofRuns: [runID], on: db).sorted {
-            let order: [RunState.Section: Int] = [.main: 0, .onFailure: 1, .finally: 2]
-            return (order[$0.section]!, $0.position, $0.key.stepID) < (order[$1.section]!, $1.position, $1.key.stepID)
+        let order: [RunState.Section: Int] = [.main: 0, .onFailure: 1, .finally: 2]
+        let steps = StepRecord.all(results[2]).sorted {
+            (order[$0.section]!, $0.position, $0.key.stepID) < (order[$1.section]!, $1.position, $1.key.stepID)
         }
-        let attempts = try await AttemptLedger().attempts(ofRun: runID, on: db)
-        let approvalRows = try await db.run(
-            """
-            SELECT step_id, decision, approver, comment, (extract(epoch FROM decided_at) * 1000)::bigint AS decided_ms
-            FROM approvals WHERE run_id = $1 ORDER BY seq
-            """,
-            [runID]
-        )
+        let attempts = (0..<results[3].count).compactMap { AttemptLedger.result(results[3][$0]) }
+        let approvalRows = results[4]
         let approvals = (0..<approvalRows.count).compactMap { index -> ApprovalRecord? in
             let row = approvalRows[index]
             guard let step = row.string("step_id"), let approver = row.string("approver"), let at = row.int64("decided_ms") else { return nil }

@@ -49,22 +49,19 @@ struct RunTransitions {
         // must be read after the lock is held: one statement joining them would read the
         // steps as they were before a transaction we waited for committed (READ COMMITTED
         // re-checks only the locked rows), and a transition would be applied twice.
-        let runRows = try db.query(
-            "SELECT r.id AS run_id, \(RunRecord.lockList) FROM runs r WHERE r.id = ANY($1::uuid[]) ORDER BY r.id FOR UPDATE OF r",
-            [PostgresArray.literal(missing)]
-        )
-        let rows = try db.query(
-            "SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = ANY($1::uuid[])",
-            [PostgresArray.literal(missing)]
-        )
+        // Both in one round trip (pipeline mode); the server still runs them one after the other.
+        let ids = PostgresArray.literal(missing)
+        let results = try db.pipeline([
+            ("SELECT r.id AS run_id, \(RunRecord.lockList) FROM runs r WHERE r.id = ANY($1::uuid[]) ORDER BY r.id FOR UPDATE OF r", [ids]),
+            ("SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = ANY($1::uuid[])", [ids]),
+        ])
+        let runRows = results[0], rows = results[1]
         var records: [String: RunRecord] = [:]
         for index in 0..<runRows.count {
             if let record = RunRecord(locked: runRows[index]) { records[record.id] = record }
         }
         var stepsByRun: [String: [String: StepRecord]] = [:]
-        var policies: [String: RetryPolicy] = [:]
-        for index in 0..<rows.count {
-            guard let step = StepRecord(rows[index], policies: &policies) else { continue }
+        for step in StepRecord.all(rows) {
             stepsByRun[step.key.runID, default: [:]][step.key.stepID] = step
         }
         for (id, record) in records {
@@ -205,8 +202,9 @@ struct RunTransitions {
                 if let step = run.steps[stepID] { effects.schedule.append((step.job(attempt: attempt, nowUs: nowUs), due)) }
             }
         }
-        try RunTransitions.write(changedSteps, on: db)
-        try RunTransitions.write(changedRuns, on: db)
+        // Both writes in one round trip.
+        let writes = [RunTransitions.update(changedSteps), RunTransitions.update(changedRuns)].compactMap { $0 }
+        if !writes.isEmpty { _ = try db.pipeline(writes) }
     }
 
     /// Reads the outputs the started steps' expressions need and binds them.
@@ -255,9 +253,10 @@ struct RunTransitions {
         return out
     }
 
-    private static func write(_ steps: [StepRecord], on db: isolated PostgresConnection) throws(PostgresError) {
-        guard !steps.isEmpty else { return }
-        try db.query(
+    /// The UPDATE of these steps' rows, or nil when there are none.
+    private static func update(_ steps: [StepRecord]) -> (sql: String, parameters: [String?])? {
+        guard !steps.isEmpty else { return nil }
+        return (
             """
             UPDATE steps s SET status = v.status, attempt = v.attempt, charged = v.charged, due_at_ms = v.due_at_ms,
                    last_error = v.last_error, approval_deadline_ms = v.approval_deadline_ms,
@@ -288,9 +287,10 @@ struct RunTransitions {
         )
     }
 
-    private static func write(_ runs: [RunRecord], on db: isolated PostgresConnection) throws(PostgresError) {
-        guard !runs.isEmpty else { return }
-        try db.query(
+    /// The UPDATE of these runs' rows, or nil when there are none.
+    private static func update(_ runs: [RunRecord]) -> (sql: String, parameters: [String?])? {
+        guard !runs.isEmpty else { return nil }
+        return (
             """
             UPDATE runs r SET status = v.status, phase = v.phase, outcome = v.outcome, stop_reason = v.stop_reason,
                    deadline_at_ms = v.deadline_at_ms,

@@ -103,15 +103,34 @@ public struct StepRecord: Sendable, Equatable {
         s.approval_deadline_ms, s.approvers, s.skip_reason, s.skipped_by_filter, s.bindings
         """
 
+    /// The positions of the `selectList` columns in a result, found once per result
+    /// (rows are read on the dispatcher's hot path).
+    struct Columns {
+        let runID, stepID, kind, status, attempt, charged, retry, timeoutMs, inputs, dueAtMs, lastError: Int
+        let section, position, needs, approvalRequired, approvalTimeoutMs, approvalDeadlineMs, approvers: Int
+        let skipReason, skippedByFilter, bindings: Int
+
+        init(_ rows: PostgresRows) {
+            runID = rows.column("run_id"); stepID = rows.column("step_id"); kind = rows.column("kind")
+            status = rows.column("status"); attempt = rows.column("attempt"); charged = rows.column("charged")
+            retry = rows.column("retry"); timeoutMs = rows.column("timeout_ms"); inputs = rows.column("inputs")
+            dueAtMs = rows.column("due_at_ms"); lastError = rows.column("last_error"); section = rows.column("section")
+            position = rows.column("position"); needs = rows.column("needs"); approvalRequired = rows.column("approval_required")
+            approvalTimeoutMs = rows.column("approval_timeout_ms"); approvalDeadlineMs = rows.column("approval_deadline_ms")
+            approvers = rows.column("approvers"); skipReason = rows.column("skip_reason")
+            skippedByFilter = rows.column("skipped_by_filter"); bindings = rows.column("bindings")
+        }
+    }
+
     /// Reads a row; `policies` caches parsed retry policies by their text, since the
     /// steps of a batch almost always share a few.
-    init?(_ row: PostgresRow, policies: inout [String: RetryPolicy]) {
-        guard let run = row.string("run_id"), let step = row.string("step_id"), let kind = row.string("kind"),
-              let status = row.string("status").flatMap(StepStatus.init(rawValue:)),
-              let attempt = row.int("attempt"), let charged = row.int("charged"),
-              let policyText = row.string("retry"),
-              let timeoutMs = row.int64("timeout_ms"),
-              let section = row.string("section").flatMap(RunState.Section.init(rawValue:))
+    init?(_ row: PostgresRow, _ c: Columns, policies: inout [String: RetryPolicy]) {
+        guard let run = row.string(at: c.runID), let step = row.string(at: c.stepID), let kind = row.string(at: c.kind),
+              let status = row.string(at: c.status).flatMap(StepStatus.init(rawValue:)),
+              let attempt = row.int(at: c.attempt), let charged = row.int(at: c.charged),
+              let policyText = row.string(at: c.retry),
+              let timeoutMs = row.int64(at: c.timeoutMs),
+              let section = row.string(at: c.section).flatMap(RunState.Section.init(rawValue:))
         else { return nil }
         let policy: RetryPolicy
         if let cached = policies[policyText] {
@@ -122,29 +141,33 @@ public struct StepRecord: Sendable, Equatable {
             policy = parsed
         }
         var approval: RunState.Approval?
-        if let required = row.int("approval_required") {
-            approval = RunState.Approval(required: required, timeout: .milliseconds(row.int64("approval_timeout_ms") ?? 86_400_000))
+        if let required = row.int(at: c.approvalRequired) {
+            approval = RunState.Approval(required: required, timeout: .milliseconds(row.int64(at: c.approvalTimeoutMs) ?? 86_400_000))
         }
+        let needs = row.string(at: c.needs) ?? "{}"
+        let approvers = row.string(at: c.approvers) ?? "{}"
         self.init(
             key: StepKey(runID: run, stepID: step), kind: kind, timeout: .milliseconds(timeoutMs),
-            inputs: row.string("inputs") ?? "{}",
+            inputs: row.string(at: c.inputs) ?? "{}",
             state: StepState(
                 status: status, attempt: attempt, charged: charged, policy: policy,
-                dueAtMs: row.int64("due_at_ms"), lastError: row.string("last_error")
+                dueAtMs: row.int64(at: c.dueAtMs), lastError: row.string(at: c.lastError)
             ),
-            section: section, position: row.int("position") ?? 0,
-            needs: PostgresArray.parse(row.string("needs") ?? "{}"),
-            approval: approval, approvalDeadlineMs: row.int64("approval_deadline_ms"),
-            approvers: PostgresArray.parse(row.string("approvers") ?? "{}"),
-            skipReason: row.string("skip_reason"), skippedByFilter: row.bool("skipped_by_filter") ?? false,
-            bindings: row.string("bindings") ?? "{}"
+            section: section, position: row.int(at: c.position) ?? 0,
+            needs: needs == "{}" ? [] : PostgresArray.parse(needs),
+            approval: approval, approvalDeadlineMs: row.int64(at: c.approvalDeadlineMs),
+            approvers: approvers == "{}" ? [] : PostgresArray.parse(approvers),
+            skipReason: row.string(at: c.skipReason), skippedByFilter: row.bool(at: c.skippedByFilter) ?? false,
+            bindings: row.string(at: c.bindings) ?? "{}"
         )
     }
 
     /// Reads every row of a result.
     static func all(_ rows: PostgresRows) -> [StepRecord] {
+        guard !rows.isEmpty else { return [] }
+        let columns = Columns(rows)
         var policies: [String: RetryPolicy] = [:]
-        return (0..<rows.count).compactMap { StepRecord(rows[$0], policies: &policies) }
+        return (0..<rows.count).compactMap { StepRecord(rows[$0], columns, policies: &policies) }
     }
 }
 

@@ -71,14 +71,14 @@ struct Submit: AsyncParsableCommand {
         }
         guard wait else {
             switch output {
-            case .json: print(try encode(created))
+            case .json: print(created.jsonText)
             case .text: print(RunPrinter.summary(created))
             }
             return
         }
         let final = try await follow(created, client: client)
         switch output {
-        case .json: print(try encode(final))
+        case .json: print(final.jsonText)
         case .text: print(RunPrinter.describe(final))
         }
         switch final.status {
@@ -99,7 +99,7 @@ struct Submit: AsyncParsableCommand {
         var last: RunView?
         let out = FileHandle.standardOutput
         let final = try await client.follow(run.id) { view in
-            let time = String(ISO8601DateFormatter().string(from: Date()).dropFirst(11).prefix(8))
+            let time = String(Timestamp.iso8601(ms: WallClock.nowMs()).dropFirst(11).prefix(8))
             if terminal { out.write(Data("\r\u{1B}[K".utf8)) }
             for line in RunPrinter.changes(from: last, to: view) {
                 if terminal { out.write(Data("\(time) \(line)\n".utf8)) } else { sink("\(time) \(line)") }
@@ -129,7 +129,7 @@ struct Runs: AsyncParsableCommand {
         if let status { query.append("status=\(percentEncoded(status))") }
         let listing = try await perform { try await api.client().call(.get, "/v1/runs?" + query.joined(separator: "&"), as: Listing.self).value }
         for run in listing.runs {
-            print(output == .json ? try encode(run) : RunPrinter.summary(run))
+            print(output == .json ? run.jsonText : RunPrinter.summary(run))
         }
     }
 }
@@ -143,7 +143,7 @@ struct ShowRun: AsyncParsableCommand {
 
     func run() async throws {
         let view = try await perform { try await api.client().call(.get, "/v1/runs/\(percentEncoded(id))", as: RunView.self).value }
-        print(output == .json ? try encode(view) : RunPrinter.describe(view))
+        print(output == .json ? view.jsonText : RunPrinter.describe(view))
     }
 }
 
@@ -178,7 +178,7 @@ private func decide(api: APIOptions, id: String, step: String, comment: String?,
     var body: [String: JSONValue] = ["step": .string(step)]
     if let comment { body["comment"] = .string(comment) }
     let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/\(verb)", body: body, as: RunView.self).value }
-    print(output == .json ? try encode(view) : RunPrinter.describe(view))
+    print(output == .json ? view.jsonText : RunPrinter.describe(view))
 }
 
 /// `gantry cancel RUN`.
@@ -190,7 +190,7 @@ struct Cancel: AsyncParsableCommand {
 
     func run() async throws {
         let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/cancel", body: [:], as: RunView.self).value }
-        print(output == .json ? try encode(view) : RunPrinter.summary(view))
+        print(output == .json ? view.jsonText : RunPrinter.summary(view))
     }
 }
 
@@ -205,7 +205,7 @@ struct Retry: AsyncParsableCommand {
     func run() async throws {
         let body: [String: JSONValue] = step.map { ["step": .string($0)] } ?? [:]
         let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/retry", body: body, as: RunView.self).value }
-        print(output == .json ? try encode(view) : RunPrinter.summary(view))
+        print(output == .json ? view.jsonText : RunPrinter.summary(view))
     }
 }
 
@@ -217,13 +217,6 @@ private func perform<T>(_ body: () async throws -> T) async throws -> T {
         FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
         throw ExitCode(failure.isRefusal ? 2 : 3)
     }
-}
-
-/// One line of sorted-key JSON.
-func encode(_ value: some Encodable) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
 func percentEncoded(_ text: String) -> String {

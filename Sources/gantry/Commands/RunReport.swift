@@ -61,10 +61,5 @@ struct RunReport {
         return lines.joined(separator: "\n")
     }
 
-    static func timestamp(us: Int64) -> String {
-        let date = Date(timeIntervalSince1970: Double(us) / 1_000_000)
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
+    static func timestamp(us: Int64) -> String { Timestamp.iso8601(us: us) }
 }

@@ -108,8 +108,4 @@ struct TokenCommand: AsyncParsableCommand {
 }
 
 /// An ISO 8601 time with milliseconds.
-func isoTimestamp(ms: Int64) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter.string(from: Date(timeIntervalSince1970: Double(ms) / 1_000))
-}
+func isoTimestamp(ms: Int64) -> String { Timestamp.iso8601(ms: ms) }
