@@ -57,7 +57,7 @@ struct RunAPI: Sendable {
             throw APIError.unauthorized("no token: send Authorization: Bearer <token> (gantry token create makes one; the CLI reads GANTRY_TOKEN)")
         }
         let hash = APITokens.hash(String(header.dropFirst(7)))
-        guard let grant = try await tokens.grant(hash: hash, namespace: namespace, on: pool.connection) else {
+        guard let grant = try await pool.withConnection({ db in try await tokens.grant(hash: hash, namespace: namespace, on: db) }) else {
             try? await record(actor: "(unknown token)", action, runID: nil, environment: nil, accepted: false, reason: "unknown or revoked token")
             throw APIError.unauthorized("the token is unknown or revoked; ask an admin for a new one (gantry token create)")
         }
@@ -73,10 +73,10 @@ struct RunAPI: Sendable {
     }
 
     private func record(actor: String, _ action: String, runID: String?, environment: String?, accepted: Bool, reason: String?) async throws {
-        try await actions.record(
+        try await pool.withConnection({ db in try await actions.record(
             namespace: namespace, actor: actor, action: action, runID: runID, environment: environment,
-            accepted: accepted, reason: reason, on: pool.connection
-        )
+            accepted: accepted, reason: reason, on: db
+        ) })
     }
 
     private func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
@@ -146,7 +146,7 @@ struct RunAPI: Sendable {
             environment: environment, sha: body.sha.lowercased(), ref: body.ref, params: params, submitter: grant.name,
             idempotencyKey: body.idempotencyKey, skips: skips
         )
-        let (result, effects) = try await store.submit(submission, nowMs: WallClock.nowMs(), on: pool.connection)
+        let (result, effects) = try await pool.withConnection({ db in try await store.submit(submission, nowMs: WallClock.nowMs(), on: db) })
         await effector.carryOut(effects, on: redis)
         switch result {
         case .failure(let refusal):
@@ -173,16 +173,16 @@ struct RunAPI: Sendable {
         let limit = query["limit"].flatMap { Int(String($0)) } ?? 50
         guard (1...1_000).contains(limit) else { throw APIError.badRequest("limit must be between 1 and 1000") }
         if let environment { try await authorize(grant, .read, environment: environment, runID: nil, log: "list") }
-        let runs = try await store.list(
+        let runs = try await pool.withConnection({ db in try await store.list(
             namespace: namespace, environments: grant.readableEnvironments, environment: environment, status: status,
-            limit: limit, on: pool.connection
-        )
+            limit: limit, on: db
+        ) })
         // A waiting run says what it waits behind: the run before it in its group.
         var views: [RunView] = []
         for run in runs {
             var behind: String?
             if run.status == "waiting" {
-                behind = try await store.detail(run: run.id, namespace: namespace, on: pool.connection)?.behind
+                behind = try await pool.withConnection({ db in try await store.detail(run: run.id, namespace: namespace, on: db) })?.behind
             }
             views.append(RunViews.summary(run, behind: behind))
         }
@@ -196,7 +196,7 @@ struct RunAPI: Sendable {
     }
 
     private func loadReadable(_ id: String, grant: Grant) async throws -> RunDetail {
-        guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else {
+        guard let detail = try await pool.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
             throw APIError.notFound("no run \(id.prefix(64)) in this installation")
         }
         try await authorize(grant, .read, environment: detail.run.environment, runID: id)
@@ -204,7 +204,7 @@ struct RunAPI: Sendable {
     }
 
     private func show(_ id: String, status: HTTPResponse.Status) async throws -> Response {
-        guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else {
+        guard let detail = try await pool.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
             throw APIError.notFound("no run \(id)")
         }
         return APIResponses.json(status, text: RunViews.view(detail).jsonText)
@@ -219,7 +219,7 @@ struct RunAPI: Sendable {
             var last: RunView?
             var quietSince = ContinuousClock.now
             while !Task.isCancelled {
-                guard let detail = try await store.detail(run: id, namespace: namespace, on: pool.connection) else { break }
+                guard let detail = try await pool.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else { break }
                 let view = RunViews.view(detail)
                 if view != last {
                     try await writer.write(ByteBuffer(string: "event: run\ndata: \(view.jsonText)\n\n"))
@@ -250,10 +250,10 @@ struct RunAPI: Sendable {
         let body = try await decode(DecisionRequest.self, from: request)
         let detail = try await loadReadable(id, grant: grant)
         try await authorize(grant, .approve, environment: detail.run.environment, runID: id, log: action)
-        let (result, effects) = try await store.decide(
+        let (result, effects) = try await pool.withConnection({ db in try await store.decide(
             run: id, step: body.step, approve: approve, by: grant.name, comment: body.comment, namespace: namespace,
-            nowMs: WallClock.nowMs(), on: pool.connection
-        )
+            nowMs: WallClock.nowMs(), on: db
+        ) })
         await effector.carryOut(effects, on: redis)
         return try await respond(result, action: action, grant: grant, runID: id, environment: detail.run.environment)
     }
@@ -262,7 +262,7 @@ struct RunAPI: Sendable {
         let grant = try await authenticate(request, action: "cancel")
         let detail = try await loadReadable(id, grant: grant)
         try await authorize(grant, .cancel, environment: detail.run.environment, runID: id)
-        let (result, effects) = try await store.cancel(run: id, namespace: namespace, nowMs: WallClock.nowMs(), on: pool.connection)
+        let (result, effects) = try await pool.withConnection({ db in try await store.cancel(run: id, namespace: namespace, nowMs: WallClock.nowMs(), on: db) })
         await effector.carryOut(effects, on: redis)
         return try await respond(result, action: "cancel", grant: grant, runID: id, environment: detail.run.environment)
     }
@@ -272,7 +272,7 @@ struct RunAPI: Sendable {
         let body = try await decode(RetryRequest.self, from: request)
         let detail = try await loadReadable(id, grant: grant)
         try await authorize(grant, .retry, environment: detail.run.environment, runID: id)
-        let (result, effects) = try await store.retry(run: id, step: body.step, namespace: namespace, nowMs: WallClock.nowMs(), on: pool.connection)
+        let (result, effects) = try await pool.withConnection({ db in try await store.retry(run: id, step: body.step, namespace: namespace, nowMs: WallClock.nowMs(), on: db) })
         await effector.carryOut(effects, on: redis)
         return try await respond(result, action: "retry", grant: grant, runID: id, environment: detail.run.environment)
     }
@@ -299,7 +299,7 @@ struct RunAPI: Sendable {
 
     func ready() async -> Response {
         do {
-            _ = try await pool.connection.run("SELECT 1")
+            _ = try await pool.withConnection({ db in try await db.run("SELECT 1") })
         } catch {
             return APIError.unavailable("Postgres is not reachable: \(error)").response
         }
