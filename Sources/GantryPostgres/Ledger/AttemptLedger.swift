@@ -34,7 +34,7 @@ public struct AttemptLedger: Sendable {
             SELECT \(AttemptLedger.selectList) FROM attempts a
             JOIN unnest($1::uuid[], $2::text[], $3::int[]) AS k(run_id, step_id, attempt)
               ON a.run_id = k.run_id AND a.step_id = k.step_id AND a.attempt = k.attempt
-            WHERE a.status <> 'stale'
+            WHERE a.status <> 'stale' AND a.run_id = ANY($1::uuid[])
             """,
             [
                 PostgresArray.literal(keys.map(\.step.runID)),
@@ -117,7 +117,7 @@ extension PostgresConnection {
             SELECT a.run_id, a.step_id, a.attempt, a.status, a.worker, a.delivery_id FROM attempts a
             JOIN unnest($1::uuid[], $2::text[], $3::int[]) AS k(run_id, step_id, attempt)
               ON a.run_id = k.run_id AND a.step_id = k.step_id AND a.attempt = k.attempt
-            WHERE a.status <> 'stale'
+            WHERE a.status <> 'stale' AND a.run_id = ANY($1::uuid[])
             """,
             [
                 PostgresArray.literal(conflicts.map(\.key.step.runID)),

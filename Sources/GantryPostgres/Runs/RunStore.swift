@@ -88,6 +88,7 @@ public struct RunStore: Sendable {
             UPDATE steps s SET status = 'queued', due_at_ms = NULL, updated_at = now()
             FROM unnest($1::uuid[], $2::text[], $3::int[]) AS v(run_id, step_id, attempt)
             WHERE s.run_id = v.run_id AND s.step_id = v.step_id AND s.attempt = v.attempt AND s.status = 'retrying'
+              AND s.run_id = ANY($1::uuid[])
             """,
             [
                 PostgresArray.literal(jobs.map(\.runID)),
@@ -125,10 +126,11 @@ public struct RunStore: Sendable {
             FROM (
                 SELECT t.run_id, t.step_id FROM steps t
                 JOIN unnest($1::uuid[], $2::text[]) AS v(run_id, step_id) ON t.run_id = v.run_id AND t.step_id = v.step_id
+                WHERE t.run_id = ANY($1::uuid[])
                 ORDER BY t.run_id, t.step_id
                 FOR UPDATE OF t SKIP LOCKED
             ) l
-            WHERE s.run_id = l.run_id AND s.step_id = l.step_id
+            WHERE s.run_id = l.run_id AND s.step_id = l.step_id AND s.run_id = ANY($1::uuid[])
             """,
             [PostgresArray.literal(keys.map(\.runID)), PostgresArray.literal(keys.map(\.stepID))]
         )

@@ -239,7 +239,7 @@ struct RunTransitions {
             SELECT DISTINCT ON (a.run_id, a.step_id) a.run_id, a.step_id, a.outputs
             FROM attempts a JOIN unnest($1::uuid[], $2::text[]) AS k(run_id, step_id)
                  ON a.run_id = k.run_id AND a.step_id = k.step_id
-            WHERE a.status = 'succeeded'
+            WHERE a.status = 'succeeded' AND a.run_id = ANY($1::uuid[])
             ORDER BY a.run_id, a.step_id, a.attempt DESC
             """,
             [PostgresArray.literal(steps.map(\.runID)), PostgresArray.literal(steps.map(\.stepID))]
@@ -267,7 +267,7 @@ struct RunTransitions {
                         $9::text[], $10::text[], $11::boolean[], $12::text[])
                  AS v(run_id, step_id, status, attempt, charged, due_at_ms, last_error, approval_deadline_ms,
                       approvers, skip_reason, skipped_by_filter, bindings)
-            WHERE s.run_id = v.run_id AND s.step_id = v.step_id
+            WHERE s.run_id = v.run_id AND s.step_id = v.step_id AND s.run_id = ANY($1::uuid[])
             """,
             [
                 PostgresArray.literal(steps.map(\.key.runID)),
@@ -298,7 +298,7 @@ struct RunTransitions {
                    finished_at = CASE WHEN v.status IN ('succeeded', 'failed', 'canceled') THEN COALESCE(r.finished_at, now()) END
             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
                  AS v(id, status, phase, outcome, stop_reason, deadline_at_ms)
-            WHERE r.id = v.id
+            WHERE r.id = v.id AND r.id = ANY($1::uuid[])
             """,
             [
                 PostgresArray.literal(runs.map(\.id)),
