@@ -43,11 +43,12 @@ public actor HTTPClient {
         return try result.get()
     }
 
-    /// Sends `request` and hands the body to `onData` as it arrives (server-sent
-    /// events, downloads that must not sit in memory). `onData` returns false to
-    /// stop the transfer early, which is not an error. The returned response has an empty body.
+    /// Sends `request` and hands the body to `onData` as it arrives, with the response's
+    /// status (server-sent events, downloads that must not sit in memory). `onData`
+    /// returns false to stop the transfer early, which is not an error. The returned
+    /// response has an empty body.
     public func stream(
-        _ request: HTTPRequest, onData: @escaping @Sendable (UnsafeRawBufferPointer) -> Bool
+        _ request: HTTPRequest, onData: @escaping @Sendable (_ status: Int, _ bytes: UnsafeRawBufferPointer) -> Bool
     ) async throws(HTTPError) -> HTTPResponse {
         let state = Transfer(limit: .max, sink: onData)
         let result = await withTaskCancellationHandler {
@@ -80,6 +81,7 @@ public actor HTTPClient {
         }
 
         let context = Unmanaged.passUnretained(state).toOpaque()
+        state.handle = curl
         var code = CURLE_OK
         func set(_ result: CURLcode) { if code == CURLE_OK { code = result } }
         set(ccurl_setopt_string(curl, CURLOPT_URL, request.url))
@@ -158,14 +160,16 @@ public actor HTTPClient {
 /// `@unchecked Sendable`: it crosses into the cancellation handler, which only touches `canceled`.
 final class Transfer: @unchecked Sendable {
     let limit: Int
-    let sink: (@Sendable (UnsafeRawBufferPointer) -> Bool)?
+    let sink: (@Sendable (Int, UnsafeRawBufferPointer) -> Bool)?
     let canceled = Atomic<Bool>(false)
+    /// The easy handle while the transfer runs (to read the status from the write callback).
+    var handle: UnsafeMutableRawPointer?
     var body: [UInt8] = []
     var headers: [(name: String, value: String)] = []
     var tooLarge = false
     var stoppedBySink = false
 
-    init(limit: Int, sink: (@Sendable (UnsafeRawBufferPointer) -> Bool)?) {
+    init(limit: Int, sink: (@Sendable (Int, UnsafeRawBufferPointer) -> Bool)?) {
         self.limit = limit
         self.sink = sink
     }
@@ -177,7 +181,9 @@ private let httpWriteCallback: ccurl_data_callback = { data, size, count, contex
     let length = size * count
     let bytes = UnsafeRawBufferPointer(start: data, count: length)
     if let sink = state.sink {
-        guard sink(bytes) else {
+        var status = 0
+        if let handle = state.handle { _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status) }
+        guard sink(status, bytes) else {
             state.stoppedBySink = true
             return 0
         }

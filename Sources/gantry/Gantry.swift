@@ -9,7 +9,7 @@ struct Gantry: AsyncParsableCommand {
         commandName: "gantry",
         abstract: "Deployment pipelines run by a fleet of workers, on Redis and Postgres.",
         discussion: """
-            Run commands (submit, runs, run, approve, reject, cancel, retry) are clients of the \
+            Run commands (submit, runs, run, logs, approve, reject, cancel, retry) are clients of the \
             dispatcher's API: GANTRY_URL and GANTRY_TOKEN. Fleet commands take GANTRY_REDIS_URL \
             (redis://[user:password@]host:port/db) and GANTRY_DATABASE_URL (a libpq URL). \
             Passwords and tokens are never printed.
@@ -22,6 +22,7 @@ struct Gantry: AsyncParsableCommand {
             Reject.self,
             Cancel.self,
             Retry.self,
+            Logs.self,
             TokenCommand.self,
             Migrate.self,
             DispatcherCommand.self,

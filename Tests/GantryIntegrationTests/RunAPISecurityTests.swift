@@ -27,6 +27,7 @@ import Testing
         Endpoint(name: "list", method: .get, path: { _ in "/v1/runs?env=staging" }, body: nil, action: .read),
         Endpoint(name: "get", method: .get, path: { "/v1/runs/\($0)" }, body: nil, action: .read),
         Endpoint(name: "events", method: .get, path: { "/v1/runs/\($0)/events" }, body: nil, action: .read),
+        Endpoint(name: "logs", method: .get, path: { "/v1/runs/\($0)/logs?step=build" }, body: nil, action: .read),
         Endpoint(name: "approve", method: .post, path: { "/v1/runs/\($0)/approve" }, body: ["step": .string("build")], action: .approve),
         Endpoint(name: "reject", method: .post, path: { "/v1/runs/\($0)/reject" }, body: ["step": .string("build")], action: .approve),
         Endpoint(name: "cancel", method: .post, path: { "/v1/runs/\($0)/cancel" }, body: [:], action: .cancel),
@@ -122,7 +123,7 @@ import Testing
         let openapi = try await api.http.send(HTTPRequest(url: api.base + "/openapi.yaml"))
         #expect(openapi.status == 200)
         for path in ["/v1/runs:", "/v1/runs/{id}:", "/v1/runs/{id}/events:", "/v1/runs/{id}/approve:", "/v1/runs/{id}/reject:",
-                     "/v1/runs/{id}/cancel:", "/v1/runs/{id}/retry:", "/healthz:", "/readyz:"] {
+                     "/v1/runs/{id}/cancel:", "/v1/runs/{id}/retry:", "/v1/runs/{id}/logs:", "/healthz:", "/readyz:"] {
             #expect(openapi.text.contains(path), "openapi.yaml does not describe \(path)")
         }
         _ = dispatcher

@@ -271,4 +271,34 @@ import Testing
         #expect(run.steps[1].skipReason == "no changed file matches when.paths services/billing/**")
         _ = (dispatcher, worker)
     }
+
+    @Test func logsFollowAStepWhileItRunsAndStayReadableAfterwards() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: logged
+            environment: staging
+            steps:
+              - { id: talk, kind: noop, with: { log: "hello from ${{ run.sha }}", sleep_ms: 1500 } }
+              - { id: quiet, kind: noop, needs: [talk] }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        try await api.wait(id, token: token, for: "the step to start") { $0.steps[0].status == "queued" }
+        let started = ContinuousClock.now
+        let followed = try await api.cli(["logs", id, "--step", "talk", "--follow"], token: token)
+        #expect(followed.status == 0, "\(followed.err)")
+        #expect(followed.out == "hello from 3f2a9c1\n")
+        // It waited for the attempt to end, then stopped by itself.
+        #expect(ContinuousClock.now - started >= .milliseconds(500))
+        try await api.wait(id, token: token)
+        #expect(try await api.cli(["logs", id, "--step", "talk"], token: token).out == "hello from 3f2a9c1\n")
+        // A step that logged nothing: empty, and --follow ends with the attempt.
+        let quiet = try await api.cli(["logs", id, "--step", "quiet", "--follow"], token: token)
+        #expect(quiet.status == 0 && quiet.out.isEmpty)
+        let missing = try await api.cli(["logs", id, "--step", "nope"], token: token)
+        #expect(missing.status == 2 && missing.err.contains("has no step nope"))
+        _ = (dispatcher, worker)
+    }
 }

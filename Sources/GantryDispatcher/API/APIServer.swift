@@ -11,10 +11,12 @@ struct APIServer: Sendable {
     let configuration: APIConfiguration
     let api: RunAPI
     let logger: Logger
+    let redisURL: RedisURL
 
     init(configuration: APIConfiguration, dispatcher: DispatcherConfiguration, effector: Effector, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.redisURL = dispatcher.redis
         self.api = RunAPI(
             namespace: dispatcher.keys.namespace,
             pool: PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)"),
@@ -51,6 +53,10 @@ struct APIServer: Sendable {
         }
         router.get("/v1/runs/:id/events") { request, context in
             await handle { try await api.events(request, id: try context.parameters.require("id")) }
+        }
+        let redisURL = redisURL
+        router.get("/v1/runs/:id/logs") { request, context in
+            await handle { try await api.logs(request, id: try context.parameters.require("id"), redisURL: redisURL) }
         }
         router.post("/v1/runs/:id/approve") { request, context in
             await handle { try await api.decide(request, id: try context.parameters.require("id"), approve: true) }

@@ -86,6 +86,20 @@ enum OpenAPIDocument {
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
+          /v1/runs/{id}/logs:
+            get:
+              summary: A step's log as text, from the live log (kept a week) or the ledger's excerpt; with follow, streamed until the attempt ends.
+              parameters:
+                - { $ref: "#/components/parameters/RunID" }
+                - { name: step, in: query, required: true, schema: { type: string } }
+                - { name: attempt, in: query, schema: { type: integer, minimum: 1 }, description: default the latest }
+                - { name: follow, in: query, schema: { type: boolean } }
+              responses:
+                "200": { description: text/plain, one line per log line }
+                "400": { $ref: "#/components/responses/Error" }
+                "401": { $ref: "#/components/responses/Error" }
+                "403": { $ref: "#/components/responses/Error" }
+                "404": { $ref: "#/components/responses/Error" }
           /v1/runs/{id}/approve:
             post:
               summary: Approve an approval gate (role approver for the run's environment; never the submitter when the gate says distinct_from_submitter).

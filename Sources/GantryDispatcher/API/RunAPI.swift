@@ -242,6 +242,60 @@ struct RunAPI: Sendable {
         )
     }
 
+    /// A step's log as plain text: the live stream from Redis, or the excerpt the ledger
+    /// kept once the stream has expired. `follow=1` keeps the response open until the attempt ends.
+    func logs(_ request: Request, id: String, redisURL: RedisURL) async throws -> Response {
+        let grant = try await authenticate(request, action: "read")
+        let detail = try await loadReadable(id, grant: grant)
+        let query = request.uri.queryParameters
+        guard let stepID = query["step"].map(String.init) else {
+            throw APIError.badRequest("name the step: /v1/runs/\(id)/logs?step=ID (steps: \(detail.steps.map(\.key.stepID).joined(separator: ", ")))")
+        }
+        guard let step = detail.steps.first(where: { $0.key.stepID == stepID }) else {
+            throw APIError.notFound("run \(id) has no step \(stepID.prefix(64))")
+        }
+        let attempt = query["attempt"].flatMap { Int(String($0)) } ?? step.state.attempt
+        guard attempt >= 1, attempt <= step.state.attempt else {
+            throw APIError.notFound("step \(stepID) has attempts 1 to \(step.state.attempt)")
+        }
+        let follow = query["follow"].map { $0 == "1" || $0 == "true" } ?? false
+        let key = AttemptKey(step: step.key, attempt: attempt)
+        let excerpt = detail.attempts.first { $0.key == key && $0.status != .stale }?.logTail
+        let streams = StepLogStream(keys: QueueKeys(namespace: namespace))
+        let pool = pool
+        let body = ResponseBody { writer in
+            // A blocking read needs a connection of its own.
+            let redis = RedisConnection(url: redisURL, configuration: .init(commandTimeout: .seconds(10), clientName: "gantry-api-logs"))
+            var after = "0"
+            var sawAny = false
+            var ended = false
+            while !ended && !Task.isCancelled {
+                let entries = try await streams.read(key, after: after, block: follow ? .seconds(1) : nil, on: redis)
+                for (entryID, entry) in entries {
+                    after = entryID
+                    switch entry {
+                    case .line(let line):
+                        sawAny = true
+                        try await writer.write(ByteBuffer(string: line + "\n"))
+                    case .end:
+                        ended = true
+                    }
+                }
+                if ended || (!follow && entries.count < 500) { break }
+                if follow && entries.isEmpty {
+                    // An attempt that logs nothing has no end marker: stop once the ledger has its outcome.
+                    let recorded = try await pool.withConnection({ db in try await AttemptLedger().current([key], on: db) })
+                    if recorded[key] != nil, try await streams.read(key, after: after, block: nil, on: redis).isEmpty { break }
+                }
+            }
+            if !sawAny, let excerpt, !excerpt.isEmpty {
+                try await writer.write(ByteBuffer(string: excerpt + "\n"))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"], body: body)
+    }
+
     // MARK: Decisions and control
 
     func decide(_ request: Request, id: String, approve: Bool) async throws -> Response {

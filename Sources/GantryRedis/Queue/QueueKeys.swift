@@ -1,3 +1,5 @@
+import GantryCore
+
 /// The Redis keys of one Gantry installation.
 ///
 /// Every key carries the hash tag `{namespace}`, so all of them live in one
@@ -21,6 +23,8 @@ public struct QueueKeys: Sendable, Equatable {
     /// Attempts a user canceled: a sorted set of `run/step/attempt` scored by the time
     /// of the cancel (ms); workers poll it and stop those attempts.
     public var canceled: String { "{\(namespace)}:canceled" }
+    /// The live log of one attempt: a capped stream of lines, kept for a week.
+    public func log(_ key: AttemptKey) -> String { "{\(namespace)}:log:\(key.step.runID):\(key.step.stepID):\(key.attempt)" }
     /// Worker heartbeats: a hash from worker id to its JSON description.
     public var workers: String { "{\(namespace)}:workers" }
     /// The kind a stream key belongs to, or nil for a key of another namespace.

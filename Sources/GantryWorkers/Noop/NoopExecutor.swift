@@ -10,7 +10,7 @@ import GantryCore
 /// - `retryable`: `false` makes a failure final;
 /// - `hang`: never finish on its own (until timeout, lease loss or drain);
 /// - `output`: an object returned as the step's outputs (its `${{ }}` expressions resolved);
-/// - `log`: a line written to the step's log;
+/// - `log`: a line written to the step's log (its `${{ }}` expressions resolved);
 /// - `check_lease`: check the lease after sleeping, as a deploy does before acting.
 public struct NoopExecutor: StepExecutor {
     public let kind = "noop"
@@ -19,7 +19,7 @@ public struct NoopExecutor: StepExecutor {
 
     public func execute(_ context: StepContext) async throws -> StepOutputs {
         let inputs = context.inputs
-        if let line = inputs["log"]?.stringValue { context.log.write(line) }
+        if let line = inputs["log"].map(context.resolved)?.stringValue { context.log.write(line) }
         if inputs["hang"]?.boolValue == true {
             // Sleep in slices so cancellation ends it at once.
             while true { try await Task.sleep(for: .seconds(3600)) }

@@ -1,14 +1,25 @@
 import Synchronization
 
-/// A step's log: lines an executor writes, of which the last `capacity` bytes
-/// are kept for the attempt record.
+/// A step's log: lines an executor writes. The last `capacity` bytes are kept for
+/// the attempt record; every line also waits in an outbox until the worker ships
+/// it to the attempt's live log stream in Redis (`gantry logs --follow`).
 public final class StepLog: Sendable {
-    private let state: Mutex<(lines: [String], bytes: Int, dropped: Int)>
-    private let capacity: Int
+    private struct State {
+        var lines: [String] = []
+        var bytes = 0
+        var dropped = 0
+        var outbox: [String] = []
+        var outboxDropped = 0
+    }
 
-    public init(capacity: Int = 16 * 1024) {
+    private let state = Mutex(State())
+    private let capacity: Int
+    /// Lines waiting to be shipped at most; beyond, the oldest are dropped (Redis away, or a runaway step).
+    private let outboxLimit: Int
+
+    public init(capacity: Int = 16 * 1024, outboxLimit: Int = 10_000) {
         self.capacity = capacity
-        self.state = Mutex(([], 0, 0))
+        self.outboxLimit = outboxLimit
     }
 
     /// Appends one line (a trailing newline is not needed).
@@ -20,6 +31,11 @@ public final class StepLog: Sendable {
                 state.bytes -= state.lines.removeFirst().utf8.count + 1
                 state.dropped += 1
             }
+            state.outbox.append(line)
+            if state.outbox.count > outboxLimit {
+                state.outbox.removeFirst(state.outbox.count - outboxLimit)
+                state.outboxDropped += 1
+            }
         }
     }
 
@@ -28,6 +44,22 @@ public final class StepLog: Sendable {
         state.withLock { state in
             let head = state.dropped > 0 ? "[\(state.dropped) earlier lines dropped]\n" : ""
             return head + state.lines.joined(separator: "\n")
+        }
+    }
+
+    /// Whether anything was ever written (an attempt that logs nothing costs Redis nothing).
+    var isEmpty: Bool { state.withLock { $0.lines.isEmpty && $0.dropped == 0 } }
+
+    /// Takes the lines not shipped yet.
+    func takeOutbox() -> [String] {
+        state.withLock { state in
+            var lines = state.outbox
+            if state.outboxDropped > 0 {
+                lines.insert("[gantry: \(state.outboxDropped) lines were not shipped to the live log]", at: 0)
+                state.outboxDropped = 0
+            }
+            state.outbox.removeAll()
+            return lines
         }
     }
 }

@@ -67,6 +67,13 @@ private struct Held: Sendable {
     var acking = false
 }
 
+/// A running attempt's log on its way to Redis; `end` is set when the attempt ended.
+struct LiveLog: Sendable {
+    let key: AttemptKey
+    let log: StepLog
+    var end: String?
+}
+
 /// One finished attempt on its way to the ledger.
 private struct Finished: Sendable {
     let kind: String
@@ -92,6 +99,8 @@ private final class Session: Sendable {
     let mailbox = Mailbox<Finished>()
     /// Deliveries held and not yet acknowledged.
     let book = Mutex<[String: Held]>([:])
+    /// Logs of running attempts (and of finished ones until their last lines are shipped), by delivery.
+    let liveLogs = Mutex<[String: LiveLog]>([:])
     /// Attempts canceled by users, as the cancel watcher last saw them, with when they were seen.
     let canceled = Mutex<[String: ContinuousClock.Instant]>([:])
     let draining = Atomic<Bool>(false)
@@ -127,6 +136,7 @@ private final class Session: Sendable {
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.superviseLoop() }
             group.addTask { await self.cancelWatchLoop() }
+            group.addTask { await self.logShipLoop() }
             await withGracefulShutdownHandler {
                 await self.readLoop(group: &group, blockFor: blockFor)
             } onGracefulShutdown: {
@@ -240,6 +250,8 @@ private final class Session: Sendable {
     private func execute(_ job: Job, deliveryID: String, deadline: ContinuousClock.Instant) async -> AttemptResult {
         let startedUs = WallClock.nowUs()
         let log = StepLog()
+        let attemptKey = AttemptKey(step: job.key, attempt: job.attempt)
+        liveLogs.withLock { $0[deliveryID] = LiveLog(key: attemptKey, log: log) }
         let lease = LeaseCheck { [queue, heartbeat, configuration, control] in
             let owned = try await queue.renew(kind: job.kind, consumer: configuration.id, ids: [deliveryID], on: heartbeat)
             guard owned.contains(deliveryID) else {
@@ -305,6 +317,8 @@ private final class Session: Sendable {
         if result.status != .succeeded {
             context.logger.info("attempt ended", metadata: ["gantry.status": "\(result.status.rawValue)", "error": "\(result.error ?? "")"])
         }
+        let status = result.status.rawValue
+        liveLogs.withLock { $0[deliveryID]?.end = status }
         return result
     }
 
@@ -464,6 +478,33 @@ private final class Session: Sendable {
                 logger.debug("cannot read the cancel list; retrying", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// Ships step log lines to their live streams every 200 ms, with an end marker when
+    /// the attempt has ended. Best effort: the ledger keeps the lasting excerpt.
+    private func logShipLoop() async {
+        let streams = StepLogStream(keys: configuration.keys)
+        while true {
+            let done = stopped.load(ordering: .sequentiallyConsistent) || Task.isCancelled
+            let logs = liveLogs.withLock { $0 }
+            var batches: [(key: AttemptKey, lines: [String], end: String?)] = []
+            for (_, live) in logs {
+                if live.log.isEmpty { continue }
+                let lines = live.log.takeOutbox()
+                if !lines.isEmpty || live.end != nil { batches.append((live.key, lines, live.end)) }
+            }
+            if !batches.isEmpty {
+                do {
+                    try await streams.append(batches, on: writer)
+                } catch {
+                    logger.debug("cannot ship step logs; they stay in the ledger excerpt", metadata: ["error": "\(error)"])
+                }
+            }
+            let ended = Set(logs.filter { $0.value.end != nil }.map(\.key))
+            if !ended.isEmpty { liveLogs.withLock { live in for id in ended { live.removeValue(forKey: id) } } }
+            if done { return }
+            try? await Task.sleep(for: .milliseconds(200))
         }
     }
 

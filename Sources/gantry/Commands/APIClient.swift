@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GantryCore
 import GantryHTTP
+import Synchronization
 
 /// Where the dispatcher's API is and the token to use, for the run commands.
 struct APIOptions: ParsableArguments {
@@ -89,8 +90,8 @@ struct APIClient: Sendable {
             let client = HTTPClient(name: "gantry-cli-events")
             async let transfer: HTTPResponse = {
                 defer { continuation.finish() }
-                return try await client.stream(request) { bytes in
-                    continuation.yield(Array(bytes))
+                return try await client.stream(request) { status, bytes in
+                    if status == 200 { continuation.yield(Array(bytes)) }
                     return true
                 }
             }()
@@ -128,9 +129,42 @@ struct APIClient: Sendable {
         }
     }
 
+    /// Copies a step's log to standard output as it arrives; a refusal throws its `error` line.
+    func log(_ runID: String, step: String, attempt: Int?, follow: Bool) async throws {
+        var path = "/v1/runs/\(runID)/logs?step=\(step)"
+        if let attempt { path += "&attempt=\(attempt)" }
+        if follow { path += "&follow=1" }
+        let errorBody = ErrorBody()
+        let request = HTTPRequest(url: base + path, headers: [("Authorization", "Bearer \(token)")], timeout: .seconds(86_400))
+        let response: HTTPResponse
+        do {
+            response = try await HTTPClient(name: "gantry-cli-logs").stream(request) { status, bytes in
+                if status == 200 {
+                    FileHandle.standardOutput.write(Data(bytes))
+                } else {
+                    errorBody.append(bytes)
+                }
+                return true
+            }
+        } catch {
+            throw APIFailure(status: 0, message: "cannot reach the Gantry API at \(base): \(error)")
+        }
+        guard response.status == 200 else {
+            let message = JSONValue.parseObject(errorBody.text)?["error"]?.stringValue ?? "HTTP \(response.status) from \(base)\(path)"
+            throw APIFailure(status: response.status, message: message)
+        }
+    }
+
     private static func eventEnd(in buffer: [UInt8]) -> Int? {
         guard buffer.count >= 2 else { return nil }
         for index in 0..<(buffer.count - 1) where buffer[index] == 10 && buffer[index + 1] == 10 { return index }
         return nil
     }
+}
+
+/// The body of a refused streaming request, gathered from the transfer's thread.
+private final class ErrorBody: Sendable {
+    private let bytes = Mutex<[UInt8]>([])
+    func append(_ chunk: UnsafeRawBufferPointer) { bytes.withLock { $0 += chunk } }
+    var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
 }

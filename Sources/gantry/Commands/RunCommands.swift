@@ -147,6 +147,23 @@ struct ShowRun: AsyncParsableCommand {
     }
 }
 
+/// `gantry logs RUN --step ID`: a step's log, live with --follow.
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a step's log (its latest attempt, or --attempt N); --follow keeps printing until the attempt ends.",
+        discussion: "Lines come from the live log in Redis (kept a week); after that, from the excerpt the ledger keeps."
+    )
+    @OptionGroup var api: APIOptions
+    @Argument(help: "The run id.") var id: String
+    @Option(help: "The step's id.") var step: String
+    @Option(help: "The attempt (default: the latest).") var attempt: Int?
+    @Flag(name: [.short, .long], help: "Keep printing new lines until the attempt ends.") var follow = false
+
+    func run() async throws {
+        try await perform { try await api.client().log(percentEncoded(id), step: percentEncoded(step), attempt: attempt, follow: follow) }
+    }
+}
+
 /// `gantry approve` and `gantry reject`.
 struct Approve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Approve an approval gate of a run (an approver token; not the submitter's when the gate says so).")
