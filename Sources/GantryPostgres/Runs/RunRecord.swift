@@ -49,19 +49,35 @@ public struct RunRecord: Sendable, Equatable {
         r.concurrency_group, r.idempotency_key, r.definition_sha256
         """
 
+    /// The positions of the `lockList` columns (and `run_id`) in a result, found once per result.
+    struct LockedColumns {
+        let id, namespace, pipeline, environment, sha, ref, submitter, params, status, phase, outcome: Int
+        let stopReason, timeoutMs, deadlineAtMs, concurrencyGroup, idempotencyKey, definitionSHA256: Int
+
+        init(_ rows: PostgresRows) {
+            id = rows.column("run_id"); namespace = rows.column("run_namespace"); pipeline = rows.column("pipeline")
+            environment = rows.column("environment"); sha = rows.column("sha"); ref = rows.column("ref")
+            submitter = rows.column("submitter"); params = rows.column("params"); status = rows.column("run_status")
+            phase = rows.column("phase"); outcome = rows.column("outcome"); stopReason = rows.column("stop_reason")
+            timeoutMs = rows.column("run_timeout_ms"); deadlineAtMs = rows.column("deadline_at_ms")
+            concurrencyGroup = rows.column("concurrency_group"); idempotencyKey = rows.column("idempotency_key")
+            definitionSHA256 = rows.column("definition_sha256")
+        }
+    }
+
     /// Reads the `lockList` columns of a row whose `run_id` names the run.
-    init?(locked row: PostgresRow) {
-        guard let id = row.string("run_id"), let namespace = row.string("run_namespace"), let pipeline = row.string("pipeline"),
-              let submitter = row.string("submitter"), let status = row.string("run_status"),
-              let phase = row.string("phase").flatMap(RunState.Phase.init(rawValue:)),
-              let outcome = row.string("outcome").flatMap(RunState.Outcome.init(rawValue:))
+    init?(locked row: PostgresRow, _ c: LockedColumns) {
+        guard let id = row.string(at: c.id), let namespace = row.string(at: c.namespace), let pipeline = row.string(at: c.pipeline),
+              let submitter = row.string(at: c.submitter), let status = row.string(at: c.status),
+              let phase = row.string(at: c.phase).flatMap(RunState.Phase.init(rawValue:)),
+              let outcome = row.string(at: c.outcome).flatMap(RunState.Outcome.init(rawValue:))
         else { return nil }
         self.init(
-            id: id, namespace: namespace, pipeline: pipeline, environment: row.string("environment"), sha: row.string("sha"),
-            ref: row.string("ref"), submitter: submitter, params: RunRecord.params(row.string("params")), status: status,
-            phase: phase, outcome: outcome, stopReason: row.string("stop_reason"), timeoutMs: row.int64("run_timeout_ms"),
-            deadlineAtMs: row.int64("deadline_at_ms"), concurrencyGroup: row.string("concurrency_group"),
-            idempotencyKey: row.string("idempotency_key"), definitionSHA256: row.string("definition_sha256"),
+            id: id, namespace: namespace, pipeline: pipeline, environment: row.string(at: c.environment), sha: row.string(at: c.sha),
+            ref: row.string(at: c.ref), submitter: submitter, params: RunRecord.params(row.string(at: c.params)), status: status,
+            phase: phase, outcome: outcome, stopReason: row.string(at: c.stopReason), timeoutMs: row.int64(at: c.timeoutMs),
+            deadlineAtMs: row.int64(at: c.deadlineAtMs), concurrencyGroup: row.string(at: c.concurrencyGroup),
+            idempotencyKey: row.string(at: c.idempotencyKey), definitionSHA256: row.string(at: c.definitionSHA256),
             createdAtMs: 0, startedAtMs: nil, finishedAtMs: nil
         )
     }

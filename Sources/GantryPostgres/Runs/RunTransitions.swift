@@ -56,28 +56,31 @@ struct RunTransitions {
             ("SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = ANY($1::uuid[])", [ids]),
         ])
         let runRows = results[0], rows = results[1]
-        var records: [String: RunRecord] = [:]
-        for index in 0..<runRows.count {
-            if let record = RunRecord(locked: runRows[index]) { records[record.id] = record }
-        }
+        // Sized up front: growing these one entry at a time was a tenth of the dispatcher's CPU.
         var stepsByRun: [String: [String: StepRecord]] = [:]
+        stepsByRun.reserveCapacity(missing.count)
         for step in StepRecord.all(rows) {
             stepsByRun[step.key.runID, default: [:]][step.key.stepID] = step
         }
-        for (id, record) in records {
-            let steps = stepsByRun[id] ?? [:]
-            runs[id] = Loaded(
-                record: record, steps: steps, state: RunTransitions.state(record, steps)
-            )
+        runs.reserveCapacity(runs.count + runRows.count)
+        let columns = RunRecord.LockedColumns(runRows)
+        for index in 0..<runRows.count {
+            guard let record = RunRecord(locked: runRows[index], columns) else { continue }
+            let steps = stepsByRun[record.id] ?? [:]
+            runs[record.id] = Loaded(record: record, steps: steps, state: RunTransitions.state(record, steps))
         }
     }
 
     private static func state(_ record: RunRecord, _ steps: [String: StepRecord]) -> RunState {
         var order: [RunState.Section: [String]] = [:]
-        for section in RunState.Section.allCases {
-            order[section] = steps.values.filter { $0.section == section }
-                .sorted { ($0.position, $0.key.stepID) < ($1.position, $1.key.stepID) }
-                .map(\.key.stepID)
+        if steps.count == 1, let only = steps.first?.value {
+            order[only.section] = [only.key.stepID]
+        } else {
+            var bySection: [RunState.Section: [StepRecord]] = [:]
+            for step in steps.values { bySection[step.section, default: []].append(step) }
+            for (section, list) in bySection {
+                order[section] = list.sorted { ($0.position, $0.key.stepID) < ($1.position, $1.key.stepID) }.map(\.key.stepID)
+            }
         }
         return RunState(
             steps: steps.mapValues(\.machineStep), order: order,
