@@ -92,7 +92,7 @@ cat >"$LOGS/staging.yml" <<'YAML'
 pipeline: demo-staging
 environment: staging
 steps:
-  - { id: build, kind: noop, with: { sleep_ms: 300, output: { image: "registry.local/api:${{ run.short_sha }}" } } }
+  - { id: build, kind: noop, with: { sleep_ms: 300, log: "built registry.local/api:${{ run.short_sha }}", output: { image: "registry.local/api:${{ run.short_sha }}" } } }
   - { id: unit-tests, kind: noop, needs: [build], with: { sleep_ms: 400 } }
   - { id: integration-tests, kind: noop, needs: [build], retry: { max_attempts: 3, backoff: { initial: 500ms } }, with: { sleep_ms: 300, fail_first: 1 } }
   - { id: deploy, kind: noop, needs: [unit-tests, integration-tests], with: { sleep_ms: 200, output: { deployed: "${{ steps.build.outputs.image }}" } } }
@@ -115,6 +115,10 @@ SHA=3f2a9c1d7e
 
 say "CI: gantry submit --pipeline staging.yml --sha $SHA --wait (progress lines, exit status = the run's)"
 GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/staging.yml" --sha $SHA --ref main --wait
+
+say "the build step's log (gantry logs RUN --step build)"
+STAGING_RUN=$(GANTRY_TOKEN=$CI $G runs --limit 1 | awk '{print $1}')
+GANTRY_TOKEN=$CI $G logs "$STAGING_RUN" --step build
 
 say "CI: production with a SHA that never passed staging, then without the confirmation text (both refused, exit 2)"
 GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/production.yml" --sha 0badc0de --confirm "DEPLOY TO PRODUCTION" || echo "exit $?"
