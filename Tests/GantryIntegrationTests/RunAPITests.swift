@@ -301,4 +301,44 @@ import Testing
         #expect(missing.status == 2 && missing.err.contains("has no step nope"))
         _ = (dispatcher, worker)
     }
+
+    @Test func onBusyRejectRefusesAndCancelPendingReplacesTheWaitingRun() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["production"])
+        let approver = try await api.token("ops", [.approver], env: ["production"])
+        func pipeline(_ onBusy: String) -> String {
+            """
+            pipeline: busy-\(onBusy)
+            environment: production
+            concurrency: { group: prod, on_busy: \(onBusy) }
+            steps:
+              - { id: gate, kind: approval, with: { timeout: 1h } }
+            """
+        }
+        let holder = try await api.submit(pipeline("queue"), token: token).json.id
+        try await api.wait(holder, token: token, for: "the holder's gate") { $0.steps.first?.status == "awaiting_approval" }
+        let refused = try await api.submit(pipeline("reject"), token: token)
+        #expect(refused.status == 422)
+        #expect(refused.json.error == "gate concurrency: group prod is busy with run \(holder) (on_busy: reject); submit again when it finishes")
+        let older = try await api.submit(pipeline("queue"), token: token).json.id
+        #expect(try await api.run(older, token: token).status == "waiting")
+        let newer = try await api.submit(pipeline("cancel-pending"), token: token).json.id
+        let replaced = try await api.run(older, token: token)
+        #expect(replaced.status == "canceled")
+        #expect(replaced.steps.map(\.status) == ["skipped"])
+        #expect(try await api.run(newer, token: token).waitingFor == "behind run \(holder) in group prod")
+        // A waiting run can be canceled too; the holder finishing starts nothing that was canceled.
+        let third = try await api.submit(pipeline("queue"), token: token).json.id
+        #expect(try await api.cli(["cancel", third], token: token).status == 0)
+        #expect(try await api.run(third, token: token).status == "canceled")
+        #expect(try await api.call(.post, "/v1/runs/\(holder)/approve", token: approver, body: ["step": .string("gate")]).status == 200)
+        try await api.wait(newer, token: token, for: "the newer run to start") { $0.steps.first?.status == "awaiting_approval" }
+        #expect(try await api.call(.post, "/v1/runs/\(newer)/reject", token: approver, body: ["step": .string("gate"), "comment": .string("not today")]).status == 200)
+        let rejected = try await api.wait(newer, token: token)
+        #expect(rejected.status == "failed")
+        #expect(rejected.steps[0].approvals?.decisions.first?.decision == "rejected")
+        _ = (dispatcher, worker)
+    }
 }
