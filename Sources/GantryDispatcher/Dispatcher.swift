@@ -164,7 +164,13 @@ final class DispatcherCore: Sendable {
     // MARK: Delayed retries
 
     private func scheduleLoop(redis: RedisConnection, db: PostgresConnection) async {
+        var lastPrune = ContinuousClock.now - .seconds(3_600)
         while !isStopping {
+            if ContinuousClock.now - lastPrune > .seconds(60) {
+                // Cancels older than a day can no longer match a delivery; workers re-read the rest.
+                lastPrune = .now
+                try? await queue.pruneCancels(beforeMs: WallClock.nowMs() - 86_400_000, on: redis)
+            }
             do {
                 let moved = try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis)
                 if !moved.isEmpty {
