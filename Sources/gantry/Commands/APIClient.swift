@@ -15,17 +15,17 @@ struct APIOptions: ParsableArguments {
     func client() throws -> APIClient {
         let base = (url ?? ProcessInfo.processInfo.environment["GANTRY_URL"] ?? "http://127.0.0.1:8080")
         guard base.hasPrefix("http://") || base.hasPrefix("https://") else {
-            throw ValidationError("--url / GANTRY_URL '\(base)': give http://HOST:PORT or https://HOST:PORT")
+            throw Failure("--url / GANTRY_URL '\(base)': give http://HOST:PORT or https://HOST:PORT")
         }
         var token = ProcessInfo.processInfo.environment["GANTRY_TOKEN"]
         if let tokenFile {
             guard let data = FileManager.default.contents(atPath: tokenFile) else {
-                throw ValidationError("--token-file \(tokenFile): cannot read the file")
+                throw Failure("--token-file \(tokenFile): cannot read the file")
             }
             token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard let token, !token.isEmpty else {
-            throw ValidationError("no API token: set GANTRY_TOKEN or pass --token-file (an admin makes one with gantry token create)")
+            throw Failure("no API token: set GANTRY_TOKEN or pass --token-file (an admin makes one with gantry token create)")
         }
         return APIClient(base: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
     }

@@ -31,7 +31,7 @@ struct Submit: AsyncParsableCommand {
     func run() async throws {
         let client = try api.client()
         guard let data = FileManager.default.contents(atPath: pipeline) else {
-            throw ValidationError("--pipeline \(pipeline): cannot read the file")
+            throw Failure("--pipeline \(pipeline): cannot read the file")
         }
         var body: [String: JSONValue] = [
             "pipeline": .string(String(decoding: data, as: UTF8.self)),
@@ -45,7 +45,7 @@ struct Submit: AsyncParsableCommand {
         var params: [String: JSONValue] = [:]
         for pair in param {
             guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
-                throw ValidationError("--param '\(pair)': write NAME=VALUE")
+                throw Failure("--param '\(pair)': write NAME=VALUE")
             }
             params[String(pair[..<equals])] = .string(String(pair[pair.index(after: equals)...]))
         }
@@ -56,7 +56,7 @@ struct Submit: AsyncParsableCommand {
                 text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
             } else {
                 guard let data = FileManager.default.contents(atPath: changedFiles) else {
-                    throw ValidationError("--changed-files \(changedFiles): cannot read the file")
+                    throw Failure("--changed-files \(changedFiles): cannot read the file")
                 }
                 text = String(decoding: data, as: UTF8.self)
             }
