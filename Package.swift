@@ -134,6 +134,7 @@ let package = Package(
                 "GantryWorkers",
                 "GantryDispatcher",
                 "GantryHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
