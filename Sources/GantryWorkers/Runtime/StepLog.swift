@@ -14,16 +14,22 @@ public final class StepLog: Sendable {
 
     private let state = Mutex(State())
     private let capacity: Int
+    /// Applied to every line before it is kept or shipped.
+    private let redactor: Redactor
     /// Lines waiting to be shipped at most; beyond, the oldest are dropped (Redis away, or a runaway step).
     private let outboxLimit: Int
 
-    public init(capacity: Int = 16 * 1024, outboxLimit: Int = 10_000) {
+    public init(capacity: Int = 16 * 1024, outboxLimit: Int = 10_000, redactor: Redactor = Redactor([])) {
         self.capacity = capacity
         self.outboxLimit = outboxLimit
+        self.redactor = redactor
     }
 
-    /// Appends one line (a trailing newline is not needed).
+    /// Appends one line (a trailing newline is not needed); secret values in it are replaced by `***`.
+    /// Executors that read a process's output must hand over whole lines, so that a
+    /// secret split across two reads is still found.
     public func write(_ line: String) {
+        let line = redactor.redact(line)
         state.withLock { state in
             state.lines.append(line)
             state.bytes += line.utf8.count + 1

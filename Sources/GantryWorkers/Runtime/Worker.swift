@@ -249,7 +249,24 @@ private final class Session: Sendable {
 
     private func execute(_ job: Job, deliveryID: String, deadline: ContinuousClock.Instant) async -> AttemptResult {
         let startedUs = WallClock.nowUs()
-        let log = StepLog()
+        let inputs = JSONValue.parseObject(job.inputs) ?? [:]
+        var bindings = (JSONValue.parseObject(job.bindings) ?? [:]).compactMapValues(\.stringValue)
+        // Secrets the inputs name are resolved here, on the worker, and nowhere else.
+        var secretValues: [String] = []
+        var missingSecrets: [String] = []
+        if job.inputs.contains("secrets.") {
+            for expression in Expressions.references(in: .object(inputs)) where expression.hasPrefix("secrets.") {
+                let name = String(expression.dropFirst("secrets.".count))
+                if let value = configuration.secrets.value(name) {
+                    bindings[expression] = value
+                    secretValues.append(value)
+                } else {
+                    missingSecrets.append(name)
+                }
+            }
+        }
+        let redactor = Redactor(secretValues)
+        let log = StepLog(redactor: redactor)
         let attemptKey = AttemptKey(step: job.key, attempt: job.attempt)
         liveLogs.withLock { $0[deliveryID] = LiveLog(key: attemptKey, log: log) }
         let lease = LeaseCheck { [queue, heartbeat, configuration, control] in
@@ -260,12 +277,11 @@ private final class Session: Sendable {
             }
         }
         let context = StepContext(
-            job: job, inputs: JSONValue.parseObject(job.inputs) ?? [:],
-            bindings: (JSONValue.parseObject(job.bindings) ?? [:]).compactMapValues(\.stringValue), deadline: deadline,
+            job: job, inputs: inputs, bindings: bindings, deadline: deadline,
             log: log, workerLogger: logger, lease: lease
         )
         let executor = registry.executor(for: job.kind)!
-        let ending: Ending = await withTaskGroup(of: Ending?.self) { inner in
+        let ending: Ending = missingSecrets.isEmpty ? await withTaskGroup(of: Ending?.self) { inner in
             inner.addTask {
                 do { return .finished(.success(try await executor.execute(context))) } catch { return .finished(.failure(error)) }
             }
@@ -278,7 +294,10 @@ private final class Session: Sendable {
             }
             inner.cancelAll()
             return first ?? .stopped(.drain)
-        }
+        } : .finished(.failure(StepFailure(
+            "secret \(missingSecrets.sorted().joined(separator: ", ")) is not available on worker \(configuration.id): "
+                + "set GANTRY_SECRET_\(missingSecrets.sorted()[0]) or put a file of that name in --secrets-dir"
+        )))
         var result = AttemptResult(
             key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .succeeded,
             worker: configuration.id, logTail: log.excerpt, startedAtUs: startedUs, finishedAtUs: WallClock.nowUs(),
@@ -286,7 +305,7 @@ private final class Session: Sendable {
         )
         switch ending {
         case .finished(.success(let outputs)):
-            result.outputs = JSONValue.object(outputs).jsonText
+            result.outputs = Self.redacted(.object(outputs), redactor).jsonText
         case .finished(.failure(let failure as StepFailure)):
             result.status = .failed
             result.exitCode = failure.exitCode
@@ -314,12 +333,28 @@ private final class Session: Sendable {
             result.retryable = false
             result.error = "the run was canceled; the attempt was stopped"
         }
+        // Nothing a secret could have reached leaves the worker unredacted.
+        result.error = result.error.map(redactor.redact)
         if result.status != .succeeded {
             context.logger.info("attempt ended", metadata: ["gantry.status": "\(result.status.rawValue)", "error": "\(result.error ?? "")"])
         }
         let status = result.status.rawValue
         liveLogs.withLock { $0[deliveryID]?.end = status }
         return result
+    }
+
+    /// `value` with every secret value in its strings (and keys) replaced by `***`.
+    private static func redacted(_ value: JSONValue, _ redactor: Redactor) -> JSONValue {
+        if redactor.isEmpty { return value }
+        switch value {
+        case .string(let text): return .string(redactor.redact(text))
+        case .array(let items): return .array(items.map { redacted($0, redactor) })
+        case .object(let fields):
+            var out: [String: JSONValue] = [:]
+            for (key, field) in fields { out[redactor.redact(key)] = redacted(field, redactor) }
+            return .object(out)
+        case .null, .bool, .number: return value
+        }
     }
 
     private static func oneLine(_ text: String) -> String {

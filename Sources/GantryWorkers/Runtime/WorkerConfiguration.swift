@@ -19,10 +19,13 @@ public struct WorkerConfiguration: Sendable {
     public var keys: QueueKeys
     /// The most attempt records written in one statement.
     public var maxBatch: Int
+    /// Where steps' secrets come from.
+    public var secrets: SecretStore
 
     public init(
         id: String, kinds: [String], concurrency: Int, lease: Duration, drainGrace: Duration,
-        redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(), maxBatch: Int = 512
+        redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(), maxBatch: Int = 512,
+        secrets: SecretStore = SecretStore(directory: nil)
     ) {
         self.id = id
         self.kinds = kinds
@@ -33,5 +36,6 @@ public struct WorkerConfiguration: Sendable {
         self.database = database
         self.keys = keys
         self.maxBatch = maxBatch
+        self.secrets = secrets
     }
 }

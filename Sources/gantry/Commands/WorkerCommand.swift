@@ -33,6 +33,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "This worker's name (default: worker-HOST-PID).")
     var id: String?
 
+    @Option(name: .customLong("secrets-dir"), help: ArgumentHelp("A directory of secret files, one per name (a Kubernetes secret volume).", discussion: "Default: $GANTRY_SECRETS_DIR. GANTRY_SECRET_<NAME> variables are read first."))
+    var secretsDirectory: String? = ProcessInfo.processInfo.environment["GANTRY_SECRETS_DIR"]
+
     @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
     var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
 
@@ -69,8 +72,12 @@ struct WorkerCommand: AsyncParsableCommand {
             concurrency: concurrency ?? fleet.map(\.concurrency).max()!,
             lease: leaseValue,
             drainGrace: try drainGrace.map { try parseDuration($0, flag: "--drain-grace") } ?? fleet.map(\.drainGrace).max()!,
-            redis: try connection.redis(), database: try connection.database(), keys: connection.keys
+            redis: try connection.redis(), database: try connection.database(), keys: connection.keys,
+            secrets: SecretStore(directory: secretsDirectory)
         )
+        if let secretsDirectory, !FileManager.default.fileExists(atPath: secretsDirectory) {
+            throw Failure("--secrets-dir \(secretsDirectory): no such directory")
+        }
         let worker = Worker(configuration: configuration, registry: registry, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: worker)],

@@ -62,10 +62,11 @@ struct TestEnvironment {
     // MARK: Processes
 
     /// Starts `gantry <arguments>` against this test's namespace and schema.
-    func start(_ arguments: [String], name: String) throws -> GantryProcess {
+    func start(_ arguments: [String], name: String, environment: [String: String] = [:]) throws -> GantryProcess {
         try GantryProcess(
             binary: binary, arguments: arguments + ["--namespace", namespace],
-            environment: ["GANTRY_REDIS_URL": redisURLText, "GANTRY_DATABASE_URL": databaseURLText, "GANTRY_LOG_LEVEL": "info"],
+            environment: ["GANTRY_REDIS_URL": redisURLText, "GANTRY_DATABASE_URL": databaseURLText, "GANTRY_LOG_LEVEL": "info"]
+                .merging(environment) { _, new in new },
             log: "\(logDirectory)-\(name).log"
         )
     }
@@ -74,8 +75,12 @@ struct TestEnvironment {
         try start(["dispatcher", "--id", name, "--reap-interval", "200ms"] + extra, name: name)
     }
 
-    func worker(_ name: String, kind: String = "noop", concurrency: Int = 16, lease: String = "2s", extra: [String] = []) throws -> GantryProcess {
-        try start(["worker", "--kind", kind, "--id", name, "--concurrency", String(concurrency), "--lease", lease] + extra, name: name)
+    func worker(
+        _ name: String, kind: String = "noop", concurrency: Int = 16, lease: String = "2s", extra: [String] = [],
+        environment: [String: String] = [:]
+    ) throws -> GantryProcess {
+        try start(["worker", "--kind", kind, "--id", name, "--concurrency", String(concurrency), "--lease", lease] + extra,
+                  name: name, environment: environment)
     }
 
     /// Runs a services.sh action (stop-postgres, start-postgres, restart-redis).
