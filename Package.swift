@@ -80,6 +80,7 @@ let package = Package(
             name: "GantryWorkers",
             dependencies: [
                 "GantryCore",
+                "GantryHTTP",
                 "GantryRedis",
                 "GantryPostgres",
                 .product(name: "Logging", package: "swift-log"),

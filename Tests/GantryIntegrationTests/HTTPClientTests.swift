@@ -41,23 +41,7 @@ private typealias CurlRequest = GantryHTTP.HTTPRequest
                 try await writer.finish(nil)
             })
         }
-        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                portSink.yield(channel.localAddress?.port ?? 0)
-                portSink.finish()
-            },
-            logger: Logger(label: "test-http-server")
-        )
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = await iterator.next() ?? 0
-            try await body("http://127.0.0.1:\(port)")
-            group.cancelAll()
-        }
+        try await LocalHTTPServer.serve(router, body)
     }
 
     @Test func getsAndPostsOneAfterAnotherOnOneClient() async throws {

@@ -178,7 +178,8 @@ import Testing
         let draining = try env.worker("draining", concurrency: 8, extra: ["--drain-grace", "1s"])
         try await env.waitForHeartbeat(of: "draining")
         let quick = try await env.enqueue(count: 3, with: #"{"sleep_ms":400}"#)
-        let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":6000}"#)
+        // Slow enough that they cannot finish before the SIGTERM even on a loaded machine.
+        let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":12000}"#)
         // All five taken by the worker: held now, or (the quick ones, on a loaded machine) already done.
         try await env.eventually("5 steps taken") {
             let held = try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).count
@@ -192,7 +193,7 @@ import Testing
         // It took nothing new while draining.
         #expect(try await env.queue.depth(kind: "noop", on: redis).length >= 2)
         let successor = try env.worker("successor")
-        let runs = try await env.waitForRuns(quick + slow + more, timeout: .seconds(30))
+        let runs = try await env.waitForRuns(quick + slow + more, timeout: .seconds(45))
         #expect(runs.allSatisfy { $0.status == "succeeded" })
         for id in quick { #expect(try await env.attempts(id).map(\.worker) == ["draining"]) }
         for id in slow {
