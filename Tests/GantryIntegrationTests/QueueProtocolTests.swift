@@ -48,12 +48,13 @@ import Testing
         try await queue.enqueue([original], on: redis)
         let id = try #require(try await queue.read(kinds: ["noop"], consumer: "ghost", count: 1, block: .milliseconds(100), on: redis).first?.id)
 
-        // Not expired yet: a claim with the lease as minimum idle time takes nothing.
-        #expect(try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(1), consumer: "reaper", on: redis).isEmpty)
-        try await Task.sleep(for: .milliseconds(1_100))
-        let expired = try await queue.expired(kind: "noop", minIdle: .seconds(1), count: 10, on: redis)
+        // Not expired yet: a claim with the lease as minimum idle time takes nothing. (A 3 s
+        // lease: the suite runs many tests at once and a step here may come a second late.)
+        #expect(try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(3), consumer: "reaper", on: redis).isEmpty)
+        try await Task.sleep(for: .milliseconds(3_100))
+        let expired = try await queue.expired(kind: "noop", minIdle: .seconds(3), count: 10, on: redis)
         #expect(expired.map(\.id) == [id])
-        let claimed = try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(1), consumer: "reaper", on: redis)
+        let claimed = try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(3), consumer: "reaper", on: redis)
         #expect(try Job(fields: try #require(claimed.first).fields) == original)
         #expect(try await queue.renew(kind: "noop", consumer: "ghost", ids: [id], on: redis).isEmpty)
     }
