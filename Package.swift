@@ -127,6 +127,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GantryHTTPTests",
+            dependencies: ["GantryHTTP"],
+            // AWS's SigV4 test suite (Apache 2.0, LICENSE and NOTICE inside), read from disk by the tests.
+            exclude: ["aws-sig-v4-test-suite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GantryIntegrationTests",
             dependencies: [
                 "GantryCore",
