@@ -43,9 +43,6 @@ public struct SigV4Signer: Sendable {
         public var headers: [(name: String, value: String)]
     }
 
-    /// The SHA-256 of an empty payload, hex.
-    public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
     /// Signs a request.
     /// - Parameters:
     ///   - path: the path as sent (`/bucket/key`); `query` without the `?`.
@@ -97,7 +94,10 @@ public struct SigV4Signer: Sendable {
 
     /// `YYYYMMDDTHHMMSSZ` for a time in ms since the epoch.
     public static func amzDate(ms: Int64) -> String {
-        Timestamp8601.basic(ms: ms)
+        let extended = Timestamp.iso8601(ms: ms)  // 2015-08-30T12:36:00.000Z
+        let date = extended.prefix(10).replacingOccurrences(of: "-", with: "")
+        let time = extended.dropFirst(11).prefix(8).replacingOccurrences(of: ":", with: "")
+        return "\(date)T\(time)Z"
     }
 
     // MARK: Canonical forms
@@ -174,15 +174,5 @@ public struct SigV4Signer: Sendable {
 
     static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
         digest.map { String(format: "%02x", $0) }.joined()
-    }
-}
-
-/// The basic ISO 8601 form SigV4 uses.
-enum Timestamp8601 {
-    static func basic(ms: Int64) -> String {
-        let extended = Timestamp.iso8601(ms: ms)  // 2015-08-30T12:36:00.000Z
-        let date = extended.prefix(10).replacingOccurrences(of: "-", with: "")
-        let time = extended.dropFirst(11).prefix(8).replacingOccurrences(of: ":", with: "")
-        return "\(date)T\(time)Z"
     }
 }

@@ -13,7 +13,10 @@ public enum APITokens {
     }
 
     /// SHA-256 of the token, hex: what the tokens table keeps.
-    public static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    public static func hash(_ token: String) -> String { sha256Hex(token) }
+
+    /// SHA-256 of a text's UTF-8 bytes, hex (tokens, stored pipeline definitions).
+    static func sha256Hex(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import GantryCore
 import GantryPostgres
@@ -142,7 +141,7 @@ struct RunAPI: Sendable {
         let submission = PipelineSubmission(
             runID: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), namespace: namespace,
             definition: definition, definitionText: body.pipeline,
-            definitionSHA256: SHA256.hash(data: Data(body.pipeline.utf8)).map { String(format: "%02x", $0) }.joined(),
+            definitionSHA256: APITokens.sha256Hex(body.pipeline),
             environment: environment, sha: body.sha.lowercased(), ref: body.ref, params: params, submitter: grant.name,
             idempotencyKey: body.idempotencyKey, skips: skips
         )
@@ -180,10 +179,7 @@ struct RunAPI: Sendable {
         // A waiting run says what it waits behind: the run before it in its group.
         var views: [RunView] = []
         for run in runs {
-            var behind: String?
-            if run.status == "waiting" {
-                behind = try await pool.withConnection({ db in try await store.detail(run: run.id, namespace: namespace, on: db) })?.behind
-            }
+            let behind = try await pool.withConnection({ db in try await store.behind(run, on: db) })
             views.append(RunViews.summary(run, behind: behind))
         }
         return APIResponses.json(.ok, text: "{\"runs\":[" + views.map(\.jsonText).joined(separator: ",") + "]}")

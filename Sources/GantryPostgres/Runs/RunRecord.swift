@@ -31,8 +31,6 @@ public struct RunRecord: Sendable, Equatable {
         )
     }
 
-    var isFinished: Bool { phase == .done }
-
     static let selectList = """
         r.id, r.namespace, r.pipeline, r.environment, r.sha, r.ref, r.submitter, r.params, r.status, r.phase, r.outcome,
         r.stop_reason, r.timeout_ms, r.deadline_at_ms, r.concurrency_group, r.idempotency_key, r.definition_sha256,
@@ -154,16 +152,4 @@ public struct Effects: Sendable {
     public var failedSteps: [StepRecord] = []
 
     public init() {}
-
-    public var isEmpty: Bool {
-        enqueue.isEmpty && schedule.isEmpty && cancel.isEmpty && finishedRuns.isEmpty && failedSteps.isEmpty
-    }
-
-    public mutating func merge(_ other: Effects) {
-        enqueue += other.enqueue
-        schedule += other.schedule
-        cancel += other.cancel
-        finishedRuns += other.finishedRuns
-        failedSteps += other.failedSteps
-    }
 }

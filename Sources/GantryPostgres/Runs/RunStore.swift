@@ -138,16 +138,6 @@ public struct RunStore: Sendable {
 
     // MARK: Reading
 
-    /// The steps of these runs.
-    public func steps(ofRuns runIDs: [String], on db: PostgresConnection) async throws(PostgresError) -> [StepRecord] {
-        guard !runIDs.isEmpty else { return [] }
-        let rows = try await db.run(
-            "SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = ANY($1::uuid[]) ORDER BY s.run_id, s.step_id",
-            [PostgresArray.literal(runIDs)]
-        )
-        return StepRecord.all(rows)
-    }
-
     /// These runs' rows.
     public func runs(_ runIDs: [String], on db: PostgresConnection) async throws(PostgresError) -> [RunRecord] {
         guard !runIDs.isEmpty else { return [] }
@@ -258,17 +248,19 @@ extension RunStore {
             guard let step = row.string("step_id"), let approver = row.string("approver"), let at = row.int64("decided_ms") else { return nil }
             return ApprovalRecord(stepID: step, approved: row.string("decision") == "approved", approver: approver, comment: row.string("comment"), decidedAtMs: at)
         }
-        var behind: String?
-        if run.status == "waiting", let group = run.concurrencyGroup {
-            let ahead = try await db.run(
-                """
-                SELECT id FROM runs WHERE namespace = $1 AND concurrency_group = $2 AND finished_at IS NULL AND id < $3
-                ORDER BY id DESC LIMIT 1
-                """,
-                [namespace, group, runID]
-            )
-            behind = ahead.isEmpty ? nil : ahead[0].string("id")
-        }
-        return RunDetail(run: run, steps: steps, attempts: attempts, approvals: approvals, behind: behind)
+        return RunDetail(run: run, steps: steps, attempts: attempts, approvals: approvals, behind: try await behind(run, on: db))
+    }
+
+    /// For a waiting run, the run just ahead of it in its concurrency group.
+    public func behind(_ run: RunRecord, on db: PostgresConnection) async throws(PostgresError) -> String? {
+        guard run.status == "waiting", let group = run.concurrencyGroup else { return nil }
+        let ahead = try await db.run(
+            """
+            SELECT id FROM runs WHERE namespace = $1 AND concurrency_group = $2 AND finished_at IS NULL AND id < $3
+            ORDER BY id DESC LIMIT 1
+            """,
+            [run.namespace, group, run.id]
+        )
+        return ahead.isEmpty ? nil : ahead[0].string("id")
     }
 }

@@ -140,7 +140,7 @@ struct Bench: AsyncParsableCommand {
                 remaining -= size
                 enqueued.add(size, ordering: .relaxed)
             }
-            return (ContinuousClock.now - began).seconds
+            return (ContinuousClock.now - began).secondsValue
         }()
         var rssSamples: [Double] = []
         var lastReport = ContinuousClock.now
@@ -153,11 +153,11 @@ struct Bench: AsyncParsableCommand {
             if ContinuousClock.now - lastReport >= .seconds(5) {
                 lastReport = .now
                 rssSamples.append(fleet.workerRSSMegabytes())
-                say("\(finished)/\(steps) done, \(Int(Double(finished) / (ContinuousClock.now - start).seconds)) steps/s, worker RSS \(String(format: "%.1f", rssSamples.last!)) MB")
+                say("\(finished)/\(steps) done, \(Int(Double(finished) / (ContinuousClock.now - start).secondsValue)) steps/s, worker RSS \(String(format: "%.1f", rssSamples.last!)) MB")
             }
             guard fleet.allRunning else { throw Failure("a bench process exited early; run with --log-level debug") }
         }
-        let elapsed = (ContinuousClock.now - start).seconds
+        let elapsed = (ContinuousClock.now - start).secondsValue
         let enqueueTime = try await enqueueSeconds
         let finalRSS = fleet.workerRSSMegabytes()
         let counts = try await db.run(
@@ -273,9 +273,3 @@ private final class Fleet {
     }
 }
 
-extension Duration {
-    fileprivate var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

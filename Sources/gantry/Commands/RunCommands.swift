@@ -164,38 +164,36 @@ struct Logs: AsyncParsableCommand {
     }
 }
 
-/// `gantry approve` and `gantry reject`.
+/// What `gantry approve` and `gantry reject` take, and the request both send.
+struct DecisionOptions: ParsableArguments {
+    @OptionGroup var api: APIOptions
+    @Argument(help: "The run id.") var id: String
+    @Option(help: "The approval step's id.") var step: String
+    @Option(help: "Why; recorded with the decision.") var comment: String?
+    @Option var output: OutputFormat = .text
+
+    func send(_ verb: String) async throws {
+        var body: [String: JSONValue] = ["step": .string(step)]
+        if let comment { body["comment"] = .string(comment) }
+        let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/\(verb)", body: body, as: RunView.self).value }
+        print(output == .json ? view.jsonText : RunPrinter.describe(view))
+    }
+}
+
+/// `gantry approve`.
 struct Approve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Approve an approval gate of a run (an approver token; not the submitter's when the gate says so).")
-    @OptionGroup var api: APIOptions
-    @Argument(help: "The run id.") var id: String
-    @Option(help: "The approval step's id.") var step: String
-    @Option(help: "Why; recorded with the decision.") var comment: String?
-    @Option var output: OutputFormat = .text
+    @OptionGroup var decision: DecisionOptions
 
-    func run() async throws {
-        try await decide(api: api, id: id, step: step, comment: comment, verb: "approve", output: output)
-    }
+    func run() async throws { try await decision.send("approve") }
 }
 
+/// `gantry reject`.
 struct Reject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reject an approval gate: the run fails (its on_failure and finally steps run).")
-    @OptionGroup var api: APIOptions
-    @Argument(help: "The run id.") var id: String
-    @Option(help: "The approval step's id.") var step: String
-    @Option(help: "Why; recorded with the decision.") var comment: String?
-    @Option var output: OutputFormat = .text
+    @OptionGroup var decision: DecisionOptions
 
-    func run() async throws {
-        try await decide(api: api, id: id, step: step, comment: comment, verb: "reject", output: output)
-    }
-}
-
-private func decide(api: APIOptions, id: String, step: String, comment: String?, verb: String, output: OutputFormat) async throws {
-    var body: [String: JSONValue] = ["step": .string(step)]
-    if let comment { body["comment"] = .string(comment) }
-    let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/\(verb)", body: body, as: RunView.self).value }
-    print(output == .json ? view.jsonText : RunPrinter.describe(view))
+    func run() async throws { try await decision.send("reject") }
 }
 
 /// `gantry cancel RUN`.
