@@ -37,6 +37,8 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // posix_spawn with the GNU extensions, and the wait-status macros (glibc; nothing to link).
+        .systemLibrary(name: "CSpawn"),
 
         // MARK: Pure domain
         .target(
@@ -79,6 +81,7 @@ let package = Package(
         .target(
             name: "GantryWorkers",
             dependencies: [
+                "CSpawn",
                 "GantryCore",
                 "GantryHTTP",
                 "GantryRedis",

@@ -112,28 +112,6 @@ import Testing
     }
 }
 
-@Suite struct ShellExpressionsTests {
-    @Test func expressionsBecomeQuotedEnvironmentVariables() {
-        let rewritten = ShellExpressions.rewrite("docker build -t api:${{ run.sha }} --label ref=${{run.ref}} && echo ${{ run.sha }}")
-        #expect(rewritten.command == #"docker build -t api:"${GANTRY_EXPR_1}" --label ref="${GANTRY_EXPR_2}" && echo "${GANTRY_EXPR_1}""#)
-        #expect(rewritten.variables.map(\.name) == ["GANTRY_EXPR_1", "GANTRY_EXPR_2"])
-        #expect(rewritten.variables.map(\.expression) == ["run.sha", "run.ref"])
-    }
-
-    @Test func aHostileValueNeverReachesTheCommandText() {
-        // The branch name is data bound to a variable at run time; the text has only the reference.
-        let rewritten = ShellExpressions.rewrite("git checkout ${{ run.ref }}")
-        #expect(rewritten.command == #"git checkout "${GANTRY_EXPR_1}""#)
-        #expect(!rewritten.command.contains("run.ref"))
-    }
-
-    @Test func textWithoutExpressionsIsUnchanged() {
-        for text in ["make test", "echo '${{' not closed", ""] {
-            #expect(ShellExpressions.rewrite(text) == ShellExpressions.Rewritten(command: text, variables: []))
-        }
-    }
-}
-
 @Suite struct PipelineRoundTripTests {
     /// A definition without source positions, which the written form cannot keep.
     func positionless(_ definition: PipelineDefinition) -> PipelineDefinition {

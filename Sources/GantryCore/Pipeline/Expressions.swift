@@ -17,10 +17,16 @@ public enum Expressions {
         public var ref: String?
         public var submitter: String
         public var params: [String: String]
+        /// How the run is going when the step starts: `success`, `failure` or `canceled`.
+        public var outcome: String
+        public var startedAtMs: Int64?
+        /// Steps that failed for good so far, in pipeline order.
+        public var failedSteps: [String]
 
         public init(
             id: String, pipeline: String, environment: String? = nil, sha: String? = nil, ref: String? = nil,
-            submitter: String, params: [String: String] = [:]
+            submitter: String, params: [String: String] = [:], outcome: String = "success", startedAtMs: Int64? = nil,
+            failedSteps: [String] = []
         ) {
             self.id = id
             self.pipeline = pipeline
@@ -29,6 +35,22 @@ public enum Expressions {
             self.ref = ref
             self.submitter = submitter
             self.params = params
+            self.outcome = outcome
+            self.startedAtMs = startedAtMs
+            self.failedSteps = failedSteps
+        }
+    }
+
+    /// What a step of `kind` is given even when its inputs name nothing: `build`
+    /// exports the run's facts to its command (`GANTRY_SHA` …), `notify` reports
+    /// on the run. Other kinds get only what their inputs name.
+    public static func implicitReferences(kind: String) -> [String] {
+        switch kind {
+        case "build": ["run.sha", "run.ref", "run.environment", "run.pipeline"]
+        case "notify":
+            ["run.id", "run.pipeline", "run.environment", "run.sha", "run.ref", "run.submitter",
+             "run.outcome", "run.started_at", "run.failed_steps"]
+        default: []
         }
     }
 
@@ -78,6 +100,9 @@ public enum Expressions {
                 case "ref": values[expression] = run.ref ?? ""
                 case "submitter": values[expression] = run.submitter
                 case "params" where parts.count == 3: values[expression] = run.params[parts[2]] ?? ""
+                case "outcome": values[expression] = run.outcome
+                case "started_at": values[expression] = run.startedAtMs.map(Timestamp.iso8601(ms:)) ?? ""
+                case "failed_steps": values[expression] = run.failedSteps.joined(separator: ", ")
                 default: continue
                 }
             case "steps" where parts.count == 4 && parts[2] == "outputs":

@@ -330,12 +330,13 @@ private struct Reader {
 
     mutating func checkExpression(_ expression: String, node: Node, stepID: String) {
         let parts = expression.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        let runFields = ["id", "sha", "short_sha", "ref", "environment", "pipeline", "submitter", "params"]
+        let runFields = ["id", "sha", "short_sha", "ref", "environment", "pipeline", "submitter", "params",
+                         "outcome", "started_at", "failed_steps"]
         switch parts.first {
         case "run":
             guard parts.count >= 2, runFields.contains(parts[1]) else {
                 let field = parts.count >= 2 ? parts[1] : ""
-                report(node, "'${{ \(expression) }}' in step '\(stepID)': run has no '\(field)'\(Suggestion.hint(for: field, in: runFields)); use run.id, run.sha, run.short_sha, run.ref, run.environment, run.pipeline, run.submitter or run.params.NAME")
+                report(node, "'${{ \(expression) }}' in step '\(stepID)': run has no '\(field)'\(Suggestion.hint(for: field, in: runFields)); use run.id, run.sha, run.short_sha, run.ref, run.environment, run.pipeline, run.submitter, run.params.NAME, run.outcome, run.started_at or run.failed_steps")
                 return
             }
             if parts[1] == "params", parts.count != 3 || parts[2].isEmpty {

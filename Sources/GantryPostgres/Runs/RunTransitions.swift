@@ -20,6 +20,21 @@ struct RunTransitions {
         var started: Set<String> = []
         var enqueue: [(step: String, attempt: Int)] = []
         var schedule: [(step: String, attempt: Int, dueAtMs: Int64)] = []
+
+        /// What the run's expressions read, with how the run is going now.
+        var context: Expressions.RunContext {
+            var context = record.context
+            let sections = RunState.Section.allCases
+            context.failedSteps = steps.values
+                .filter { $0.state.status == .failed }
+                .sorted { ($0.section == $1.section) ? $0.position < $1.position
+                    : sections.firstIndex(of: $0.section)! < sections.firstIndex(of: $1.section)! }
+                .map(\.key.stepID)
+            context.outcome = state.outcome == .canceled ? "canceled"
+                : state.outcome == .failed || !context.failedSteps.isEmpty ? "failure" : "success"
+            context.startedAtMs = record.startedAtMs
+            return context
+        }
     }
 
     private let nowMs: Int64
@@ -215,9 +230,14 @@ struct RunTransitions {
         var wanted: [(run: String, step: String, expressions: [String])] = []
         for (id, run) in runs {
             for stepID in run.started {
-                guard let step = run.steps[stepID], step.inputs.contains("${{"),
-                      let inputs = JSONValue.parse(step.inputs) else { continue }
-                wanted.append((id, stepID, Expressions.references(in: inputs)))
+                guard let step = run.steps[stepID] else { continue }
+                var expressions = Expressions.implicitReferences(kind: step.kind)
+                if step.inputs.contains("${{"), let inputs = JSONValue.parse(step.inputs) {
+                    for expression in Expressions.references(in: inputs) where !expressions.contains(expression) {
+                        expressions.append(expression)
+                    }
+                }
+                if !expressions.isEmpty { wanted.append((id, stepID, expressions)) }
             }
         }
         guard !wanted.isEmpty else { return }
@@ -228,7 +248,7 @@ struct RunTransitions {
         let outputs = try RunTransitions.outputs(of: reads, on: db)
         for item in wanted {
             let run = runs[item.run]!
-            let values = Expressions.bind(item.expressions, run: run.record.context, outputs: outputs[item.run] ?? [:])
+            let values = Expressions.bind(item.expressions, run: run.context, outputs: outputs[item.run] ?? [:])
             runs[item.run]!.steps[item.step]!.bindings = JSONValue.object(values.mapValues(JSONValue.string)).jsonText
             runs[item.run]!.changedSteps.insert(item.step)
         }

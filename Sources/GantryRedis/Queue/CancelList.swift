@@ -17,7 +17,7 @@ extension WorkQueue {
             command.append(String(nowMs))
             command.append(WorkQueue.cancelMember(key))
         }
-        try await redis.command(command).orThrow()
+        _ = try await redis.command(command).orThrow()
     }
 
     /// Cancels recorded at or after `sinceMs`, with the latest score seen (pass it back next time).
@@ -34,6 +34,6 @@ extension WorkQueue {
 
     /// Forgets cancels older than `beforeMs`.
     public func pruneCancels(beforeMs: Int64, on redis: RedisConnection) async throws(RedisError) {
-        try await redis.command(["ZREMRANGEBYSCORE", keys.canceled, "-inf", "(\(beforeMs)"]).orThrow()
+        _ = try await redis.command(["ZREMRANGEBYSCORE", keys.canceled, "-inf", "(\(beforeMs)"]).orThrow()
     }
 }

@@ -8,7 +8,7 @@ public struct ExecutorRegistry: Sendable {
 
     /// Every kind built into Gantry.
     public static var builtIn: ExecutorRegistry {
-        ExecutorRegistry([NoopExecutor(), SmokeTestExecutor()])
+        ExecutorRegistry([NoopExecutor(), BuildExecutor(), SmokeTestExecutor()])
     }
 
     public mutating func register(_ executor: any StepExecutor) {

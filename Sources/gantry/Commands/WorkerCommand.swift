@@ -34,7 +34,11 @@ struct WorkerCommand: AsyncParsableCommand {
     var id: String?
 
     @Option(name: .customLong("secrets-dir"), help: ArgumentHelp("A directory of secret files, one per name (a Kubernetes secret volume).", discussion: "Default: $GANTRY_SECRETS_DIR. GANTRY_SECRET_<NAME> variables are read first."))
-    var secretsDirectory: String? = ProcessInfo.processInfo.environment["GANTRY_SECRETS_DIR"]
+    var secretsDirectoryFlag: String?
+
+    private var secretsDirectory: String? {
+        secretsDirectoryFlag ?? ProcessInfo.processInfo.environment["GANTRY_SECRETS_DIR"]
+    }
 
     @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
     var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"

@@ -1,0 +1,242 @@
+import Foundation
+import GantryCore
+
+/// The `build` kind: runs a shell command (or a list of them) in its own process group.
+///
+/// ```yaml
+/// with:
+///   run: |
+///     docker build -t registry.local/api:${{ run.short_sha }} .
+///     echo "image=registry.local/api:${{ run.short_sha }}" >> "$GANTRY_OUTPUT"
+///   # or commands: ["make deps", "make test"]   (run in order; the first failure ends the step)
+///   workdir: services/api      # default: the worker's working directory
+///   shell: bash                # bash (default when installed: -e -o pipefail) or sh (-e), or a path
+///   env: { GOFLAGS: "-mod=vendor", NPM_TOKEN: "${{ secrets.NPM_TOKEN }}" }
+///   inherit_env: [DOCKER_HOST] # worker variables the command may see; nothing else is inherited
+///   kill_grace: 10s            # on timeout or cancel: SIGTERM to the group, SIGKILL after this
+/// ```
+///
+/// Expressions in the command text become environment variables (`"${GANTRY_EXPR_1}"`),
+/// never pasted into it; `env` values are plain data and get the values themselves.
+/// The command sees `PATH`, `HOME`, `USER`, `LANG`, `TZ`, `TMPDIR`, what `env` and
+/// `inherit_env` name, `CI=true`, `GANTRY_RUN_ID`, `GANTRY_STEP_ID`, `GANTRY_ATTEMPT`,
+/// `GANTRY_SHA`, `GANTRY_REF`, `GANTRY_ENVIRONMENT`, `GANTRY_PIPELINE` and `GANTRY_OUTPUT`:
+/// the worker's own credentials (`GANTRY_DATABASE_URL`, `GANTRY_SECRET_*`, cloud keys)
+/// never reach it. Its outputs are the `name=value` lines it writes to `$GANTRY_OUTPUT`.
+///
+/// A non-zero exit fails the attempt with that exit code (the step's
+/// `retry.on_exit_codes` decides whether to retry); death by a signal is recorded
+/// as 128 + the signal number, as a shell reports it.
+public struct BuildExecutor: StepExecutor {
+    public let kind = "build"
+
+    /// Variables of the worker's environment a command always sees.
+    static let passedThrough = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
+
+    private let environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    public func execute(_ context: StepContext) async throws -> StepOutputs {
+        let spec = try BuildSpec(context, workerEnvironment: environment)
+        let scratch = try Scratch(for: context.job)
+        defer { scratch.remove() }
+        var variables = spec.environment
+        variables["GANTRY_OUTPUT"] = scratch.outputPath
+
+        let process = ChildProcess(
+            executable: spec.shell.path, arguments: spec.shell.arguments + [spec.command],
+            environment: variables, workdir: spec.workdir, killGrace: spec.killGrace
+        )
+        let log = context.log
+        let termination: ChildProcess.Termination
+        do {
+            termination = try await process.run { log.write($0) }
+        } catch {
+            throw StepFailure("build: \(error)", retryable: false)
+        }
+        if termination.orphansKilled {
+            log.write("[gantry] the command left processes running in its group; they were killed")
+        }
+        if termination.stopped {
+            log.write(termination.killedAfterGrace
+                ? "[gantry] the command was stopped: it ignored SIGTERM and was killed after \(DurationParser.format(spec.killGrace))"
+                : "[gantry] the command was stopped with SIGTERM to its process group")
+            throw CancellationError()
+        }
+        guard termination.ending == .exited(0) else {
+            throw StepFailure("command \(termination.ending)", exitCode: termination.ending.code)
+        }
+        return try scratch.outputs().mapValues(JSONValue.string)
+    }
+}
+
+/// A build step's inputs, checked; every problem names the field.
+struct BuildSpec {
+    struct Shell {
+        var path: String
+        var arguments: [String]
+    }
+
+    var command: String
+    var shell: Shell
+    var workdir: String?
+    var environment: [String: String]
+    var killGrace: Duration
+
+    init(_ context: StepContext, workerEnvironment: [String: String]) throws {
+        let inputs = context.inputs
+        var script: String
+        switch (inputs["run"], inputs["commands"]) {
+        case (.string(let text)?, nil):
+            script = text
+        case (nil, .array(let list)?) where !list.isEmpty:
+            script = try list.enumerated().map { index, item in
+                guard let text = item.stringValue else {
+                    throw StepFailure("with.commands[\(index)] is not a string", retryable: false)
+                }
+                return text
+            }.joined(separator: "\n")
+        case (.some, .some):
+            throw StepFailure("with: give either run or commands, not both", retryable: false)
+        default:
+            throw StepFailure("with.run: give the command to run (or with.commands: a list of them)", retryable: false)
+        }
+        guard !script.allSatisfy(\.isWhitespace) else {
+            throw StepFailure("with.run is empty", retryable: false)
+        }
+
+        // Expressions in the command text: environment variables, never pasted in.
+        var environment: [String: String] = [:]
+        if script.contains("${{") {
+            let rewritten = ShellExpressions.rewrite(script)
+            if let (line, expression) = rewritten.unexpandable.first {
+                throw StepFailure("with.run line \(line): '${{ \(expression) }}' is in a heredoc with a quoted delimiter, where the shell expands nothing; write the delimiter unquoted (<<EOF)", retryable: false)
+            }
+            for (name, expression) in rewritten.variables {
+                guard let value = context.bindings[expression] else {
+                    throw StepFailure("with.run: '${{ \(expression) }}' has no value here", retryable: false)
+                }
+                environment[name] = value
+            }
+            script = rewritten.command
+        }
+        command = script
+
+        let path = workerEnvironment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        let shellName = inputs["shell"]?.stringValue ?? (ChildProcess.locate("bash", path: path) != nil ? "bash" : "sh")
+        guard let shellPath = ChildProcess.locate(shellName, path: path) else {
+            throw StepFailure("with.shell '\(shellName)': no such executable on this worker's PATH", retryable: false)
+        }
+        switch (shellPath as NSString).lastPathComponent {
+        case "bash": shell = Shell(path: shellPath, arguments: ["--noprofile", "--norc", "-e", "-o", "pipefail", "-c"])
+        case "sh", "dash", "zsh", "ksh": shell = Shell(path: shellPath, arguments: ["-e", "-c"])
+        default: shell = Shell(path: shellPath, arguments: ["-c"])
+        }
+
+        if let dir = inputs["workdir"] {
+            guard let text = context.resolved(dir).stringValue, !text.isEmpty else {
+                throw StepFailure("with.workdir is not a path", retryable: false)
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: text, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw StepFailure("with.workdir '\(text)': no such directory on worker", retryable: false)
+            }
+            workdir = text
+        }
+
+        killGrace = .seconds(10)
+        if let grace = inputs["kill_grace"] {
+            guard let text = grace.stringValue, let value = try? DurationParser.parse(text) else {
+                throw StepFailure("with.kill_grace '\(grace.stringValue ?? grace.jsonText)': give a duration such as 10s", retryable: false)
+            }
+            killGrace = value
+        }
+
+        for name in BuildExecutor.passedThrough {
+            if let value = workerEnvironment[name] { environment[name] = value }
+        }
+        environment["PATH"] = path
+        if case .array(let names)? = inputs["inherit_env"] {
+            for (index, item) in names.enumerated() {
+                guard let name = item.stringValue, BuildSpec.isVariableName(name) else {
+                    throw StepFailure("with.inherit_env[\(index)] is not a variable name", retryable: false)
+                }
+                guard !name.hasPrefix("GANTRY_SECRET_") else {
+                    throw StepFailure("with.inherit_env[\(index)] \(name): name the secret as ${{ secrets.\(name.dropFirst("GANTRY_SECRET_".count)) }} in with.env, so that it is redacted", retryable: false)
+                }
+                if let value = workerEnvironment[name] { environment[name] = value }
+            }
+        } else if let other = inputs["inherit_env"] {
+            throw StepFailure("with.inherit_env '\(other.jsonText)': give a list of variable names", retryable: false)
+        }
+        let job = context.job
+        environment["CI"] = "true"
+        environment["GANTRY_RUN_ID"] = job.runID
+        environment["GANTRY_STEP_ID"] = job.stepID
+        environment["GANTRY_ATTEMPT"] = String(job.attempt)
+        for (variable, expression) in [("GANTRY_SHA", "run.sha"), ("GANTRY_REF", "run.ref"),
+                                       ("GANTRY_ENVIRONMENT", "run.environment"), ("GANTRY_PIPELINE", "run.pipeline")] {
+            if let value = context.bindings[expression] { environment[variable] = value }
+        }
+        if let env = inputs["env"] {
+            guard case .object(let values) = env else {
+                throw StepFailure("with.env: give a mapping of NAME: value", retryable: false)
+            }
+            for name in values.keys.sorted() {
+                guard BuildSpec.isVariableName(name) else {
+                    throw StepFailure("with.env.\(name) is not a variable name (letters, digits and '_', not starting with a digit)", retryable: false)
+                }
+                let value = context.resolved(values[name]!)
+                if let expression = Expressions.references(in: value).first {
+                    throw StepFailure("with.env.\(name): '${{ \(expression) }}' has no value here", retryable: false)
+                }
+                environment[name] = value.stringValue ?? value.jsonText
+            }
+        }
+        self.environment = environment
+    }
+
+    static func isVariableName(_ name: String) -> Bool {
+        guard let first = name.first, first.isASCII, first.isLetter || first == "_" else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+    }
+}
+
+/// A private directory for one attempt, holding the `$GANTRY_OUTPUT` file.
+private struct Scratch {
+    let directory: String
+    var outputPath: String { directory + "/output" }
+
+    init(for job: Job) throws {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(base)/gantry-\(job.stepID.prefix(32))-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw StepFailure("build: cannot create a scratch directory under \(base): \(String(cString: strerror(errno)))")
+        }
+        directory = String(cString: made)
+        guard FileManager.default.createFile(atPath: directory + "/output", contents: nil) else {
+            throw StepFailure("build: cannot create \(directory)/output")
+        }
+    }
+
+    func outputs() throws -> [String: String] {
+        guard let handle = FileHandle(forReadingAtPath: outputPath) else { return [:] }
+        defer { try? handle.close() }
+        let data = (try? handle.read(upToCount: OutputFile.maxBytes + 1)) ?? Data()
+        guard data.count <= OutputFile.maxBytes else {
+            throw StepFailure("$GANTRY_OUTPUT holds more than \(OutputFile.maxBytes / 1024) KiB; keep large results in files or artifacts", retryable: false)
+        }
+        do {
+            return try OutputFile.parse(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw StepFailure("\(error)", retryable: false)
+        }
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
