@@ -58,7 +58,7 @@ import Testing
         Case(name: "expression refers to nothing", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ env.HOME }}\" } }\n",
              expected: ["p.yml:3:37: '${{ env.HOME }}' in step 'a' refers to nothing: 'env' is not run, steps or secrets"]),
         Case(name: "unknown run field", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ run.shaa }}\" } }\n",
-             expected: ["p.yml:3:37: '${{ run.shaa }}' in step 'a': run has no 'shaa'; did you mean 'sha'?; use run.id, run.sha, run.short_sha, run.ref, run.environment, run.pipeline, run.submitter or run.params.NAME"]),
+             expected: ["p.yml:3:37: '${{ run.shaa }}' in step 'a': run has no 'shaa'; did you mean 'sha'?; use run.id, run.sha, run.short_sha, run.ref, run.environment, run.pipeline, run.submitter, run.params.NAME, run.outcome, run.started_at or run.failed_steps"]),
         Case(name: "unclosed expression", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ run.sha\" } }\n",
              expected: ["p.yml:3:37: an expression in step 'a' opens '${{' but never closes it with '}}'"]),
         Case(name: "bad secret name", yaml: "pipeline: x\nsteps:\n  - { id: a, kind: noop, with: { x: \"${{ secrets.slack-hook }}\" } }\n",
