@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GantryCore
 import Testing
@@ -59,6 +60,9 @@ import Testing
         #expect(log.contains("building \(branch) at 3f2a9c1 in staging"), "\(log)")
         #expect(log.contains("token is ***") && log.contains("to stderr"), "\(log)")
         #expect(!log.contains(secret))
+        // The ledger's digest covers the whole log as streamed (the live log here holds all of it).
+        let digest = Hex.encode(SHA256.hash(data: Data(log.utf8)))
+        #expect(compile.attempts.last?.logSHA256 == digest, "\(log)")
         #expect(!FileManager.default.fileExists(atPath: marker), "a parameter's value was run by the shell")
         let packaged = try await api.cli(["logs", id, "--step", "package"], token: token).out
         #expect(packaged.contains("got registry.local/api:3f2a9c1 / one\ntwo"), "\(packaged)")

@@ -136,11 +136,14 @@ public struct AttemptView: Codable, Sendable, Equatable {
     public var finishedAt: String
     public var durationMs: Double
     public var outputs: [String: JSONValue]
+    /// The SHA-256 of the attempt's whole log (see `AttemptResult.logSHA256`).
+    public var logSHA256: String?
 
     public init(
         attempt: Int, status: String, worker: String, exitCode: Int32?, error: String?, startedAt: String,
-        finishedAt: String, durationMs: Double, outputs: [String: JSONValue]
+        finishedAt: String, durationMs: Double, outputs: [String: JSONValue], logSHA256: String? = nil
     ) {
+        self.logSHA256 = logSHA256
         self.attempt = attempt
         self.status = status
         self.worker = worker
@@ -155,5 +158,6 @@ public struct AttemptView: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case attempt, status, worker, exitCode = "exit_code", error
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", outputs
+        case logSHA256 = "log_sha256"
     }
 }

@@ -68,6 +68,7 @@ extension AttemptView {
         w.field("error", error)
         w.field("exit_code", exitCode.map(Int64.init))
         w.field("finished_at", finishedAt)
+        w.field("log_sha256", logSHA256)
         w.raw("outputs", JSONValue.object(outputs).jsonText)
         w.field("started_at", startedAt)
         w.field("status", status)

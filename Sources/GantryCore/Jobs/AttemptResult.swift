@@ -15,6 +15,8 @@ public struct AttemptResult: Sendable, Equatable {
     public var outputs: String
     /// The last lines of the step's log, redacted; kept in the ledger, not sent on events.
     public var logTail: String?
+    /// The SHA-256 (hex) of the whole redacted log, each line followed by "\n"; nil when nothing was logged.
+    public var logSHA256: String?
     public var startedAtUs: Int64
     public var finishedAtUs: Int64
     /// The stream entry that delivered the attempt; with `worker` it tells a worker's
@@ -24,8 +26,9 @@ public struct AttemptResult: Sendable, Equatable {
     public init(
         key: AttemptKey, kind: String, status: AttemptStatus, worker: String,
         exitCode: Int32? = nil, error: String? = nil, retryable: Bool = true, outputs: String = "{}",
-        logTail: String? = nil, startedAtUs: Int64, finishedAtUs: Int64, deliveryID: String
+        logTail: String? = nil, logSHA256: String? = nil, startedAtUs: Int64, finishedAtUs: Int64, deliveryID: String
     ) {
+        self.logSHA256 = logSHA256
         self.key = key
         self.kind = kind
         self.status = status

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GantryCore
 
 /// API tokens: generated with 256 random bits, stored only as their SHA-256.
 public enum APITokens {
@@ -17,6 +18,6 @@ public enum APITokens {
 
     /// SHA-256 of a text's UTF-8 bytes, hex (tokens, stored pipeline definitions).
     static func sha256Hex(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Data(text.utf8)))
     }
 }

@@ -15,7 +15,7 @@ enum RunViews {
                     exitCode: attempt.exitCode, error: attempt.error,
                     startedAt: timestamp(us: attempt.startedAtUs), finishedAt: timestamp(us: attempt.finishedAtUs),
                     durationMs: Double(attempt.finishedAtUs - attempt.startedAtUs) / 1_000,
-                    outputs: JSONValue.parseObject(attempt.outputs) ?? [:]
+                    outputs: JSONValue.parseObject(attempt.outputs) ?? [:], logSHA256: attempt.logSHA256
                 )
             }
             var approvals: ApprovalView?

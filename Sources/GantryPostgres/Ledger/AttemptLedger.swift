@@ -58,11 +58,11 @@ public struct AttemptLedger: Sendable {
     /// The columns `result(_:)` reads, from `attempts a`, with times in ms.
     static let selectList = """
         a.run_id, a.step_id, a.attempt, a.kind, a.status, a.worker, a.exit_code, a.error, a.retryable, a.outputs, a.log_tail,
-        (extract(epoch FROM a.started_at) * 1000000)::bigint AS started_us,
+        a.log_sha256, (extract(epoch FROM a.started_at) * 1000000)::bigint AS started_us,
         (extract(epoch FROM a.finished_at) * 1000000)::bigint AS finished_us, a.delivery_id
         """
 
-    static let columns = "run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail, started_at, finished_at, delivery_id"
+    static let columns = "run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail, log_sha256, started_at, finished_at, delivery_id"
 
     static func result(_ row: PostgresRow) -> AttemptResult? {
         guard let run = row.string("run_id"), let step = row.string("step_id"), let attempt = row.int("attempt"),
@@ -74,7 +74,7 @@ public struct AttemptLedger: Sendable {
             kind: kind, status: status, worker: worker,
             exitCode: row.int("exit_code").map { Int32(truncatingIfNeeded: $0) },
             error: row.string("error"), retryable: row.bool("retryable") ?? true,
-            outputs: row.string("outputs") ?? "{}", logTail: row.string("log_tail"),
+            outputs: row.string("outputs") ?? "{}", logTail: row.string("log_tail"), logSHA256: row.string("log_sha256"),
             startedAtUs: started, finishedAtUs: finished,
             deliveryID: row.string("delivery_id") ?? ""
         )
@@ -150,12 +150,12 @@ extension PostgresConnection {
     private static func insert(conflict: String) -> String {
         """
         INSERT INTO attempts (\(AttemptLedger.columns))
-        SELECT run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail,
+        SELECT run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail, log_sha256,
                timestamptz 'epoch' + started_us * interval '1 microsecond',
                timestamptz 'epoch' + finished_us * interval '1 microsecond', delivery_id
         FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[],
-                    $8::text[], $9::bool[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::text[])
-             AS v(run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail,
+                    $8::text[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::text[])
+             AS v(run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail, log_sha256,
                   started_us, finished_us, delivery_id)
         ON CONFLICT \(conflict) DO NOTHING
         """
@@ -174,6 +174,7 @@ extension PostgresConnection {
             PostgresArray.literal(results.map { $0.retryable ? "t" : "f" }),
             PostgresArray.literal(results.map(\.outputs)),
             PostgresArray.literal(results.map(\.logTail)),
+            PostgresArray.literal(results.map(\.logSHA256)),
             PostgresArray.literal(results.map { Optional($0.startedAtUs) }),
             PostgresArray.literal(results.map { Optional($0.finishedAtUs) }),
             PostgresArray.literal(results.map(\.deliveryID)),

@@ -11,6 +11,7 @@ extension Migration {
     public static let all: [Migration] = [
         Migration(version: 1, name: "runs, steps and the append-only attempts ledger", sql: Schema.v1),
         Migration(version: 2, name: "pipeline runs, API tokens, approvals and the control-action log", sql: Schema.v2),
+        Migration(version: 3, name: "the SHA-256 of each attempt's full log", sql: Schema.v3),
     ]
 }
 
@@ -219,5 +220,12 @@ enum Schema {
             END IF;
         END
         $grants$;
+        """
+
+    static let v3 = """
+        -- The attempt keeps the last KiB of its log (log_tail); this is the SHA-256
+        -- of the whole log as it was streamed (redacted; each line and a newline),
+        -- so that a log archived elsewhere can be checked against the ledger.
+        ALTER TABLE attempts ADD COLUMN log_sha256 text;
         """
 }

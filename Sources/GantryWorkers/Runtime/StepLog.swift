@@ -1,3 +1,5 @@
+import Crypto
+import GantryCore
 import Synchronization
 
 /// A step's log: lines an executor writes. The last `capacity` bytes are kept for
@@ -10,6 +12,8 @@ public final class StepLog: Sendable {
         var dropped = 0
         var outbox: [String] = []
         var outboxDropped = 0
+        /// Over every line ever written (not only the kept tail), each followed by "\n".
+        var digest = SHA256()
     }
 
     private let state = Mutex(State())
@@ -31,6 +35,8 @@ public final class StepLog: Sendable {
     public func write(_ line: String) {
         let line = redactor.redact(line)
         state.withLock { state in
+            state.digest.update(data: Array(line.utf8))
+            state.digest.update(data: [0x0A])
             state.lines.append(line)
             state.bytes += line.utf8.count + 1
             while state.bytes > capacity, !state.lines.isEmpty {
@@ -50,6 +56,14 @@ public final class StepLog: Sendable {
         state.withLock { state in
             let head = state.dropped > 0 ? "[\(state.dropped) earlier lines dropped]\n" : ""
             return head + state.lines.joined(separator: "\n")
+        }
+    }
+
+    /// The SHA-256 (hex) of the whole log, or nil when nothing was written.
+    var sha256: String? {
+        state.withLock { state in
+            guard !(state.lines.isEmpty && state.dropped == 0) else { return nil }
+            return Hex.encode(state.digest.finalize())
         }
     }
 

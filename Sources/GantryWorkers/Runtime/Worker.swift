@@ -300,7 +300,7 @@ private final class Session: Sendable {
         )))
         var result = AttemptResult(
             key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .succeeded,
-            worker: configuration.id, logTail: log.excerpt, startedAtUs: startedUs, finishedAtUs: WallClock.nowUs(),
+            worker: configuration.id, logTail: log.excerpt, logSHA256: log.sha256, startedAtUs: startedUs, finishedAtUs: WallClock.nowUs(),
             deliveryID: deliveryID
         )
         switch ending {
