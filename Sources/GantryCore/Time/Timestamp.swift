@@ -31,6 +31,50 @@ public enum Timestamp {
         iso8601(ms: us >= 0 ? us / 1_000 : (us - 999) / 1_000)
     }
 
+    /// Milliseconds since the Unix epoch of `2026-11-27T18:47:41.662Z` (the form written
+    /// above; fractions of any length, or none); nil for anything else.
+    public static func parseISO8601(_ text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        func number(_ range: Range<Int>) -> Int64? {
+            guard range.upperBound <= bytes.count else { return nil }
+            var value: Int64 = 0
+            for byte in bytes[range] {
+                guard (48...57).contains(byte) else { return nil }
+                value = value * 10 + Int64(byte - 48)
+            }
+            return value
+        }
+        func at(_ index: Int, _ char: Character) -> Bool { index < bytes.count && bytes[index] == char.asciiValue! }
+        guard bytes.count >= 20, at(4, "-"), at(7, "-"), at(10, "T"), at(13, ":"), at(16, ":"), bytes.last == UInt8(ascii: "Z"),
+              let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var ms: Int64 = 0
+        if bytes.count > 20 {
+            guard at(19, "."), bytes.count > 21, let fraction = number(20..<(bytes.count - 1)) else { return nil }
+            let digits = bytes.count - 21
+            ms = digits >= 3 ? fraction / Int64(pow10(digits - 3)) : fraction * Int64(pow10(3 - digits))
+        } else if bytes.count != 20 {
+            return nil
+        }
+        return days(fromCivil: year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1_000 + ms
+    }
+
+    private static func pow10(_ exponent: Int) -> Int64 {
+        (0..<exponent).reduce(Int64(1)) { value, _ in value * 10 }
+    }
+
+    /// Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil).
+    static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
     /// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
     static func civil(fromDays days: Int64) -> (Int64, Int64, Int64) {
         let z = days + 719_468

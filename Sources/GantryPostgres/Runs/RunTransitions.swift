@@ -30,7 +30,13 @@ struct RunTransitions {
                 .sorted { ($0.section == $1.section) ? $0.position < $1.position
                     : sections.firstIndex(of: $0.section)! < sections.firstIndex(of: $1.section)! }
                 .map(\.key.stepID)
+            // A deploy step that rolled back and succeeded: what notify calls a rollback.
+            let rolledBack = steps.values.contains { step in
+                step.kind == "deploy" && step.state.status == .succeeded
+                    && JSONValue.parseObject(step.inputs)?["action"]?.stringValue == "rollback"
+            }
             context.outcome = state.outcome == .canceled ? "canceled"
+                : rolledBack ? "rollback"
                 : state.outcome == .failed || !context.failedSteps.isEmpty ? "failure" : "success"
             context.startedAtMs = record.startedAtMs
             return context

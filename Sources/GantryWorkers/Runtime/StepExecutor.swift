@@ -52,6 +52,14 @@ public struct StepContext: Sendable {
         bindings.isEmpty ? value : Expressions.substitute(value, bindings)
     }
 
+    /// `value` resolved for text that people read elsewhere (a notification): every
+    /// `${{ secrets.* }}` becomes `***` instead of its value.
+    public func resolvedWithoutSecrets(_ value: JSONValue) -> JSONValue {
+        var shown = bindings
+        for key in shown.keys where key.hasPrefix("secrets.") { shown[key] = "***" }
+        return shown.isEmpty ? value : Expressions.substitute(value, shown)
+    }
+
     /// Throws `LeaseLost` when this worker no longer holds the step's lease.
     /// Call it before every action that changes the outside world (fencing):
     /// another worker may be running the step now.
