@@ -28,12 +28,12 @@ static inline int cspawn_pipe(int fds[2]) {
 
 // Starts `path` with `argv` and `envp` as the leader of a new process group
 // (or of a new session when `new_session` is set, so that it outlives us
-// without a controlling terminal). stdin reads `stdin_fd`, stdout and stderr
-// both write `out_fd`; every other descriptor is closed in the child, signal
+// without a controlling terminal). stdin reads `stdin_fd`, stdout writes
+// `out_fd` and stderr `err_fd` (the same descriptor for one stream); every other descriptor is closed in the child, signal
 // dispositions are the defaults (a parent ignoring SIGTERM or SIGPIPE must not
 // hand that on) and no signal is blocked. Returns 0 or an errno value.
 static inline int cspawn_start(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-                               const char *workdir, int stdin_fd, int out_fd, int new_session) {
+                               const char *workdir, int stdin_fd, int out_fd, int err_fd, int new_session) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
     int rc = posix_spawn_file_actions_init(&actions);
@@ -43,7 +43,7 @@ static inline int cspawn_start(pid_t *pid, const char *path, char *const argv[],
 
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     if (rc == 0 && workdir != NULL) rc = posix_spawn_file_actions_addchdir_np(&actions, workdir);
 

@@ -42,11 +42,11 @@ public enum Expressions {
     }
 
     /// What a step of `kind` is given even when its inputs name nothing: `build`
-    /// exports the run's facts to its command (`GANTRY_SHA` …), `notify` reports
+    /// and `scan` export the run's facts to commands (`GANTRY_SHA` …), `notify` reports
     /// on the run. Other kinds get only what their inputs name.
     public static func implicitReferences(kind: String) -> [String] {
         switch kind {
-        case "build": ["run.sha", "run.ref", "run.environment", "run.pipeline"]
+        case "build", "scan": ["run.sha", "run.ref", "run.environment", "run.pipeline"]
         case "notify":
             ["run.id", "run.pipeline", "run.environment", "run.sha", "run.ref", "run.submitter",
              "run.outcome", "run.started_at", "run.failed_steps"]

@@ -30,9 +30,6 @@ import GantryCore
 public struct BuildExecutor: StepExecutor {
     public let kind = "build"
 
-    /// Variables of the worker's environment a command always sees.
-    static let passedThrough = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
-
     private let environment: [String: String]
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -43,11 +40,14 @@ public struct BuildExecutor: StepExecutor {
         let spec = try BuildSpec(context, workerEnvironment: environment)
         let scratch = try Scratch(for: context.job)
         defer { scratch.remove() }
+        guard FileManager.default.createFile(atPath: scratch.outputPath, contents: nil) else {
+            throw StepFailure("build: cannot create \(scratch.outputPath)")
+        }
         var variables = spec.environment
         variables["GANTRY_OUTPUT"] = scratch.outputPath
 
         let process = ChildProcess(
-            executable: spec.shell.path, arguments: spec.shell.arguments + [spec.command],
+            executable: spec.command.executable, arguments: spec.command.arguments,
             environment: variables, workdir: spec.workdir, killGrace: spec.killGrace
         )
         let log = context.log
@@ -75,20 +75,14 @@ public struct BuildExecutor: StepExecutor {
 
 /// A build step's inputs, checked; every problem names the field.
 struct BuildSpec {
-    struct Shell {
-        var path: String
-        var arguments: [String]
-    }
-
-    var command: String
-    var shell: Shell
+    var command: ShellCommand
     var workdir: String?
     var environment: [String: String]
     var killGrace: Duration
 
     init(_ context: StepContext, workerEnvironment: [String: String]) throws {
         let inputs = context.inputs
-        var script: String
+        let script: String
         switch (inputs["run"], inputs["commands"]) {
         case (.string(let text)?, nil):
             script = text
@@ -108,33 +102,8 @@ struct BuildSpec {
             throw StepFailure("with.run is empty", retryable: false)
         }
 
-        // Expressions in the command text: environment variables, never pasted in.
-        var environment: [String: String] = [:]
-        if script.contains("${{") {
-            let rewritten = ShellExpressions.rewrite(script)
-            if let (line, expression) = rewritten.unexpandable.first {
-                throw StepFailure("with.run line \(line): '${{ \(expression) }}' is in a heredoc with a quoted delimiter, where the shell expands nothing; write the delimiter unquoted (<<EOF)", retryable: false)
-            }
-            for (name, expression) in rewritten.variables {
-                guard let value = context.bindings[expression] else {
-                    throw StepFailure("with.run: '${{ \(expression) }}' has no value here", retryable: false)
-                }
-                environment[name] = value
-            }
-            script = rewritten.command
-        }
-        command = script
-
         let path = workerEnvironment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        let shellName = inputs["shell"]?.stringValue ?? (ChildProcess.locate("bash", path: path) != nil ? "bash" : "sh")
-        guard let shellPath = ChildProcess.locate(shellName, path: path) else {
-            throw StepFailure("with.shell '\(shellName)': no such executable on this worker's PATH", retryable: false)
-        }
-        switch (shellPath as NSString).lastPathComponent {
-        case "bash": shell = Shell(path: shellPath, arguments: ["--noprofile", "--norc", "-e", "-o", "pipefail", "-c"])
-        case "sh", "dash", "zsh", "ksh": shell = Shell(path: shellPath, arguments: ["-e", "-c"])
-        default: shell = Shell(path: shellPath, arguments: ["-c"])
-        }
+        command = try ShellCommand(script, field: "with.run", shellName: inputs["shell"]?.stringValue, context: context, path: path)
 
         if let dir = inputs["workdir"] {
             guard let text = context.resolved(dir).stringValue, !text.isEmpty else {
@@ -155,10 +124,7 @@ struct BuildSpec {
             killGrace = value
         }
 
-        for name in BuildExecutor.passedThrough {
-            if let value = workerEnvironment[name] { environment[name] = value }
-        }
-        environment["PATH"] = path
+        var environment = ShellCommand.baseEnvironment(context, workerEnvironment: workerEnvironment)
         if case .array(let names)? = inputs["inherit_env"] {
             for (index, item) in names.enumerated() {
                 guard let name = item.stringValue, BuildSpec.isVariableName(name) else {
@@ -171,15 +137,6 @@ struct BuildSpec {
             }
         } else if let other = inputs["inherit_env"] {
             throw StepFailure("with.inherit_env '\(other.jsonText)': give a list of variable names", retryable: false)
-        }
-        let job = context.job
-        environment["CI"] = "true"
-        environment["GANTRY_RUN_ID"] = job.runID
-        environment["GANTRY_STEP_ID"] = job.stepID
-        environment["GANTRY_ATTEMPT"] = String(job.attempt)
-        for (variable, expression) in [("GANTRY_SHA", "run.sha"), ("GANTRY_REF", "run.ref"),
-                                       ("GANTRY_ENVIRONMENT", "run.environment"), ("GANTRY_PIPELINE", "run.pipeline")] {
-            if let value = context.bindings[expression] { environment[variable] = value }
         }
         if let env = inputs["env"] {
             guard case .object(let values) = env else {
@@ -196,7 +153,7 @@ struct BuildSpec {
                 environment[name] = value.stringValue ?? value.jsonText
             }
         }
-        self.environment = environment
+        self.environment = environment.merging(command.variables) { _, expression in expression }
     }
 
     static func isVariableName(_ name: String) -> Bool {
@@ -205,23 +162,11 @@ struct BuildSpec {
     }
 }
 
-/// A private directory for one attempt, holding the `$GANTRY_OUTPUT` file.
-private struct Scratch {
-    let directory: String
-    var outputPath: String { directory + "/output" }
+extension Scratch {
+    /// The `$GANTRY_OUTPUT` file a build command writes.
+    var outputPath: String { path("output") }
 
-    init(for job: Job) throws {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
-        var template = Array("\(base)/gantry-\(job.stepID.prefix(32))-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw StepFailure("build: cannot create a scratch directory under \(base): \(String(cString: strerror(errno)))")
-        }
-        directory = String(cString: made)
-        guard FileManager.default.createFile(atPath: directory + "/output", contents: nil) else {
-            throw StepFailure("build: cannot create \(directory)/output")
-        }
-    }
-
+    /// The outputs the command wrote to `$GANTRY_OUTPUT`.
     func outputs() throws -> [String: String] {
         guard let handle = FileHandle(forReadingAtPath: outputPath) else { return [:] }
         defer { try? handle.close() }
@@ -234,9 +179,5 @@ private struct Scratch {
         } catch {
             throw StepFailure("\(error)", retryable: false)
         }
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }

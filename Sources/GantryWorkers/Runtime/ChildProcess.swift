@@ -29,6 +29,9 @@ struct ChildProcess: Sendable {
     var drainLimit: Duration = .seconds(2)
     /// Longer lines are handed over in pieces of this many bytes.
     var maxLineBytes = 16 * 1024
+    /// When set, stdout goes to this file (created or truncated) and only stderr is read as lines:
+    /// for commands whose output is data (a scanner's report, a dump), not a log.
+    var stdoutFile: String?
 
     /// How the leader ended.
     enum Ending: Sendable, Equatable, CustomStringConvertible {
@@ -98,14 +101,23 @@ struct ChildProcess: Sendable {
             close(fds[0])
             throw SpawnError(description: "cannot open /dev/null: \(String(cString: strerror(errno)))")
         }
+        var outFD = fds[1]
+        if let stdoutFile {
+            outFD = open(stdoutFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard outFD >= 0 else {
+                close(fds[0])
+                throw SpawnError(description: "cannot write \(stdoutFile): \(String(cString: strerror(errno)))")
+            }
+        }
+        defer { if outFD != fds[1] { close(outFD) } }
         let argv = CStrings([executable] + arguments)
         let envp = CStrings(environment.keys.sorted().map { "\($0)=\(environment[$0]!)" })
         var pid: pid_t = 0
         let rc = executable.withCString { path in
             if let workdir {
-                return workdir.withCString { cspawn_start(&pid, path, argv.pointers, envp.pointers, $0, devNull, fds[1], 0) }
+                return workdir.withCString { cspawn_start(&pid, path, argv.pointers, envp.pointers, $0, devNull, outFD, fds[1], 0) }
             }
-            return cspawn_start(&pid, path, argv.pointers, envp.pointers, nil, devNull, fds[1], 0)
+            return cspawn_start(&pid, path, argv.pointers, envp.pointers, nil, devNull, outFD, fds[1], 0)
         }
         guard rc == 0 else {
             close(fds[0])
