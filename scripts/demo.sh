@@ -5,7 +5,10 @@
 # SIGKILLed mid-step) and prints from Postgres how every step ended; then runs
 # pipelines through the API as CI and approvers would: a staging DAG with
 # outputs flowing between steps, a production run behind typed confirmation,
-# promotion and two approvers. Everything it started is stopped by PID at the end.
+# promotion and two approvers; then the real step kinds: a build, a scan gate
+# that passes and one that closes on a committed key (blocking the deployment),
+# a smoke test and notifications caught by a local stand-in for Slack and a
+# webhook receiver. Everything it started is stopped by PID at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,7 +82,7 @@ psql "$GANTRY_DATABASE_URL" -q -c "
   WHERE id IN ($(printf "'%s'," $all | sed 's/,$//')) GROUP BY 1 ORDER BY 1;"
 
 # ---------------------------------------------------------------------------
-say "pipelines through the API (GANTRY_URL=http://127.0.0.1:$API_PORT); the real step kinds come later, so these use noop"
+say "pipelines through the API (GANTRY_URL=http://127.0.0.1:$API_PORT); first with noop steps, then with real step kinds"
 export GANTRY_URL="http://127.0.0.1:$API_PORT"
 $G worker --namespace "$NS" --kind noop --id worker-c --concurrency 16 --lease 2s >"$LOGS/worker-c.log" 2>&1 & pids+=($!)
 CI=$($G token create --namespace "$NS" --name ci --role submitter --env staging,production 2>/dev/null)
@@ -139,6 +142,79 @@ for i in $(seq 1 40); do
   sleep 0.25
 done
 GANTRY_TOKEN=$CI $G run "$RUN"
+
+# ---------------------------------------------------------------------------
+say "real step kinds: build, scan, smoke-test and notify (a local server stands in for the service, Slack and a webhook receiver)"
+HOOK_SECRET="whsec-demo-$(date +%s%N | sha256sum | head -c 16)"
+: >"$LOGS/captured.jsonl"
+HOOK_SECRET=$HOOK_SECRET python3 scripts/capture-server.py --out "$LOGS/captured.jsonl" >"$LOGS/capture.port" & pids+=($!)
+for i in $(seq 1 50); do [ -s "$LOGS/capture.port" ] && break; sleep 0.1; done
+CAPTURE="http://127.0.0.1:$(cat "$LOGS/capture.port")"
+GANTRY_SECRET_SLACK_WEBHOOK="$CAPTURE/slack/T0DEMO/B0DEMO/$(date +%s%N | sha256sum | head -c 24)" GANTRY_SECRET_HOOK_SECRET=$HOOK_SECRET \
+  $G worker --namespace "$NS" --kind build,scan,smoke-test,notify --id worker-kinds --concurrency 8 --lease 5s >"$LOGS/worker-kinds.log" 2>&1 & pids+=($!)
+WS="$PWD/$LOGS/workspace"
+rm -rf "$WS" && mkdir -p "$WS/src"
+echo 'export const greeting = "hello"' >"$WS/src/app.js"
+cat >"$WS/trivy.json" <<'JSON'
+{"SchemaVersion": 2, "ArtifactName": "registry.local/api:3f2a9c1", "Results": [{"Target": "registry.local/api:3f2a9c1 (debian 12.8)", "Class": "os-pkgs",
+ "Vulnerabilities": [{"VulnerabilityID": "CVE-2023-50387", "PkgName": "libsystemd0", "InstalledVersion": "252.19-1~deb12u1", "FixedVersion": "252.21-1~deb12u1", "Severity": "HIGH"}]}]}
+JSON
+cat >"$LOGS/service.yml" <<YAML
+pipeline: demo-service
+environment: staging
+steps:
+  - id: build
+    kind: build
+    with:
+      run: |
+        echo "building api at \$GANTRY_SHA for \$GANTRY_ENVIRONMENT"
+        mkdir -p "\$WORKSPACE/dist" && echo "api \$GANTRY_SHA" > "\$WORKSPACE/dist/api.txt"
+        echo "artifact=\$WORKSPACE/dist/api.txt" >> "\$GANTRY_OUTPUT"
+      env: { WORKSPACE: "$WS" }
+  - id: scan
+    kind: scan
+    needs: [build]
+    retry: { max_attempts: 1 }
+    with:
+      secrets: { path: "$WS" }
+      vulnerabilities: { report: "$WS/trivy.json", fail_on: critical }
+  - { id: deploy, kind: noop, needs: [scan], with: { sleep_ms: 200, log: "deployed \${{ steps.build.outputs.artifact }}" } }
+  - id: smoke
+    kind: smoke-test
+    needs: [deploy]
+    with: { checks: [ { name: api, url: "$CAPTURE/healthz", expect_json: { status: UP }, max_latency_ms: 500 } ], attempts: 3, interval: 500ms }
+finally:
+  - id: slack
+    kind: notify
+    with: { channel: slack, webhook_url: "\${{ secrets.SLACK_WEBHOOK }}", message: "demo-service \${{ run.short_sha }} in \${{ run.environment }}: \${{ run.outcome }}", link: "$GANTRY_URL/v1/runs/\${{ run.id }}" }
+  - id: webhook
+    kind: notify
+    with: { channel: webhook, url: "$CAPTURE/hooks/deployments", secret: "\${{ secrets.HOOK_SECRET }}" }
+YAML
+
+say "CI: a clean workspace — build, scan (one HIGH finding; the gate is fail_on: critical), deploy, smoke test, notifications"
+GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/service.yml" --sha $SHA --wait || echo "exit $?"
+SERVICE_RUN=$(GANTRY_TOKEN=$CI $G runs --limit 1 | awk '{print $1}')
+GANTRY_TOKEN=$CI $G logs "$SERVICE_RUN" --step build
+GANTRY_TOKEN=$CI $G logs "$SERVICE_RUN" --step scan
+
+say "CI: someone commits a cloud key — the scan gate closes and the deployment never starts"
+mkdir -p "$WS/config" && printf 'LOG_LEVEL=info\naws_access_key_id = %s%s\n' AKIA Q3EGRTLMXW7PZ2NB >"$WS/config/prod.env"
+GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/service.yml" --sha 7c4e2b1 --wait || echo "exit $?"
+BLOCKED_RUN=$(GANTRY_TOKEN=$CI $G runs --limit 1 | awk '{print $1}')
+GANTRY_TOKEN=$CI $G logs "$BLOCKED_RUN" --step scan
+
+say "what the stand-in Slack and webhook receiver got (the receiver checked each HMAC signature)"
+python3 - "$LOGS/captured.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    body = json.loads(r["body"])
+    if r["path"].startswith("/slack/"):
+        print(f"slack    {body['text']}")
+    else:
+        print(f"webhook  {body['event']:<12} run {body['run']['id']}  signature {r.get('signature')}")
+PY
 
 say "every run of this demo (gantry runs)"
 GANTRY_TOKEN=$CI $G runs

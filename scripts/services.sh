@@ -33,6 +33,8 @@ need_pkgs() {
   [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
   [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
+  command -v git >/dev/null || missing+=(git)          # the scan kind's diff mode
+  command -v python3 >/dev/null || missing+=(python3)  # the demo's capturing HTTP server
   printf '%s\n' "${missing[@]}"
 }
 

@@ -18,7 +18,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "Kinds to take, comma-separated (e.g. noop or build,scan).")
+    @Option(help: "Kinds to take, comma-separated: build, scan, smoke-test, notify, noop (docs/step-kinds.md).")
     var kind: String
 
     @Option(help: "Attempts run at once (default: the fleet definition's).")
