@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Starts and stops the local Redis and Postgres that `make demo`, `make test`
-# and `make bench` use. Everything listens on loopback only; Redis keeps its
-# files under .gantry/redis, Postgres under a fresh folder in /tmp (Postgres
-# refuses to run as root and the postgres user may not be able to enter the
-# checkout). Processes are stopped by the PID they wrote, never by name.
+# Starts and stops the local Redis, Postgres and S3 server that `make demo`,
+# `make test` and `make bench` use. Everything listens on loopback only; Redis
+# keeps its files under .gantry/redis, Postgres under a fresh folder in /tmp
+# (Postgres refuses to run as root and the postgres user may not be able to
+# enter the checkout), the S3 server (moto, from PyPI, in .gantry/venv) in
+# memory with request signing enforced. Processes are stopped by the PID they
+# wrote, never by name.
 #
 #   scripts/services.sh install          apt-get install what is missing
-#   scripts/services.sh start            start Redis and Postgres, write .gantry/env
+#   scripts/services.sh start            start Redis, Postgres and S3, write .gantry/env
 #   scripts/services.sh stop             stop both
 #   scripts/services.sh stop-postgres    stop only Postgres (failure tests)
 #   scripts/services.sh start-postgres   start it again with the same data
@@ -19,6 +21,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE="$ROOT/.gantry"
 REDIS_PORT=${GANTRY_REDIS_PORT:-6390}
 PG_PORT=${GANTRY_PG_PORT:-5440}
+S3_PORT=${GANTRY_S3_PORT:-6391}
 PG_BIN=${GANTRY_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 # One Postgres folder per checkout, reachable by the postgres user.
 PG_HOME_FILE="$STATE/pg-home"
@@ -34,7 +37,8 @@ need_pkgs() {
   [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   command -v git >/dev/null || missing+=(git)          # the scan kind's diff mode
-  command -v python3 >/dev/null || missing+=(python3)  # the demo's capturing HTTP server
+  command -v python3 >/dev/null || missing+=(python3)  # the demo's capturing HTTP server, the S3 server
+  python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
   printf '%s\n' "${missing[@]}"
 }
 
@@ -234,6 +238,46 @@ stop_postgres() {
   as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null || true
 }
 
+# moto's S3 server with authentication on from its fourth request: the first
+# three create an IAM user, its policy and its access key; from then on a
+# request with a wrong signature is refused with SignatureDoesNotMatch.
+start_s3() {
+  if [ -f "$STATE/s3.pid" ] && kill -0 "$(cat "$STATE/s3.pid")" 2>/dev/null; then return 0; fi
+  if port_in_use "$S3_PORT"; then
+    log "port $S3_PORT is taken by another process (set GANTRY_S3_PORT)"
+    return 1
+  fi
+  if [ ! -x "$STATE/venv/bin/moto_server" ]; then
+    log "installing moto[server] into .gantry/venv (once)"
+    python3 -m venv "$STATE/venv"
+    "$STATE/venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6'
+  fi
+  INITIAL_NO_AUTH_ACTION_COUNT=3 "$STATE/venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/s3.log" 2>&1 &
+  echo $! >"$STATE/s3.pid"
+  for _ in $(seq 1 100); do port_in_use "$S3_PORT" && break; sleep 0.1; done
+  (umask 077; "$STATE/venv/bin/python" - "http://127.0.0.1:$S3_PORT" >"$STATE/s3-credentials") <<'PY'
+import json, sys, boto3
+endpoint = sys.argv[1]
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+iam.create_user(UserName="gantry")
+iam.put_user_policy(UserName="gantry", PolicyName="backups", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="gantry")["AccessKey"]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+s3.create_bucket(Bucket="gantry-backups")
+print(f"S3_ACCESS_KEY_ID={key['AccessKeyId']}")
+print(f"S3_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
+PY
+  log "s3 (moto) on 127.0.0.1:$S3_PORT, bucket gantry-backups"
+}
+
+stop_s3() {
+  [ -f "$STATE/s3.pid" ] || return 0
+  kill "$(cat "$STATE/s3.pid")" 2>/dev/null || true
+  rm -f "$STATE/s3.pid" "$STATE/s3-credentials"
+}
+
 write_env() {
   ensure_env
   cat >"$STATE/env" <<EOF
@@ -246,13 +290,23 @@ export GANTRY_TEST_DATABASE_URL="\$GANTRY_DATABASE_URL"
 export GANTRY_TEST_ADMIN_DATABASE_URL="\$GANTRY_ADMIN_DATABASE_URL"
 export GANTRY_TEST_SERVICES='$ROOT/scripts/services.sh'
 EOF
+  if [ -f "$STATE/s3-credentials" ]; then
+    # shellcheck disable=SC1091
+    . "$STATE/s3-credentials"
+    cat >>"$STATE/env" <<EOF
+export GANTRY_TEST_S3_ENDPOINT='http://127.0.0.1:$S3_PORT'
+export GANTRY_TEST_S3_BUCKET='gantry-backups'
+export GANTRY_TEST_S3_ACCESS_KEY_ID='$S3_ACCESS_KEY_ID'
+export GANTRY_TEST_S3_SECRET_ACCESS_KEY='$S3_SECRET_ACCESS_KEY'
+EOF
+  fi
   chmod 600 "$STATE/env"
 }
 
 case "${1:-}" in
   install) install ;;
-  start) install; start_redis; start_postgres; write_env ;;
-  stop) stop_redis; stop_postgres; log "stopped" ;;
+  start) install; start_redis; start_postgres; start_s3; write_env ;;
+  stop) stop_redis; stop_postgres; stop_s3; log "stopped" ;;
   stop-postgres) stop_postgres ;;
   fresh-bench-db) ensure_env; fresh_bench_db ;;
   start-postgres) start_postgres >/dev/null 2>&1 || start_postgres ;;
@@ -262,6 +316,7 @@ case "${1:-}" in
     start_redis ;;
   status)
     redis_running && echo "redis: running" || echo "redis: stopped"
-    if [ -f "$PG_HOME_FILE" ] && [ -f "$(cat "$PG_HOME_FILE")/data/postmaster.pid" ]; then echo "postgres: running"; else echo "postgres: stopped"; fi ;;
+    if [ -f "$PG_HOME_FILE" ] && [ -f "$(cat "$PG_HOME_FILE")/data/postmaster.pid" ]; then echo "postgres: running"; else echo "postgres: stopped"; fi
+    if [ -f "$STATE/s3.pid" ] && kill -0 "$(cat "$STATE/s3.pid")" 2>/dev/null; then echo "s3: running"; else echo "s3: stopped"; fi ;;
   *) echo "usage: $0 install|start|stop|stop-postgres|start-postgres|restart-redis|fresh-bench-db|status" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test against a Redis and a Postgres started for this run, then
+# Runs every test against a Redis, a Postgres and an S3 server started for this run, then
 # stops them by PID. Unit tests need no server; integration tests read
 # GANTRY_TEST_REDIS_URL / GANTRY_TEST_DATABASE_URL from .gantry/env.
 set -euo pipefail
@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh install
 started_here=0
-if [ "$(scripts/services.sh status | grep -c running)" -lt 2 ]; then
+if [ "$(scripts/services.sh status | grep -c running)" -lt 3 ]; then
   scripts/services.sh start
   started_here=1
 fi

@@ -23,6 +23,7 @@ struct Gantry: AsyncParsableCommand {
             Cancel.self,
             Retry.self,
             Logs.self,
+            BackupCommand.self,
             TokenCommand.self,
             Migrate.self,
             DispatcherCommand.self,

@@ -46,7 +46,7 @@ public enum Expressions {
     /// on the run. Other kinds get only what their inputs name.
     public static func implicitReferences(kind: String) -> [String] {
         switch kind {
-        case "build", "scan": ["run.sha", "run.ref", "run.environment", "run.pipeline"]
+        case "build", "scan", "backup": ["run.sha", "run.ref", "run.environment", "run.pipeline"]
         case "notify":
             ["run.id", "run.pipeline", "run.environment", "run.sha", "run.ref", "run.submitter",
              "run.outcome", "run.started_at", "run.failed_steps"]

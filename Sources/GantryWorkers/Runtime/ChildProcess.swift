@@ -1,5 +1,6 @@
 internal import CSpawn
 import Foundation
+import GantryCore
 import Synchronization
 
 /// A command run as the leader of its own process group, its output read line
@@ -32,6 +33,11 @@ struct ChildProcess: Sendable {
     /// When set, stdout goes to this file (created or truncated) and only stderr is read as lines:
     /// for commands whose output is data (a scanner's report, a dump), not a log.
     var stdoutFile: String?
+    /// When set, stdout goes to this pipe (`StreamPipe`), read by the caller while the
+    /// command runs; only stderr is read as lines.
+    var stdoutPipe: StreamPipe?
+    /// When set, stdin reads this file instead of /dev/null.
+    var stdinFile: String?
 
     /// How the leader ended.
     enum Ending: Sendable, Equatable, CustomStringConvertible {
@@ -92,24 +98,33 @@ struct ChildProcess: Sendable {
         var fds: [Int32] = [-1, -1]
         let pipeError = cspawn_pipe(&fds)
         guard pipeError == 0 else { throw SpawnError(description: "cannot create a pipe: \(String(cString: strerror(pipeError)))") }
-        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let devNull = open(stdinFile ?? "/dev/null", O_RDONLY | O_CLOEXEC)
         defer {
             close(fds[1])
             if devNull >= 0 { close(devNull) }
         }
         guard devNull >= 0 else {
             close(fds[0])
-            throw SpawnError(description: "cannot open /dev/null: \(String(cString: strerror(errno)))")
+            throw SpawnError(description: "cannot open \(stdinFile ?? "/dev/null"): \(String(cString: strerror(errno)))")
         }
         var outFD = fds[1]
-        if let stdoutFile {
+        if let stdoutPipe {
+            outFD = stdoutPipe.writeFD
+        } else if let stdoutFile {
             outFD = open(stdoutFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard outFD >= 0 else {
                 close(fds[0])
                 throw SpawnError(description: "cannot write \(stdoutFile): \(String(cString: strerror(errno)))")
             }
         }
-        defer { if outFD != fds[1] { close(outFD) } }
+        // The child has its own copy now; ours must go, or the reader never sees the end.
+        defer {
+            if let stdoutPipe {
+                stdoutPipe.closeWriteEnd()
+            } else if outFD != fds[1] {
+                close(outFD)
+            }
+        }
         let argv = CStrings([executable] + arguments)
         let envp = CStrings(environment.keys.sorted().map { "\($0)=\(environment[$0]!)" })
         var pid: pid_t = 0
@@ -266,5 +281,72 @@ private final class CStrings {
     deinit {
         for index in 0..<count { free(pointers[index]) }
         pointers.deallocate()
+    }
+}
+
+/// A pipe a command writes its stdout to while the caller reads it, a block at a
+/// time, on a thread of its own (the reads block): how a backup streams a
+/// `tar` or `pg_dump` to S3 without holding it, or a file of it, anywhere.
+final class StreamPipe: @unchecked Sendable {
+    let readFD: Int32
+    private(set) var writeFD: Int32
+    private let reader: PipeReader
+
+    init() throws {
+        var fds: [Int32] = [-1, -1]
+        let error = cspawn_pipe(&fds)
+        guard error == 0 else {
+            throw StepFailure("cannot create a pipe: \(String(cString: strerror(error)))")
+        }
+        readFD = fds[0]
+        writeFD = fds[1]
+        reader = PipeReader(fd: fds[0])
+    }
+
+    func closeWriteEnd() {
+        if writeFD >= 0 { close(writeFD) }
+        writeFD = -1
+    }
+
+    /// Up to `count` bytes: fewer only at the end of the stream (empty once it is over).
+    func read(upTo count: Int) async -> [UInt8] {
+        await reader.read(upTo: count)
+    }
+
+    deinit {
+        closeWriteEnd()
+        close(readFD)
+    }
+}
+
+/// Blocking reads of one descriptor, on a dedicated thread.
+private actor PipeReader {
+    private let fd: Int32
+    private let executor = DedicatedThreadExecutor(name: "gantry-pipe")
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    init(fd: Int32) {
+        self.fd = fd
+    }
+
+    func read(upTo count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, count - filled) }
+            if n > 0 {
+                filled += n
+            } else if n < 0, errno == EINTR {
+                continue
+            } else {
+                break
+            }
+        }
+        out.removeLast(count - filled)
+        return out
+    }
+
+    deinit {
+        executor.shutdown()
     }
 }

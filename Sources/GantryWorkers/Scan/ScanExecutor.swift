@@ -309,7 +309,8 @@ struct VulnerabilityGate {
         }
         do {
             let report = try VulnerabilityReport.parse(text, format: format)
-            context.log.write("vulnerabilities: \(report.format.rawValue) report\(report.target.isEmpty ? "" : " of \(report.target)"), \(report.findings.count) findings")
+            let count = report.findings.count
+            context.log.write("vulnerabilities: \(report.format.rawValue) report\(report.target.isEmpty ? "" : " of \(report.target)"), \(count) finding\(count == 1 ? "" : "s")")
             return report
         } catch {
             throw StepFailure("\(origin) cannot be read: \(error)", retryable: false)
@@ -334,6 +335,8 @@ struct VulnerabilityGate {
                 context.log.write("blocking: \(line)")
             }
         }
+        let below = report.findings.count - blocking.count - allowed
+        context.log.write("gate fail_on \(failOn.rawValue): \(blocking.count) blocking, \(allowed) allowed, \(below) below the gate")
         return (counts, blocking, allowed)
     }
 }

@@ -1,0 +1,160 @@
+import Foundation
+import GantryCore
+import GantryHTTP
+
+/// The `backup` kind: a tar.gz of paths, or a command's output, streamed to S3;
+/// and, with `action: restore`, back.
+///
+/// ```yaml
+/// - id: backup
+///   kind: backup
+///   with:
+///     source: { paths: [/var/lib/app/uploads, config] }      # a tar.gz of these
+///     # source: { command: "pg_dump --format=custom app" }   # or what this writes to stdout
+///     to: "s3://backups/prod/${{ run.id }}/"                  # a prefix (ending in /) or a full key
+///     name: uploads.tar.gz         # default: <step id>.tar.gz, or <step id>.out for a command
+///     retention_days: 90           # tagged gantry-retention-days=90 (see gantry backup lifecycle)
+///     storage_class: STANDARD_IA
+///     endpoint: http://minio:9000  # default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS
+///     region: eu-west-1            # default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
+///     access_key_id: "${{ secrets.S3_KEY_ID }}"          # default: AWS_ACCESS_KEY_ID of the worker
+///     secret_access_key: "${{ secrets.S3_SECRET }}"      # default: AWS_SECRET_ACCESS_KEY
+/// - id: restore
+///   kind: backup
+///   with: { action: restore, from: "${{ steps.backup.outputs.url }}", to_path: /srv/restore }   # or to_command: "pg_restore -d app"
+/// ```
+/// Outputs of a backup: `url`, `size`, `sha256`, `parts`; of a restore: `url`,
+/// `size`, `sha256`, `restored_to`.
+public struct BackupExecutor: StepExecutor {
+    public let kind = "backup"
+
+    private let environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    public func execute(_ context: StepContext) async throws -> StepOutputs {
+        let inputs = context.inputs
+        let s3 = try client(context)
+        let partSize = (inputs["part_size_mb"]?.intValue).map { $0 << 20 } ?? 8 << 20
+        let transfer = BackupTransfer(s3: s3, partSize: partSize)
+        switch inputs["action"]?.stringValue ?? "backup" {
+        case "backup": return try await backup(context, transfer)
+        case "restore": return try await restore(context, transfer)
+        case let other: throw StepFailure("with.action '\(other)': use backup (the default) or restore", retryable: false)
+        }
+    }
+
+    private func backup(_ context: StepContext, _ transfer: BackupTransfer) async throws -> StepOutputs {
+        let inputs = context.inputs
+        guard let to = inputs["to"].map(context.resolved)?.stringValue, var location = S3Location(to) else {
+            throw StepFailure("with.to: give an s3://bucket/prefix/ URL", retryable: false)
+        }
+        guard case .object(let source)? = inputs["source"] else {
+            throw StepFailure("with.source: give { paths: [...] } or { command: \"…\" }", retryable: false)
+        }
+        let environment = ShellCommand.baseEnvironment(context, workerEnvironment: self.environment)
+        let producer: ChildProcess
+        let defaultName: String
+        switch (source["paths"], source["command"]?.stringValue) {
+        case (.array(let list)?, nil) where !list.isEmpty:
+            let paths = try list.enumerated().map { index, item -> String in
+                guard let path = context.resolved(item).stringValue, !path.isEmpty else {
+                    throw StepFailure("with.source.paths[\(index)] is not a path", retryable: false)
+                }
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw StepFailure("with.source.paths[\(index)] '\(path)': no such file or directory on the worker", retryable: false)
+                }
+                return path
+            }
+            guard let tar = ChildProcess.locate("tar", path: environment["PATH"]) else {
+                throw StepFailure("backup: tar is not installed on this worker", retryable: false)
+            }
+            producer = ChildProcess(executable: tar, arguments: ["-czf", "-", "--"] + paths, environment: environment)
+            defaultName = "\(context.job.stepID).tar.gz"
+        case (nil, let script?):
+            let command = try ShellCommand(script, field: "with.source.command", shellName: nil, context: context, path: environment["PATH"] ?? "")
+            producer = ChildProcess(executable: command.executable, arguments: command.arguments,
+                                    environment: environment.merging(command.variables) { $1 })
+            defaultName = "\(context.job.stepID).out"
+        default:
+            throw StepFailure("with.source: give either paths (a list) or command", retryable: false)
+        }
+        if location.key.isEmpty || location.key.hasSuffix("/") {
+            location.key += inputs["name"].map(context.resolved)?.stringValue ?? defaultName
+        }
+        var headers: [(name: String, value: String)] = [
+            ("x-amz-tagging", BackupTransfer.tags(retentionDays: inputs["retention_days"]?.intValue, run: context.job.runID, step: context.job.stepID)),
+            ("x-amz-meta-gantry-run", context.job.runID),
+        ]
+        if let storageClass = inputs["storage_class"]?.stringValue { headers.append(("x-amz-storage-class", storageClass)) }
+        context.log.write("backing up to \(location)")
+        let uploaded = try await transfer.upload(from: producer, to: location, headers: headers, log: context.log) {
+            try await context.checkLease()
+        }
+        context.log.write("verified \(location): \(uploaded.size) bytes in \(uploaded.parts) part\(uploaded.parts == 1 ? "" : "s"), sha256 \(uploaded.sha256)")
+        return [
+            "url": .string(location.description), "size": .number(Double(uploaded.size)),
+            "sha256": .string(uploaded.sha256), "parts": .number(Double(uploaded.parts)),
+        ]
+    }
+
+    private func restore(_ context: StepContext, _ transfer: BackupTransfer) async throws -> StepOutputs {
+        let inputs = context.inputs
+        guard let from = inputs["from"].map(context.resolved)?.stringValue, let location = S3Location(from), !location.key.isEmpty else {
+            throw StepFailure("with.from: give the s3:// URL of a backup (a backup step's outputs.url)", retryable: false)
+        }
+        let toPath = inputs["to_path"].map(context.resolved)?.stringValue
+        let toCommand = inputs["to_command"]?.stringValue
+        guard (toPath == nil) != (toCommand == nil) else {
+            throw StepFailure("with: give to_path (a directory to extract into) or to_command (fed the backup on stdin)", retryable: false)
+        }
+        let scratch = try Scratch(for: context.job)
+        defer { scratch.remove() }
+        try await context.checkLease()
+        var environment = ShellCommand.baseEnvironment(context, workerEnvironment: self.environment)
+        let destination: BackupTransfer.Destination
+        if let toPath {
+            destination = .path(toPath)
+        } else {
+            // Expressions in the command become variables, as in build.
+            let command = try ShellCommand(toCommand!, field: "with.to_command", shellName: "sh", context: context, path: environment["PATH"] ?? "")
+            environment.merge(command.variables) { $1 }
+            destination = .command(command.arguments.last!)
+        }
+        let log = context.log
+        let (size, sha256) = try await transfer.restore(
+            location, to: destination, scratchDirectory: scratch.directory, environment: environment
+        ) { log.write($0) }
+        context.log.write("restored to \(toPath ?? "with.to_command")")
+        return [
+            "url": .string(location.description), "size": .number(Double(size)), "sha256": .string(sha256),
+            "restored_to": .string(toPath ?? "command"),
+        ]
+    }
+
+    private func client(_ context: StepContext) throws -> S3Client {
+        let inputs = context.inputs
+        let id = inputs["access_key_id"].map(context.resolved)?.stringValue
+        let secret = inputs["secret_access_key"].map(context.resolved)?.stringValue
+        guard (id == nil) == (secret == nil) else {
+            throw StepFailure("with: give both access_key_id and secret_access_key, or neither (the worker's AWS_* variables)", retryable: false)
+        }
+        for (field, value) in [("access_key_id", id), ("secret_access_key", secret)] {
+            if let value, let expression = Expressions.references(in: .string(value)).first {
+                throw StepFailure("with.\(field): '${{ \(expression) }}' has no value here", retryable: false)
+            }
+        }
+        do {
+            let configuration = try S3Configuration.resolve(
+                environment: environment, endpoint: inputs["endpoint"].map(context.resolved)?.stringValue,
+                region: inputs["region"]?.stringValue,
+                credentials: id.map { AWSCredentials(accessKeyID: $0, secretAccessKey: secret!) }
+            )
+            return S3Client(configuration)
+        } catch {
+            throw StepFailure("backup: \(error)", retryable: false)
+        }
+    }
+}
