@@ -18,6 +18,12 @@ public struct Exposition: Sendable, Equatable {
         public var name: String
         public var labels: [String: String]
         public var value: Double
+
+        public init(name: String, labels: [String: String], value: Double) {
+            self.name = name
+            self.labels = labels
+            self.value = value
+        }
     }
 
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -82,7 +88,8 @@ public struct Exposition: Sendable, Equatable {
         return Exposition(samples: samples)
     }
 
-    static func parseValue(_ text: String) -> Double? {
+    /// A sample value as the format writes it (`1.5`, `+Inf`, `NaN`).
+    public static func parseValue(_ text: String) -> Double? {
         switch text {
         case "+Inf", "Inf": return .infinity
         case "-Inf": return -.infinity

@@ -34,6 +34,13 @@ public struct MetricAnalysis: Sendable {
         public var failed = 0
         public var inconclusive = 0
         public var last: Double?
+
+        public init(successful: Int = 0, failed: Int = 0, inconclusive: Int = 0, last: Double? = nil) {
+            self.successful = successful
+            self.failed = failed
+            self.inconclusive = inconclusive
+            self.last = last
+        }
     }
 
     public let metrics: [Metric]

@@ -220,9 +220,26 @@ private struct Reader {
                 }
             }
             if step.kind == "approval" { checkApproval(step, entries["with"]?.value ?? item) }
+            if step.kind == "metrics-watch", let with = entries["with"]?.value { checkMetricConditions(step, with) }
             out.append(step)
         }
         return out
+    }
+
+    /// A metrics watch's `success` and `failure` conditions, parsed now so that a typo
+    /// fails the submit rather than the watch after a deployment.
+    mutating func checkMetricConditions(_ step: PipelineStep, _ with: Node) {
+        guard let metrics = with["metrics"]?.sequence else { return }
+        for (index, metric) in metrics.enumerated() {
+            for key in ["success", "failure"] {
+                guard let node = metric[key], let text = node.string else { continue }
+                do {
+                    _ = try MetricCondition(text)
+                } catch {
+                    report(node, "metrics-watch step '\(step.id)': metrics[\(index)].\(key) '\(text)': \(error)")
+                }
+            }
+        }
     }
 
     /// An approval gate's settings: `required` approvers (a whole number from 1), `timeout`

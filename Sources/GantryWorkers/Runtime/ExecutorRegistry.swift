@@ -8,7 +8,7 @@ public struct ExecutorRegistry: Sendable {
 
     /// Every kind built into Gantry.
     public static var builtIn: ExecutorRegistry {
-        ExecutorRegistry([NoopExecutor(), BuildExecutor(), ScanExecutor(), BackupExecutor(), SmokeTestExecutor(), NotifyExecutor()])
+        ExecutorRegistry([NoopExecutor(), BuildExecutor(), ScanExecutor(), BackupExecutor(), SmokeTestExecutor(), MetricsWatchExecutor(), NotifyExecutor()])
     }
 
     public mutating func register(_ executor: any StepExecutor) {
