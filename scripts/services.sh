@@ -39,6 +39,8 @@ need_pkgs() {
   command -v git >/dev/null || missing+=(git)          # the scan kind's diff mode
   command -v python3 >/dev/null || missing+=(python3)  # the demo's capturing HTTP server, the S3 server
   python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+  command -v prometheus >/dev/null || missing+=(prometheus)  # the metrics-watch tests run one
+  command -v nginx >/dev/null || missing+=(nginx)            # the deploy kind's local target
   printf '%s\n' "${missing[@]}"
 }
 
