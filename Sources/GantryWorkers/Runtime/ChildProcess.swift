@@ -17,8 +17,9 @@ import Synchronization
 ///
 /// The child starts with default signal dispositions and no blocked signals (the
 /// worker ignores SIGPIPE and handles SIGTERM itself; neither may be inherited),
-/// with stdin on /dev/null, stdout and stderr on one pipe (in order, as a CI log
-/// shows them), no other descriptor of the worker, and only the environment given.
+/// with stdin on /dev/null (or `stdinFile`), stdout and stderr on one pipe (in
+/// order, as a CI log shows them) unless stdout goes to `stdoutFile` or
+/// `stdoutPipe`, no other descriptor of the worker, and only the environment given.
 struct ChildProcess: Sendable {
     var executable: String
     var arguments: [String]
@@ -38,6 +39,9 @@ struct ChildProcess: Sendable {
     var stdoutPipe: StreamPipe?
     /// When set, stdin reads this file instead of /dev/null.
     var stdinFile: String?
+    /// Kill what the command left in its process group when it exits (the default). Off for
+    /// commands whose job is to start something that outlives them (a daemon, a service instance).
+    var killOrphans = true
 
     /// How the leader ended.
     enum Ending: Sendable, Equatable, CustomStringConvertible {
@@ -251,7 +255,7 @@ private struct Supervision: @unchecked Sendable {
             if !ended, cspawn_reap(pid, &status) != 0 {
                 ended = true
                 // What the command left behind in its group ends with it.
-                if kill(-pid, 0) == 0 {
+                if process.killOrphans, kill(-pid, 0) == 0 {
                     orphans = true
                     kill(-pid, SIGKILL)
                 }

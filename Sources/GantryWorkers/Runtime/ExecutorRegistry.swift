@@ -7,8 +7,12 @@ public struct ExecutorRegistry: Sendable {
     }
 
     /// Every kind built into Gantry.
-    public static var builtIn: ExecutorRegistry {
-        ExecutorRegistry([NoopExecutor(), BuildExecutor(), ScanExecutor(), BackupExecutor(), SmokeTestExecutor(), MetricsWatchExecutor(), NotifyExecutor()])
+    /// - Parameter localStateDirectory: where the deploy kind's local target keeps its state.
+    public static func builtIn(localStateDirectory: String = ".gantry/local") -> ExecutorRegistry {
+        ExecutorRegistry([
+            NoopExecutor(), BuildExecutor(), ScanExecutor(), BackupExecutor(), DeployExecutor(stateDirectory: localStateDirectory),
+            SmokeTestExecutor(), MetricsWatchExecutor(), NotifyExecutor(),
+        ])
     }
 
     public mutating func register(_ executor: any StepExecutor) {

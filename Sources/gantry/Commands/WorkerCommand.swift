@@ -18,7 +18,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "Kinds to take, comma-separated: build, scan, smoke-test, notify, noop (docs/step-kinds.md).")
+    @Option(help: "Kinds to take, comma-separated: build, scan, backup, deploy, smoke-test, metrics-watch, notify, noop (docs/step-kinds.md).")
     var kind: String
 
     @Option(help: "Attempts run at once (default: the fleet definition's).")
@@ -40,6 +40,9 @@ struct WorkerCommand: AsyncParsableCommand {
         secretsDirectoryFlag ?? ProcessInfo.processInfo.environment["GANTRY_SECRETS_DIR"]
     }
 
+    @Option(name: .customLong("state-dir"), help: "Where the deploy kind's local target keeps its services' state and its nginx files.")
+    var stateDirectory: String = ProcessInfo.processInfo.environment["GANTRY_STATE_DIR"] ?? ".gantry/local"
+
     @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
     var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
 
@@ -58,7 +61,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = connection.logger("gantry.worker")
-        let registry = ExecutorRegistry.builtIn
+        let registry = ExecutorRegistry.builtIn(localStateDirectory: stateDirectory)
         for name in kinds where registry.executor(for: name) == nil {
             throw ValidationError("--kind '\(name)': no such kind; known kinds: \(registry.kinds.joined(separator: ", "))")
         }

@@ -1,0 +1,134 @@
+import Foundation
+import GantryCore
+
+/// The `deploy` kind. The `local` target runs a service as local processes
+/// behind an nginx the worker manages (see `LocalTarget`):
+///
+/// ```yaml
+/// - id: deploy-api
+///   kind: deploy
+///   with:
+///     target: local
+///     service: api
+///     version: "${{ run.short_sha }}"
+///     run: "exec ./bin/api --port $PORT"     # started once per instance, with PORT set
+///     env: { LOG_LEVEL: info }
+///     instances: 2
+///     listen: "127.0.0.1:8300"               # where nginx serves the service
+///     strategy: blue-green                   # or rolling
+///     health: { path: /healthz, expect_status: 200, timeout: 30s }
+///     rollback_window: 10m                   # blue keeps running this long after a switch
+///     rollback_on_failure: true              # a rolling deploy that fails half-way goes back
+/// - id: rollback
+///   kind: deploy
+///   with: { target: local, action: rollback, service: api, run: "exec ./bin/api --port $PORT" }   # to_version: optional
+/// ```
+/// Outputs: `service`, `version`, `previous_version`, `strategy`, `target`,
+/// `result` (deployed, unchanged, rolled_back), `listen`, `ports` — kept in the
+/// ledger with the attempt, where the `deployments` view reads them (DORA figures).
+/// Before every change (starting, switching, stopping) the executor checks it
+/// still holds the step's lease: a deploy whose lease was lost stops there.
+public struct DeployExecutor: StepExecutor {
+    public let kind = "deploy"
+
+    private let stateDirectory: String
+    private let environment: [String: String]
+
+    /// - Parameter stateDirectory: where the local target keeps its state and nginx files
+    ///   (`gantry worker --state-dir`, default `.gantry/local`).
+    public init(stateDirectory: String = ".gantry/local", environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.stateDirectory = stateDirectory
+        self.environment = environment
+    }
+
+    public func execute(_ context: StepContext) async throws -> StepOutputs {
+        let inputs = context.inputs
+        switch inputs["target"]?.stringValue ?? "local" {
+        case "local": break
+        case "kubernetes":
+            throw StepFailure("with.target kubernetes: not supported by this worker yet; use target: local", retryable: false)
+        case let other:
+            throw StepFailure("with.target '\(other)': use local", retryable: false)
+        }
+        let spec = try Self.spec(context)
+        let target = LocalTarget(
+            stateDirectory: stateDirectory, context: context,
+            baseEnvironment: ShellCommand.baseEnvironment(context, workerEnvironment: environment)
+        )
+        switch inputs["action"]?.stringValue ?? "deploy" {
+        case "deploy":
+            let strategy = inputs["strategy"]?.stringValue ?? "rolling"
+            guard ["rolling", "blue-green"].contains(strategy) else {
+                throw StepFailure("with.strategy '\(strategy)': use rolling or blue-green", retryable: false)
+            }
+            guard !spec.command.isEmpty else { throw StepFailure("with.run: give the command that starts one instance (it listens on $PORT)", retryable: false) }
+            do {
+                return try await target.deploy(spec, strategy: strategy)
+            } catch let failure as StepFailure where strategy == "rolling" && inputs["rollback_on_failure"]?.boolValue == true {
+                context.log.write("deploy failed (\(failure.message)); rolling back as rollback_on_failure asks")
+                _ = try? await target.rollback(spec, to: nil)
+                throw failure
+            }
+        case "rollback":
+            return try await target.rollback(spec, to: inputs["to_version"].map(context.resolved)?.stringValue)
+        case let other:
+            throw StepFailure("with.action '\(other)': use deploy (the default) or rollback", retryable: false)
+        }
+    }
+
+    static func spec(_ context: StepContext) throws -> LocalTarget.Spec {
+        let inputs = context.inputs
+        func text(_ field: String) -> String? { inputs[field].map(context.resolved)?.stringValue }
+        guard let service = text("service"), !service.isEmpty,
+              service.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            throw StepFailure("with.service: give the service's name (letters, digits, - and _)", retryable: false)
+        }
+        let isRollback = inputs["action"]?.stringValue == "rollback"
+        let version = text("version") ?? text("image") ?? ""
+        guard isRollback || !version.isEmpty else { throw StepFailure("with.version: give the version being deployed", retryable: false) }
+        guard let listen = text("listen") ?? (isRollback ? "" : nil), isRollback || listen.contains(":") else {
+            throw StepFailure("with.listen: give the address nginx serves the service on, e.g. 127.0.0.1:8300", retryable: false)
+        }
+        var environment: [String: String] = [:]
+        if case .object(let values)? = inputs["env"] {
+            for (name, value) in values { environment[name] = context.resolved(value).stringValue ?? value.jsonText }
+        }
+        var healthPath = "/healthz", expectStatus = 200, healthTimeout = Duration.seconds(30)
+        if case .object(let health)? = inputs["health"] {
+            healthPath = health["path"]?.stringValue ?? healthPath
+            expectStatus = health["expect_status"]?.intValue ?? expectStatus
+            if let timeout = health["timeout"]?.stringValue {
+                guard let value = try? DurationParser.parse(timeout) else {
+                    throw StepFailure("with.health.timeout '\(timeout)': give a duration such as 30s", retryable: false)
+                }
+                healthTimeout = value
+            }
+        }
+        var rollbackWindow = Duration.seconds(600)
+        if let window = text("rollback_window") {
+            guard let value = try? DurationParser.parse(window) else {
+                throw StepFailure("with.rollback_window '\(window)': give a duration such as 10m", retryable: false)
+            }
+            rollbackWindow = value
+        }
+        // The instance command is shell text: expressions in it travel as variables, never pasted in.
+        var command = inputs["run"]?.stringValue ?? ""
+        if command.contains("${{") {
+            let rewritten = ShellExpressions.rewrite(command)
+            for (name, expression) in rewritten.variables {
+                guard let value = context.bindings[expression] else {
+                    throw StepFailure("with.run: '${{ \(expression) }}' has no value here", retryable: false)
+                }
+                environment[name] = value
+            }
+            command = rewritten.command
+        }
+        let instances = inputs["instances"]?.intValue ?? 1
+        guard (1...32).contains(instances) else { throw StepFailure("with.instances: give 1 to 32", retryable: false) }
+        return LocalTarget.Spec(
+            service: service, version: version, command: command, environment: environment,
+            instances: instances, listen: listen, healthPath: healthPath, expectStatus: expectStatus,
+            healthTimeout: healthTimeout, rollbackWindow: rollbackWindow, workdir: text("workdir")
+        )
+    }
+}

@@ -1,0 +1,392 @@
+import Foundation
+import GantryCore
+import GantryHTTP
+
+/// The `local` deploy target: a service's instances are local processes behind
+/// an nginx this worker manages. Instances lead sessions of their own, so they
+/// outlive a worker restart; the state directory (`state.json` per service and
+/// the nginx files) is what the next attempt reads to finish or undo a deploy
+/// that a killed worker left half done.
+struct LocalTarget {
+    struct Spec {
+        var service: String
+        var version: String
+        var command: String
+        var environment: [String: String]
+        var instances: Int
+        var listen: String
+        var healthPath: String
+        var expectStatus: Int
+        var healthTimeout: Duration
+        var rollbackWindow: Duration
+        var workdir: String?
+    }
+
+    let stateDirectory: String
+    let context: StepContext
+    let baseEnvironment: [String: String]
+    private let http = HTTPClient(name: "gantry-deploy-health")
+
+    init(stateDirectory: String, context: StepContext, baseEnvironment: [String: String]) {
+        self.stateDirectory = (stateDirectory as NSString).standardizingPath.hasPrefix("/")
+            ? (stateDirectory as NSString).standardizingPath
+            : FileManager.default.currentDirectoryPath + "/" + stateDirectory
+        self.context = context
+        self.baseEnvironment = baseEnvironment
+    }
+
+    var nginxPrefix: String { stateDirectory + "/nginx" }
+    func serviceDirectory(_ service: String) -> String { stateDirectory + "/services/" + service }
+    func statePath(_ service: String) -> String { serviceDirectory(service) + "/state.json" }
+    func configPath(_ service: String) -> String { nginxPrefix + "/services/\(service).conf" }
+
+    // MARK: Deploys
+
+    /// Blue-green: the new release starts beside the serving one, is health-checked,
+    /// then nginx switches to it in one reload; the old one is kept for the rollback window.
+    /// Rolling: instances are replaced one at a time, each checked before the next.
+    func deploy(_ spec: Spec, strategy: String) async throws -> StepOutputs {
+        var state = try await recover(spec.service, listen: spec.listen)
+        let previousVersion = state.active?.version
+        if state.active?.version == spec.version, let active = state.active, try await allHealthy(active.instances, spec) {
+            log("\(spec.service) \(spec.version) is already serving on \(spec.listen); nothing to do")
+            return outputs(spec, strategy: strategy, previous: previousVersion, state: state, result: "unchanged")
+        }
+        switch strategy {
+        case "blue-green": try await blueGreen(spec, &state)
+        default: try await rolling(spec, &state)
+        }
+        return outputs(spec, strategy: strategy, previous: previousVersion, state: state, result: "deployed")
+    }
+
+    private func blueGreen(_ spec: Spec, _ state: inout LocalDeployment) async throws {
+        let green = try await startRelease(spec, &state)
+        guard try await allHealthy(green.instances, spec, wait: spec.healthTimeout) else {
+            log("green \(spec.version) is unhealthy; stopping it — traffic never moved")
+            try await context.checkLease()
+            stop(green.instances)
+            state.pending = nil
+            try save(state)
+            throw StepFailure("\(spec.service) \(spec.version): the new instances did not pass their health check (\(spec.healthPath) → \(spec.expectStatus)) within \(DurationParser.format(spec.healthTimeout)); traffic stayed on \(state.active?.version ?? "nothing")", retryable: false)
+        }
+        try await context.checkLease()
+        try await switchTraffic(spec.service, listen: spec.listen, ports: green.ports, release: spec.version, probe: spec.healthPath)
+        let retired = state.promotePending(keepUntilMs: WallClock.nowMs() + spec.rollbackWindow.milliseconds)
+        try save(state)
+        log("traffic on \(spec.listen) moved to \(spec.version) (ports \(green.ports.map(String.init).joined(separator: ",")))\(state.previous.map { "; \($0.version) kept for \(DurationParser.format(spec.rollbackWindow)) for a rollback" } ?? "")")
+        if let retired { stop(retired.instances) }
+    }
+
+    private func rolling(_ spec: Spec, _ state: inout LocalDeployment) async throws {
+        var serving = state.active?.instances ?? []
+        var fresh: [LocalDeployment.Instance] = []
+        for index in 0..<spec.instances {
+            try await context.checkLease()
+            let instance = try await startInstance(spec)
+            state.pending = LocalDeployment.Release(version: spec.version, instances: fresh + [instance])
+            try save(state)
+            guard try await allHealthy([instance], spec, wait: spec.healthTimeout) else {
+                stop([instance])
+                state.pending = fresh.isEmpty ? nil : LocalDeployment.Release(version: spec.version, instances: fresh)
+                try save(state)
+                throw StepFailure("\(spec.service) \(spec.version): instance \(index + 1) of \(spec.instances) did not pass its health check; \(fresh.count) new and \(serving.count) old instances serve", retryable: false)
+            }
+            fresh.append(instance)
+            let old = serving.isEmpty ? nil : serving.removeFirst()
+            try await context.checkLease()
+            try await switchTraffic(spec.service, listen: spec.listen, ports: (fresh + serving).map(\.port),
+                                    release: "\(spec.version)-\(index + 1)of\(spec.instances)", probe: spec.healthPath)
+            if let old { stop([old]) }
+            log("instance \(index + 1)/\(spec.instances) of \(spec.version) serving on port \(instance.port)")
+        }
+        stop(serving)
+        // Rolling keeps no old release running: a rollback starts the previous version again.
+        if let previous = state.previous { stop(previous.instances) }
+        state.previous = nil
+        state.active = LocalDeployment.Release(version: spec.version, instances: fresh)
+        state.pending = nil
+        if state.history.last != spec.version { state.history.append(spec.version) }
+        try save(state)
+    }
+
+    /// Back to the release before: at once when it is still running (inside its
+    /// rollback window), else by starting that version again, blue-green.
+    func rollback(_ spec: Spec, to version: String?) async throws -> StepOutputs {
+        var state = try await recover(spec.service, listen: spec.listen)
+        // Where the service is served is the target's record, not the rollback step's to give.
+        var spec = spec
+        spec.listen = state.listen
+        guard let active = state.active else {
+            throw StepFailure("\(spec.service) has no deployed version on this target; nothing to roll back", retryable: false)
+        }
+        guard let target = version ?? state.rollbackVersion else {
+            throw StepFailure("\(spec.service) has only ever run \(active.version); nothing to roll back to", retryable: false)
+        }
+        if let previous = state.previous, previous.version == target, try await allHealthy(previous.instances, spec) {
+            try await context.checkLease()
+            try await switchTraffic(spec.service, listen: spec.listen, ports: previous.ports, release: previous.version, probe: spec.healthPath)
+            state.pending = LocalDeployment.Release(version: previous.version, instances: previous.instances)
+            state.previous = nil
+            _ = state.promotePending(keepUntilMs: WallClock.nowMs() + spec.rollbackWindow.milliseconds)
+            try save(state)
+            log("rolled \(spec.service) back from \(active.version) to \(target): traffic moved to the instances kept running")
+        } else {
+            guard !spec.command.isEmpty else {
+                throw StepFailure("\(spec.service) \(target) is no longer running; give with.run so that it can be started again", retryable: false)
+            }
+            var again = spec
+            again.version = target
+            try await blueGreen(again, &state)
+            log("rolled \(spec.service) back from \(active.version) to \(target) by starting it again")
+        }
+        var rolledBack = outputs(spec, strategy: "blue-green", previous: active.version, state: state, result: "rolled_back")
+        rolledBack["version"] = .string(target)
+        return rolledBack
+    }
+
+    // MARK: State
+
+    /// The service's state after finishing or undoing what an interrupted deploy left.
+    private func recover(_ service: String, listen: String) async throws -> LocalDeployment {
+        var state = try load(service) ?? LocalDeployment(service: service, listen: listen)
+        let upstream = (try? String(contentsOfFile: configPath(service), encoding: .utf8)).map(NginxConfig.ports(inServiceConfig:)) ?? []
+        switch state.recovery(upstreamPorts: upstream) {
+        case .clean: break
+        case .finishSwitch:
+            log("an earlier attempt switched traffic to \(state.pending!.version) but did not record it; recording it now")
+            let retired = state.promotePending(keepUntilMs: WallClock.nowMs() + 600_000)
+            try save(state)
+            if let retired { stop(retired.instances) }
+        case .discardPending:
+            log("an earlier attempt left \(state.pending!.version) starting; it never served, stopping it")
+            try await context.checkLease()
+            // Rolling may have moved traffic to some new instances: keep those nginx serves.
+            let serving = Set(upstream)
+            stop(state.pending!.instances.filter { !serving.contains($0.port) })
+            state.pending = nil
+            try save(state)
+        }
+        if let expired = state.expired(nowMs: WallClock.nowMs()) {
+            log("the rollback window of \(expired.version) has passed; stopping it")
+            stop(expired.instances)
+            state.previous = nil
+            try save(state)
+        }
+        return state
+    }
+
+    private func load(_ service: String) throws -> LocalDeployment? {
+        guard let data = FileManager.default.contents(atPath: statePath(service)) else { return nil }
+        do {
+            return try JSONDecoder().decode(LocalDeployment.self, from: data)
+        } catch {
+            throw StepFailure("\(statePath(service)) cannot be read (\(error)); move it aside to start the service's state afresh", retryable: false)
+        }
+    }
+
+    private func save(_ state: LocalDeployment) throws {
+        try FileManager.default.createDirectory(atPath: serviceDirectory(state.service), withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // Written whole or not at all.
+        try encoder.encode(state).write(to: URL(fileURLWithPath: statePath(state.service)), options: .atomic)
+    }
+
+    // MARK: Instances
+
+    private func startRelease(_ spec: Spec, _ state: inout LocalDeployment) async throws -> LocalDeployment.Release {
+        var release = LocalDeployment.Release(version: spec.version, instances: [])
+        for _ in 0..<spec.instances {
+            try await context.checkLease()
+            release.instances.append(try await startInstance(spec))
+            state.pending = release
+            try save(state)
+        }
+        log("started \(spec.version): ports \(release.ports.map(String.init).joined(separator: ","))")
+        return release
+    }
+
+    /// Starts one instance in a session of its own, its output appended to a log file
+    /// in the service's directory; returns once it is started (not yet healthy).
+    private func startInstance(_ spec: Spec) async throws -> LocalDeployment.Instance {
+        let port = try Self.freePort()
+        try FileManager.default.createDirectory(atPath: serviceDirectory(spec.service), withIntermediateDirectories: true)
+        let logFile = serviceDirectory(spec.service) + "/\(spec.version)-\(port).log"
+        var environment = baseEnvironment.merging(spec.environment) { $1 }
+        environment["PORT"] = String(port)
+        environment["GANTRY_SERVICE"] = spec.service
+        environment["GANTRY_VERSION"] = spec.version
+        environment["GANTRY_INSTANCE_RUN"] = spec.command
+        environment["GANTRY_INSTANCE_LOG"] = logFile
+        let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        guard let sh = ChildProcess.locate("sh", path: path), ChildProcess.locate("setsid", path: path) != nil else {
+            throw StepFailure("deploy: sh and setsid (util-linux) must be installed on this worker", retryable: false)
+        }
+        // setsid: the instance leads a session (and process group) of its own, apart from the worker's.
+        var launcher = ChildProcess(
+            executable: sh,
+            arguments: ["-c", #"setsid sh -c "$GANTRY_INSTANCE_RUN" >>"$GANTRY_INSTANCE_LOG" 2>&1 </dev/null & echo $!"#],
+            environment: environment, workdir: spec.workdir
+        )
+        launcher.killOrphans = false
+        let pid = PIDLine()
+        let termination = try await launcher.run { line in pid.take(line) }
+        guard termination.ending == .exited(0), let value = pid.value else {
+            throw StepFailure("deploy: could not start an instance of \(spec.service) (\(termination.ending))")
+        }
+        return LocalDeployment.Instance(port: port, pid: value)
+    }
+
+    /// SIGTERM to each instance's process group, SIGKILL to what is left after five seconds.
+    func stop(_ instances: [LocalDeployment.Instance]) {
+        guard !instances.isEmpty else { return }
+        for instance in instances where Self.isRunning(instance.pid) { kill(-instance.pid, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline, instances.contains(where: { Self.isRunning($0.pid) }) { usleep(50_000) }
+        for instance in instances where Self.isRunning(instance.pid) { kill(-instance.pid, SIGKILL) }
+    }
+
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard pid > 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    private func allHealthy(_ instances: [LocalDeployment.Instance], _ spec: Spec, wait: Duration = .zero) async throws -> Bool {
+        let deadline = ContinuousClock.now + wait
+        var pending = instances
+        while true {
+            var still: [LocalDeployment.Instance] = []
+            for instance in pending {
+                guard Self.isRunning(instance.pid) else {
+                    log("instance on port \(instance.port) exited; see \(serviceDirectory(spec.service))/\(spec.version)-\(instance.port).log")
+                    return false
+                }
+                let response = try? await http.send(HTTPRequest(url: "http://127.0.0.1:\(instance.port)\(spec.healthPath)", timeout: .seconds(2), connectTimeout: .seconds(1)))
+                if response?.status != spec.expectStatus { still.append(instance) }
+            }
+            pending = still
+            if pending.isEmpty { return true }
+            if ContinuousClock.now >= deadline { return false }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StepFailure("deploy: cannot open a socket to find a free port") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        guard bound == 0, withUnsafeMutablePointer(to: &address, {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }) == 0 else { throw StepFailure("deploy: cannot find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    // MARK: nginx
+
+    /// Writes the service's upstream, checks the whole configuration, and reloads
+    /// nginx (starting it when it is not running). A configuration nginx refuses is
+    /// put back and never loaded.
+    private func switchTraffic(_ service: String, listen: String, ports: [Int], release: String, probe: String) async throws {
+        let fm = FileManager.default
+        for directory in ["services", "tmp"] {
+            try fm.createDirectory(atPath: nginxPrefix + "/" + directory, withIntermediateDirectories: true)
+        }
+        try NginxConfig.main(prefix: nginxPrefix).write(toFile: nginxPrefix + "/nginx.conf", atomically: true, encoding: .utf8)
+        let path = configPath(service)
+        let before = try? String(contentsOfFile: path, encoding: .utf8)
+        try NginxConfig.service(service, listen: listen, ports: ports, release: release).write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            try await nginx(["-t"])
+        } catch {
+            if let before { try? before.write(toFile: path, atomically: true, encoding: .utf8) } else { try? fm.removeItem(atPath: path) }
+            throw error
+        }
+        if nginxRunning {
+            try await nginx(["-s", "reload"])
+        } else {
+            log("starting nginx (prefix \(nginxPrefix))")
+            try await nginx([])
+        }
+        // `nginx -s reload` only signals the master: wait until new connections get the new release.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let client = HTTPClient(name: "gantry-deploy-probe")
+            let response = try? await client.send(HTTPRequest(
+                url: "http://\(listen)\(probe)", headers: [("Connection", "close")], timeout: .seconds(2), connectTimeout: .seconds(1)))
+            if response?.header("X-Gantry-Release") == release { return }
+            guard ContinuousClock.now < deadline else {
+                throw StepFailure("nginx on \(listen) did not start serving \(release) within 10s after the reload; see \(nginxPrefix)/error.log")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    var nginxRunning: Bool {
+        guard let text = try? String(contentsOfFile: nginxPrefix + "/nginx.pid", encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
+        return Self.isRunning(pid)
+    }
+
+    private func nginx(_ arguments: [String]) async throws {
+        let path = baseEnvironment["PATH"].map { $0 + ":/usr/sbin:/sbin" } ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        guard let binary = ChildProcess.locate("nginx", path: path) else {
+            throw StepFailure("deploy: nginx is not installed on this worker (apt-get install nginx)", retryable: false)
+        }
+        var process = ChildProcess(
+            executable: binary, arguments: ["-p", nginxPrefix, "-c", nginxPrefix + "/nginx.conf", "-e", nginxPrefix + "/error.log"] + arguments,
+            environment: ["PATH": path]
+        )
+        // nginx daemonizes: its master must outlive this command.
+        process.killOrphans = false
+        let lines = Lines()
+        let termination = try await process.run { lines.append($0) }
+        guard termination.ending == .exited(0) else {
+            throw StepFailure("nginx \(arguments.joined(separator: " ")) \(termination.ending): \(lines.problem)")
+        }
+    }
+
+    private func outputs(_ spec: Spec, strategy: String, previous: String?, state: LocalDeployment, result: String) -> StepOutputs {
+        [
+            "service": .string(spec.service), "version": .string(state.active?.version ?? spec.version),
+            "previous_version": previous.map(JSONValue.string) ?? .null, "strategy": .string(strategy),
+            "target": .string("local"), "result": .string(result), "listen": .string(spec.listen),
+            "ports": .array((state.active?.ports ?? []).map { .number(Double($0)) }),
+        ]
+    }
+
+    private func log(_ line: String) { context.log.write(line) }
+}
+
+/// The pid line of the instance launcher.
+private final class PIDLine: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pid: Int32?
+
+    func take(_ line: String) {
+        lock.withLock { if pid == nil { pid = Int32(line.trimmingCharacters(in: .whitespaces)) } }
+    }
+
+    var value: Int32? { lock.withLock { pid } }
+}
+
+/// The output lines of a command, for its error message.
+private final class Lines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+
+    /// nginx's own complaint (`[emerg] …`), else its last line.
+    var problem: String {
+        lock.withLock { lines.first { $0.contains("[emerg]") || $0.contains("[alert]") } ?? lines.last ?? "" }
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+import GantryCore
+import GantryHTTP
+import Synchronization
+import Testing
+
+/// The deploy kind's local target, for real: instances are processes of
+/// scripts/sample-service.py behind Debian's nginx, started by a worker process.
+/// Everything started is stopped by the PIDs the target recorded.
+@Suite(.serialized) struct DeployTests {
+    static let sampleService = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../scripts/sample-service.py").standardizedFileURL.path
+
+    /// Stops the instances and the nginx a test's state directory records.
+    static func cleanUp(stateDirectory: String) {
+        let fm = FileManager.default
+        for service in (try? fm.contentsOfDirectory(atPath: stateDirectory + "/services")) ?? [] {
+            guard let data = fm.contents(atPath: "\(stateDirectory)/services/\(service)/state.json"),
+                  let state = try? JSONDecoder().decode(LocalDeployment.self, from: data) else { continue }
+            for release in [state.active, state.previous, state.pending].compactMap({ $0 }) {
+                for instance in release.instances { kill(-instance.pid, SIGKILL) }
+            }
+        }
+        if let text = try? String(contentsOfFile: stateDirectory + "/nginx/nginx.pid", encoding: .utf8),
+           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(pid, SIGQUIT)
+        }
+    }
+
+    /// GET / through nginx on a new connection (a kept-alive one may still sit on an old nginx worker).
+    static func get(_ listen: String) async throws -> String {
+        try await HTTPClient(name: "probe").send(HTTPRequest(url: "http://\(listen)/", headers: [("Connection", "close")])).text
+    }
+
+    static func state(_ stateDirectory: String, _ service: String) throws -> LocalDeployment {
+        let data = try #require(FileManager.default.contents(atPath: "\(stateDirectory)/services/\(service)/state.json"))
+        return try JSONDecoder().decode(LocalDeployment.self, from: data)
+    }
+
+    func pipeline(_ service: String, listen: String, version: String, flags: String = "", strategy: String = "blue-green",
+                  timeout: String = "20s", extra: String = "") -> String {
+        """
+        pipeline: deploy-\(service)
+        environment: staging
+        steps:
+          - id: deploy
+            kind: deploy
+            retry: { max_attempts: 2, backoff: { initial: 200ms } }
+            with:
+              target: local
+              service: \(service)
+              version: "\(version)"
+              run: "exec python3 \(Self.sampleService) --version \(version) \(flags)"
+              instances: 2
+              listen: "\(listen)"
+              strategy: \(strategy)
+              health: { path: /healthz, expect_status: 200, timeout: \(timeout) }
+        \(extra)
+        """
+    }
+
+    /// Sends requests through nginx until stopped; counts what came back.
+    final class Hammer: Sendable {
+        let ok = Atomic<Int>(0)
+        let failed = Atomic<Int>(0)
+        let versions = Mutex<[String]>([])
+        let stop = Atomic<Bool>(false)
+
+        func run(_ url: String) async {
+            let client = HTTPClient(name: "hammer")
+            while !stop.load(ordering: .relaxed) {
+                do {
+                    let response = try await client.send(HTTPRequest(url: url, timeout: .seconds(5)))
+                    if response.status == 200 {
+                        ok.add(1, ordering: .relaxed)
+                        let version = response.text.replacingOccurrences(of: "hello from ", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+                        versions.withLock { if $0.last != version { $0.append(version) } }
+                    } else {
+                        failed.add(1, ordering: .relaxed)
+                    }
+                } catch {
+                    failed.add(1, ordering: .relaxed)
+                }
+            }
+        }
+    }
+
+    @Test func blueGreenMovesTrafficWithoutAFailedRequestKeepsItOnUnhealthyGreenAndRollsBack() async throws {
+        let env = try await TestEnvironment.make()
+        let stateDirectory = env.logDirectory + "-local"
+        defer { Self.cleanUp(stateDirectory: stateDirectory) }
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("deployer", kind: "deploy,smoke-test", concurrency: 4, lease: "10s", extra: ["--state-dir", stateDirectory])
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let listen = "127.0.0.1:\(try APIHarness.freePort())"
+
+        let first = try await api.submit(pipeline("api", listen: listen, version: "v1"), token: token).json.id
+        let v1 = try await api.wait(first, token: token, timeout: .seconds(40))
+        #expect(v1.status == "succeeded", "\(v1.steps.first?.lastError ?? "")")
+        #expect(try await Self.get(listen) == "hello from v1\n")
+
+        // v2 while two clients hammer nginx: every request answered, and traffic moves.
+        let hammer = Hammer()
+        async let a: Void = hammer.run("http://\(listen)/")
+        async let b: Void = hammer.run("http://\(listen)/")
+        try await Task.sleep(for: .milliseconds(300))
+        let second = try await api.submit(pipeline("api", listen: listen, version: "v2"), token: token).json.id
+        let v2 = try await api.wait(second, token: token, timeout: .seconds(40))
+        try await Task.sleep(for: .milliseconds(500))
+        hammer.stop.store(true, ordering: .relaxed)
+        _ = await (a, b)
+        #expect(v2.status == "succeeded", "\(v2.steps.first?.lastError ?? "")")
+        let outputs = try #require(v2.steps.first?.attempts.last?.outputs)
+        #expect(outputs["version"] == .string("v2") && outputs["previous_version"] == .string("v1") && outputs["strategy"] == .string("blue-green"))
+        let served = hammer.ok.load(ordering: .relaxed)
+        #expect(hammer.failed.load(ordering: .relaxed) == 0, "\(hammer.failed.load(ordering: .relaxed)) of \(served) requests failed during the switch")
+        #expect(served > 50)
+        // Connections an old nginx worker still holds finish on v1; new ones get v2.
+        let seen = hammer.versions.withLock { $0 }
+        #expect(seen.first == "v1" && seen.last == "v2", "\(seen)")
+        var state = try Self.state(stateDirectory, "api")
+        #expect(state.active?.version == "v2" && state.previous?.version == "v1" && state.pending == nil)
+        #expect(state.previous?.instances.allSatisfy { BuildTests.isRunning($0.pid) } == true, "blue is kept for the rollback window")
+
+        // An unhealthy green: the step fails, traffic never moves, green is torn down.
+        let third = try await api.submit(pipeline("api", listen: listen, version: "v3", flags: "--unhealthy", timeout: "2s"), token: token).json.id
+        let v3 = try await api.wait(third, token: token, timeout: .seconds(40))
+        #expect(v3.status == "failed")
+        #expect(v3.steps.first?.attempts.count == 1, "an unhealthy release is not retried")
+        #expect(v3.steps.first?.attempts.first?.error?.contains("did not pass their health check") == true, "\(v3.steps.first?.attempts.first?.error ?? "")")
+        #expect(try await Self.get(listen) == "hello from v2\n")
+        state = try Self.state(stateDirectory, "api")
+        #expect(state.active?.version == "v2" && state.pending == nil)
+
+        // A release whose smoke test fails afterwards: on_failure rolls back to v2 at once.
+        let smoked = pipeline("api", listen: listen, version: "v4", extra: """
+              - id: smoke
+                kind: smoke-test
+                needs: [deploy]
+                with: { checks: [ { name: greeting, url: "http://\(listen)/", expect_body_contains: "hello from v2" } ] }
+            on_failure:
+              - id: rollback
+                kind: deploy
+                with: { target: local, action: rollback, service: api, run: "exec python3 \(Self.sampleService) --version v2" }
+            """)
+        let fourth = try await api.submit(smoked, token: token).json.id
+        let v4 = try await api.wait(fourth, token: token, timeout: .seconds(40))
+        let steps = Dictionary(uniqueKeysWithValues: v4.steps.map { ($0.id, $0) })
+        #expect(v4.status == "failed" && steps["smoke"]?.status == "failed")
+        #expect(steps["rollback"]?.status == "succeeded", "\(steps["rollback"]?.lastError ?? "")")
+        #expect(steps["rollback"]?.attempts.last?.outputs["result"] == .string("rolled_back"))
+        #expect(steps["rollback"]?.attempts.last?.outputs["version"] == .string("v2"))
+        #expect(try await Self.get(listen) == "hello from v2\n")
+        _ = await worker.stop()
+        _ = await dispatcher.stop()
+    }
+
+    @Test func aWorkerKilledMidDeployLeavesAStateTheNextAttemptFinishes() async throws {
+        let env = try await TestEnvironment.make()
+        let stateDirectory = env.logDirectory + "-local"
+        defer { Self.cleanUp(stateDirectory: stateDirectory) }
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let listen = "127.0.0.1:\(try APIHarness.freePort())"
+        let first = try env.worker("deployer-1", kind: "deploy", concurrency: 2, lease: "2s", extra: ["--state-dir", stateDirectory])
+        let v1 = try await api.submit(pipeline("web", listen: listen, version: "v1"), token: token).json.id
+        #expect(try await api.wait(v1, token: token, timeout: .seconds(40)).status == "succeeded")
+
+        // v2 starts slowly; the worker dies while green is starting, before any switch.
+        let slow = try await api.submit(pipeline("web", listen: listen, version: "v2", flags: "--start-delay 3"), token: token).json.id
+        try await env.eventually("green to be starting", timeout: .seconds(20)) {
+            (try? Self.state(stateDirectory, "web"))?.pending?.instances.count == 2
+        }
+        let orphans = try Self.state(stateDirectory, "web").pending!.instances
+        first.signal(SIGKILL)
+        _ = await first.waitForExit()
+        #expect(try await Self.get(listen) == "hello from v1\n", "v1 still serves")
+
+        let second = try env.worker("deployer-2", kind: "deploy", concurrency: 2, lease: "2s", extra: ["--state-dir", stateDirectory])
+        let run = try await api.wait(slow, token: token, timeout: .seconds(60))
+        #expect(run.status == "succeeded", "\(run.steps.first?.lastError ?? "")")
+        #expect(run.steps.first?.attempts.map(\.status) == ["lost", "succeeded"])
+        let state = try Self.state(stateDirectory, "web")
+        #expect(state.active?.version == "v2" && state.previous?.version == "v1" && state.pending == nil)
+        let activePorts = Set(state.active?.ports ?? [])
+        #expect(activePorts.isDisjoint(with: orphans.map(\.port)), "the half-started green was replaced, not adopted")
+        try await env.eventually("the half-started green to be stopped", timeout: .seconds(10)) {
+            orphans.allSatisfy { !BuildTests.isRunning($0.pid) }
+        }
+        #expect(try await Self.get(listen) == "hello from v2\n")
+        _ = await second.stop()
+        _ = await dispatcher.stop()
+    }
+}
+
