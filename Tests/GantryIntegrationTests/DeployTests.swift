@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryPostgres
 import Synchronization
 import Testing
 
@@ -151,6 +152,22 @@ import Testing
         #expect(steps["rollback"]?.attempts.last?.outputs["result"] == .string("rolled_back"))
         #expect(steps["rollback"]?.attempts.last?.outputs["version"] == .string("v2"))
         #expect(try await Self.get(listen) == "hello from v2\n")
+
+        // What auditors and DORA figures read: every deploy attempt, from the ledger.
+        let rows = try await env.db().run("""
+            SELECT service, action, strategy, version, coalesce(previous_version, '') AS previous, status, coalesce(result, '') AS result
+            FROM deployments ORDER BY finished_at, step_id
+            """, [])
+        let history = (0..<rows.count).map { i in
+            ["service", "action", "strategy", "version", "previous", "status", "result"].map { rows[i].string($0) ?? "" }.joined(separator: " ")
+        }
+        #expect(history == [
+            "api deploy blue-green v1  succeeded deployed",
+            "api deploy blue-green v2 v1 succeeded deployed",
+            "api deploy blue-green v3  failed ",
+            "api deploy blue-green v4 v2 succeeded deployed",
+            "api rollback blue-green v2 v4 succeeded rolled_back",
+        ], "\(history)")
         _ = await worker.stop()
         _ = await dispatcher.stop()
     }

@@ -12,6 +12,7 @@ extension Migration {
         Migration(version: 1, name: "runs, steps and the append-only attempts ledger", sql: Schema.v1),
         Migration(version: 2, name: "pipeline runs, API tokens, approvals and the control-action log", sql: Schema.v2),
         Migration(version: 3, name: "the SHA-256 of each attempt's full log", sql: Schema.v3),
+        Migration(version: 4, name: "the deployments view (DORA figures) over the ledger", sql: Schema.v4),
     ]
 }
 
@@ -227,5 +228,37 @@ enum Schema {
         -- of the whole log as it was streamed (redacted; each line and a newline),
         -- so that a log archived elsewhere can be checked against the ledger.
         ALTER TABLE attempts ADD COLUMN log_sha256 text;
+        """
+
+    static let v4 = """
+        -- Every deploy attempt, as DORA figures need it: which service went to which
+        -- environment at which version, from which version, how, and how it ended.
+        -- Read-only, over the append-only ledger; nothing here can be changed.
+        CREATE VIEW deployments AS
+        SELECT a.run_id, r.namespace, r.pipeline, r.environment, r.sha, a.step_id, a.attempt,
+               s.inputs::jsonb ->> 'service' AS service,
+               coalesce(s.inputs::jsonb ->> 'target', 'local') AS target,
+               coalesce(s.inputs::jsonb ->> 'action', 'deploy') AS action,
+               coalesce(a.outputs::jsonb ->> 'strategy', s.inputs::jsonb ->> 'strategy', 'rolling') AS strategy,
+               coalesce(a.outputs::jsonb ->> 'version', s.inputs::jsonb ->> 'version', s.inputs::jsonb ->> 'image') AS version,
+               a.outputs::jsonb ->> 'previous_version' AS previous_version,
+               a.status AS status,
+               a.outputs::jsonb ->> 'result' AS result,
+               a.error, a.started_at, a.finished_at
+        FROM attempts a
+        JOIN steps s ON s.run_id = a.run_id AND s.step_id = a.step_id
+        JOIN runs r ON r.id = a.run_id
+        WHERE a.kind = 'deploy' AND a.status <> 'stale';
+
+        DO $grants$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_writer') THEN
+                GRANT SELECT ON deployments TO gantry_writer;
+            END IF;
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN
+                GRANT SELECT ON deployments TO gantry_reader;
+            END IF;
+        END
+        $grants$;
         """
 }
