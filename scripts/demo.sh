@@ -24,6 +24,13 @@ mkdir -p "$LOGS"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The deploy worker's service instances (process groups) and its nginx, by the PIDs it recorded.
+  for state in "$LOGS"/local/services/*/state.json; do
+    [ -f "$state" ] || continue
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); [print(i["pid"]) for r in ("active","previous","pending") if s.get(r) for i in s[r]["instances"]]' "$state" |
+      while read -r pid; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  done
+  [ -f "$LOGS/local/nginx/nginx.pid" ] && kill -QUIT "$(cat "$LOGS/local/nginx/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   scripts/services.sh stop
 }
@@ -215,6 +222,84 @@ for line in open(sys.argv[1]):
     else:
         print(f"webhook  {body['event']:<12} run {body['run']['id']}  signature {r.get('signature')}")
 PY
+
+# ---------------------------------------------------------------------------
+say "production, end to end (pipelines/production.yml): scan, approval, backup to S3, blue-green per service behind nginx, smoke test, metrics watch"
+# shellcheck disable=SC1091
+. .gantry/s3-credentials
+PD_KEY="pd-demo-$(date +%s%N | sha256sum | head -c 20)"
+AWS_ENDPOINT_URL_S3="$GANTRY_TEST_S3_ENDPOINT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY" AWS_REGION=us-east-1 \
+GANTRY_SECRET_SLACK_WEBHOOK="$CAPTURE/slack/T0DEMO/B0DEMO/prod" GANTRY_SECRET_PAGERDUTY_ROUTING_KEY="$PD_KEY" \
+  $G worker --namespace "$NS" --kind scan,backup,deploy,smoke-test,metrics-watch,notify --id worker-prod --concurrency 8 --lease 10s \
+  --state-dir "$PWD/$LOGS/local" >"$LOGS/worker-prod.log" 2>&1 & pids+=($!)
+GOOD=a1b2c3d4e5f60718293a4b5c6d7e8f9012345678
+BAD=badc0ffee0ddf00d1234567890abcdef12345678
+REL="$PWD/$LOGS/releases"
+for sha in $GOOD $BAD; do
+  mkdir -p "$REL/$sha/bin"
+  extra=""; [ $sha = $BAD ] && extra="--error-rate 0.3"   # the injected failure: 3 requests in 10 fail
+  for svc in api billing; do
+    printf '#!/bin/sh\nexec python3 %s --version %s-%s %s\n' "$PWD/scripts/sample-service.py" "$svc" "${sha:0:7}" "$extra" >"$REL/$sha/bin/$svc"
+    chmod +x "$REL/$sha/bin/$svc"
+  done
+done
+PW="$PWD/$LOGS/prod-workspace"; mkdir -p "$PW/src" "$PW/reports"
+echo 'export const ok = true' >"$PW/src/app.js"
+echo '{"SchemaVersion": 2, "ArtifactName": "registry.local/api", "Results": []}' >"$PW/reports/trivy.json"
+DATA="$PWD/$LOGS/prod-data"; mkdir -p "$DATA/uploads"; date >"$DATA/uploads/ledger.txt"; echo "tenant: acme" >"$DATA/config.yaml"
+PARAMS=(--param "workspace=$PW" --param "releases=$REL" --param "data_dir=$DATA" --param "pagerduty_url=$CAPTURE/pagerduty/enqueue")
+# Traffic for the metrics watch: a client calling the api through nginx all along.
+( while :; do curl -s -o /dev/null --max-time 1 http://127.0.0.1:8300/ || true; sleep 0.02; done ) & pids+=($!)
+
+for sha in $GOOD $BAD; do
+  GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/staging.yml" --sha $sha --wait >/dev/null || true
+done
+echo "both SHAs passed staging (promote_from: staging)"
+
+prod_run() {  # sha → waits for approval, alice approves, follows the run to its end
+  local run status
+  run=$(GANTRY_TOKEN=$CI $G submit --pipeline pipelines/production.yml --sha "$1" --confirm "DEPLOY TO PRODUCTION" "${PARAMS[@]}" | awk '{print $1}')
+  for i in $(seq 1 80); do
+    GANTRY_TOKEN=$CI $G run "$run" | grep -q "waiting for approval" && break; sleep 0.25
+  done
+  GANTRY_TOKEN=$ALICE $G approve "$run" --step approval --comment "change reviewed" >/dev/null && echo "alice approved $run"
+  for i in $(seq 1 240); do
+    status=$(GANTRY_TOKEN=$CI $G run "$run" | awk 'NR == 1 {print $3}')
+    [ "$status" = SUCCEEDED ] || [ "$status" = FAILED ] || [ "$status" = CANCELED ] && break
+    sleep 0.5
+  done
+  GANTRY_TOKEN=$CI $G run "$run"
+  LAST_RUN=$run
+}
+
+say "production #1: ${GOOD:0:7} (healthy)"
+prod_run $GOOD
+echo "curl 127.0.0.1:8300 → $(curl -s 127.0.0.1:8300/)"
+echo "curl 127.0.0.1:8301 → $(curl -s 127.0.0.1:8301/)"
+AWS_ENDPOINT_URL_S3="$GANTRY_TEST_S3_ENDPOINT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY" \
+  $G backup list "s3://gantry-backups/production/$LAST_RUN/"
+
+say "production #2: ${BAD:0:7}, whose api fails 30% of requests — the metrics watch catches it, the run rolls back and opens an incident"
+prod_run $BAD
+echo "curl 127.0.0.1:8300 → $(curl -s 127.0.0.1:8300/)   (back on the healthy release)"
+GANTRY_TOKEN=$CI $G logs "$LAST_RUN" --step watch
+
+say "what PagerDuty and Slack were sent"
+python3 - "$LOGS/captured.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    body = json.loads(r["body"])
+    if r["path"].startswith("/pagerduty"):
+        print(f"pagerduty {body['event_action']} dedup_key={body['dedup_key']} severity={body['payload']['severity']}: {body['payload']['summary']}")
+    elif r["path"].endswith("/prod"):
+        print(f"slack     {body['text']}")
+PY
+
+say "every deploy, from the ledger (the deployments view an auditor or a DORA report reads)"
+psql "$GANTRY_AUDITOR_DATABASE_URL" -q -c "
+  SELECT d.service, d.action, d.strategy, d.version, coalesce(d.previous_version, '') AS previous, d.status, coalesce(d.result, '') AS result
+  FROM deployments d WHERE d.namespace = '$NS' ORDER BY d.finished_at;"
 
 say "every run of this demo (gantry runs)"
 GANTRY_TOKEN=$CI $G runs

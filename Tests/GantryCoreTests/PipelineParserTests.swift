@@ -107,6 +107,7 @@ import Testing
         #expect(definition.steps.first { $0.id == "approval" }?.inputs["distinct_from_submitter"] == .bool(true))
         #expect(definition.steps.first { $0.id == "deploy-api" }?.paths == ["services/api/**"])
         #expect(definition.steps.first { $0.id == "backup" }?.retry.maxAttempts == 3)
+        #expect(definition.steps.first { $0.id == "deploy-billing" }?.needs == ["deploy-api"])
         #expect(definition.onFailure.map(\.id) == ["emergency-rollback", "incident"])
         #expect(definition.steps.first { $0.id == "watch" }?.timeout == .seconds(900))
     }

@@ -70,7 +70,27 @@ public struct DeployExecutor: StepExecutor {
                 throw failure
             }
         case "rollback":
-            return try await target.rollback(spec, to: inputs["to_version"].map(context.resolved)?.stringValue)
+            guard case .array(let names)? = inputs["services"] else {
+                return try await target.rollback(spec, to: inputs["to_version"].map(context.resolved)?.stringValue)
+            }
+            // An emergency rollback of several services: each is tried, whatever the others did.
+            var rolledBack: [JSONValue] = []
+            var failures: [String] = []
+            for name in names.compactMap(\.stringValue) {
+                var one = spec
+                one.service = name
+                do {
+                    let outputs = try await target.rollback(one, to: nil)
+                    rolledBack.append(.object(outputs))
+                } catch {
+                    context.log.write("\(name): \(error)")
+                    failures.append("\(name): \(error)")
+                }
+            }
+            guard failures.isEmpty else {
+                throw StepFailure("rollback failed for \(failures.count) of \(names.count) services: \(failures.joined(separator: "; "))")
+            }
+            return ["result": .string("rolled_back"), "services": .array(rolledBack)]
         case let other:
             throw StepFailure("with.action '\(other)': use deploy (the default) or rollback", retryable: false)
         }
@@ -79,8 +99,8 @@ public struct DeployExecutor: StepExecutor {
     static func spec(_ context: StepContext) throws -> LocalTarget.Spec {
         let inputs = context.inputs
         func text(_ field: String) -> String? { inputs[field].map(context.resolved)?.stringValue }
-        guard let service = text("service"), !service.isEmpty,
-              service.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        let service = text("service") ?? (inputs["services"] != nil ? "-" : "")
+        guard !service.isEmpty, service.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
             throw StepFailure("with.service: give the service's name (letters, digits, - and _)", retryable: false)
         }
         let isRollback = inputs["action"]?.stringValue == "rollback"

@@ -149,7 +149,8 @@ struct NotifySpec {
             url = try required("url", "give the URL to POST to")
             signingSecret = try required("secret", "give the signing secret, e.g. ${{ secrets.HOOK_SECRET }}; receivers verify X-Gantry-Signature with it")
         case .pagerduty:
-            url = text("url") ?? NotifySpec.pagerDutyEvents
+            // An empty url (an unset parameter) means PagerDuty's own endpoint.
+            url = text("url").flatMap { $0.isEmpty ? nil : $0 } ?? NotifySpec.pagerDutyEvents
             routingKey = try required("routing_key", "give the Events API v2 integration key, e.g. ${{ secrets.PD_ROUTING_KEY }}")
         }
         guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
