@@ -152,6 +152,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // A fake kubectl (a script the tests put on a worker's PATH).
+            exclude: ["Fakes"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -157,7 +157,10 @@ HOOK_SECRET="whsec-demo-$(date +%s%N | sha256sum | head -c 16)"
 HOOK_SECRET=$HOOK_SECRET python3 scripts/capture-server.py --out "$LOGS/captured.jsonl" >"$LOGS/capture.port" & pids+=($!)
 for i in $(seq 1 50); do [ -s "$LOGS/capture.port" ] && break; sleep 0.1; done
 CAPTURE="http://127.0.0.1:$(cat "$LOGS/capture.port")"
-GANTRY_SECRET_SLACK_WEBHOOK="$CAPTURE/slack/T0DEMO/B0DEMO/$(date +%s%N | sha256sum | head -c 24)" GANTRY_SECRET_HOOK_SECRET=$HOOK_SECRET \
+# One fleet, one set of secrets: Slack and PagerDuty both point at the stand-in server.
+SLACK_URL="$CAPTURE/slack/T0DEMO/B0DEMO/$(date +%s%N | sha256sum | head -c 24)"
+PD_KEY="pd-demo-$(date +%s%N | sha256sum | head -c 20)"
+GANTRY_SECRET_SLACK_WEBHOOK="$SLACK_URL" GANTRY_SECRET_HOOK_SECRET=$HOOK_SECRET GANTRY_SECRET_PAGERDUTY_ROUTING_KEY="$PD_KEY" \
   $G worker --namespace "$NS" --kind build,scan,smoke-test,notify --id worker-kinds --concurrency 8 --lease 5s >"$LOGS/worker-kinds.log" 2>&1 & pids+=($!)
 WS="$PWD/$LOGS/workspace"
 rm -rf "$WS" && mkdir -p "$WS/src"
@@ -227,9 +230,8 @@ PY
 say "production, end to end (pipelines/production.yml): scan, approval, backup to S3, blue-green per service behind nginx, smoke test, metrics watch"
 # shellcheck disable=SC1091
 . .gantry/s3-credentials
-PD_KEY="pd-demo-$(date +%s%N | sha256sum | head -c 20)"
 AWS_ENDPOINT_URL_S3="$GANTRY_TEST_S3_ENDPOINT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY" AWS_REGION=us-east-1 \
-GANTRY_SECRET_SLACK_WEBHOOK="$CAPTURE/slack/T0DEMO/B0DEMO/prod" GANTRY_SECRET_PAGERDUTY_ROUTING_KEY="$PD_KEY" \
+GANTRY_SECRET_SLACK_WEBHOOK="$SLACK_URL" GANTRY_SECRET_PAGERDUTY_ROUTING_KEY="$PD_KEY" \
   $G worker --namespace "$NS" --kind scan,backup,deploy,smoke-test,metrics-watch,notify --id worker-prod --concurrency 8 --lease 10s \
   --state-dir "$PWD/$LOGS/local" >"$LOGS/worker-prod.log" 2>&1 & pids+=($!)
 GOOD=a1b2c3d4e5f60718293a4b5c6d7e8f9012345678
@@ -292,7 +294,7 @@ for line in open(sys.argv[1]):
     body = json.loads(r["body"])
     if r["path"].startswith("/pagerduty"):
         print(f"pagerduty {body['event_action']} dedup_key={body['dedup_key']} severity={body['payload']['severity']}: {body['payload']['summary']}")
-    elif r["path"].endswith("/prod"):
+    elif r["path"].startswith("/slack/") and body["text"].startswith("production"):
         print(f"slack     {body['text']}")
 PY
 

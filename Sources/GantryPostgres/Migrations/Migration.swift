@@ -234,20 +234,24 @@ enum Schema {
         -- Every deploy attempt, as DORA figures need it: which service went to which
         -- environment at which version, from which version, how, and how it ended.
         -- Read-only, over the append-only ledger; nothing here can be changed.
+        -- A rollback of several services (services: [...]) is one row per service.
         CREATE VIEW deployments AS
         SELECT a.run_id, r.namespace, r.pipeline, r.environment, r.sha, a.step_id, a.attempt,
-               s.inputs::jsonb ->> 'service' AS service,
-               coalesce(s.inputs::jsonb ->> 'target', 'local') AS target,
+               coalesce(o.item ->> 'service', s.inputs::jsonb ->> 'service') AS service,
+               coalesce(o.item ->> 'target', s.inputs::jsonb ->> 'target', 'local') AS target,
                coalesce(s.inputs::jsonb ->> 'action', 'deploy') AS action,
-               coalesce(a.outputs::jsonb ->> 'strategy', s.inputs::jsonb ->> 'strategy', 'rolling') AS strategy,
-               coalesce(a.outputs::jsonb ->> 'version', s.inputs::jsonb ->> 'version', s.inputs::jsonb ->> 'image') AS version,
-               a.outputs::jsonb ->> 'previous_version' AS previous_version,
+               coalesce(o.item ->> 'strategy', s.inputs::jsonb ->> 'strategy', 'rolling') AS strategy,
+               coalesce(o.item ->> 'version', s.inputs::jsonb ->> 'version', s.inputs::jsonb ->> 'image') AS version,
+               o.item ->> 'previous_version' AS previous_version,
                a.status AS status,
-               a.outputs::jsonb ->> 'result' AS result,
+               o.item ->> 'result' AS result,
                a.error, a.started_at, a.finished_at
         FROM attempts a
         JOIN steps s ON s.run_id = a.run_id AND s.step_id = a.step_id
         JOIN runs r ON r.id = a.run_id
+        CROSS JOIN LATERAL jsonb_array_elements(
+            CASE WHEN a.outputs::jsonb ? 'services' THEN a.outputs::jsonb -> 'services'
+                 ELSE jsonb_build_array(a.outputs::jsonb) END) AS o(item)
         WHERE a.kind = 'deploy' AND a.status <> 'stale';
 
         DO $grants$

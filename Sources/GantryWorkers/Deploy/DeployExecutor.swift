@@ -45,10 +45,9 @@ public struct DeployExecutor: StepExecutor {
         let inputs = context.inputs
         switch inputs["target"]?.stringValue ?? "local" {
         case "local": break
-        case "kubernetes":
-            throw StepFailure("with.target kubernetes: not supported by this worker yet; use target: local", retryable: false)
+        case "kubernetes": return try await kubernetes(context)
         case let other:
-            throw StepFailure("with.target '\(other)': use local", retryable: false)
+            throw StepFailure("with.target '\(other)': use local or kubernetes", retryable: false)
         }
         let spec = try Self.spec(context)
         let target = LocalTarget(
@@ -91,6 +90,58 @@ public struct DeployExecutor: StepExecutor {
                 throw StepFailure("rollback failed for \(failures.count) of \(names.count) services: \(failures.joined(separator: "; "))")
             }
             return ["result": .string("rolled_back"), "services": .array(rolledBack)]
+        case let other:
+            throw StepFailure("with.action '\(other)': use deploy (the default) or rollback", retryable: false)
+        }
+    }
+
+    private func kubernetes(_ context: StepContext) async throws -> StepOutputs {
+        let inputs = context.inputs
+        func text(_ field: String) -> String? { inputs[field].map(context.resolved)?.stringValue }
+        let target = try KubernetesTarget(context: context, environment: environment)
+        var timeout = Duration.seconds(300), healthURL: String?, expectStatus = 200
+        if case .object(let health)? = inputs["health"] {
+            healthURL = health["url"].map(context.resolved)?.stringValue
+            expectStatus = health["expect_status"]?.intValue ?? 200
+            if let text = health["timeout"]?.stringValue {
+                guard let value = try? DurationParser.parse(text) else {
+                    throw StepFailure("with.health.timeout '\(text)': give a duration such as 2m", retryable: false)
+                }
+                timeout = value
+            }
+        }
+        let names: [String]
+        if case .array(let list)? = inputs["services"] { names = list.compactMap(\.stringValue) } else { names = text("service").map { [$0] } ?? [] }
+        guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" } }) else {
+            throw StepFailure("with.service: give the Deployment's name (lower-case letters, digits and -)", retryable: false)
+        }
+        func spec(_ service: String) -> KubernetesTarget.Spec {
+            KubernetesTarget.Spec(
+                service: service, image: text("image") ?? "", container: text("container") ?? service,
+                namespace: text("namespace"), kubeContext: text("context"), rolloutTimeout: timeout,
+                healthURL: healthURL, expectStatus: expectStatus
+            )
+        }
+        switch inputs["action"]?.stringValue ?? "deploy" {
+        case "deploy":
+            guard let image = text("image"), !image.isEmpty else { throw StepFailure("with.image: give the image to deploy", retryable: false) }
+            context.log.write("deploying \(image) to \(names[0])")
+            let strategy = inputs["strategy"]?.stringValue ?? "rolling"
+            guard ["rolling", "blue-green"].contains(strategy) else {
+                throw StepFailure("with.strategy '\(strategy)': use rolling or blue-green", retryable: false)
+            }
+            return try await target.deploy(spec(names[0]), strategy: strategy, rollbackOnFailure: inputs["rollback_on_failure"]?.boolValue == true)
+        case "rollback":
+            var rolledBack: [JSONValue] = []
+            var failures: [String] = []
+            for name in names {
+                do { rolledBack.append(.object(try await target.rollback(spec(name)))) } catch { failures.append("\(name): \(error)") }
+            }
+            guard failures.isEmpty else {
+                throw StepFailure("rollback failed for \(failures.count) of \(names.count) services: \(failures.joined(separator: "; "))")
+            }
+            return names.count == 1 ? (rolledBack.first.flatMap { if case .object(let o) = $0 { o } else { nil } } ?? [:])
+                : ["result": .string("rolled_back"), "services": .array(rolledBack)]
         case let other:
             throw StepFailure("with.action '\(other)': use deploy (the default) or rollback", retryable: false)
         }
