@@ -208,5 +208,43 @@ import Testing
         _ = await second.stop()
         _ = await dispatcher.stop()
     }
-}
 
+    @Test func aDeployWhoseLeaseWasLostChangesNothingMore() async throws {
+        let env = try await TestEnvironment.make()
+        let stateDirectory = env.logDirectory + "-local"
+        defer { Self.cleanUp(stateDirectory: stateDirectory) }
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let listen = "127.0.0.1:\(try APIHarness.freePort())"
+        // Concurrency 1: while it holds the step it reads nothing, so the retry cannot land on it.
+        let frozen = try env.worker("frozen", kind: "deploy", concurrency: 1, lease: "2s", extra: ["--state-dir", stateDirectory])
+        let v1 = try await api.submit(pipeline("shop", listen: listen, version: "v1"), token: token).json.id
+        #expect(try await api.wait(v1, token: token, timeout: .seconds(40)).status == "succeeded")
+
+        let slow = try await api.submit(pipeline("shop", listen: listen, version: "v2", flags: "--start-delay 4"), token: token).json.id
+        try await env.eventually("green to be starting", timeout: .seconds(20)) {
+            (try? Self.state(stateDirectory, "shop"))?.pending?.instances.count == 2
+        }
+        // Frozen past its lease: the step is reclaimed and another worker deploys it.
+        frozen.signal(SIGSTOP)
+        let healthy = try env.worker("healthy", kind: "deploy", concurrency: 1, lease: "2s", extra: ["--state-dir", stateDirectory])
+        try await env.eventually("the deploy to succeed on the healthy worker", timeout: .seconds(60)) {
+            try await api.run(slow, token: token).steps.first?.attempts.contains { $0.status == "succeeded" && $0.worker == "healthy" } == true
+        }
+        let settled = try Self.state(stateDirectory, "shop")
+        frozen.signal(SIGCONT)
+        try await env.eventually("the frozen worker's attempt recorded stale", timeout: .seconds(30)) {
+            try await env.attempts(slow).contains { $0.status == .stale && $0.worker == "frozen" }
+        }
+        // Whatever the frozen worker was about to do, it did not: the state and the traffic are the healthy worker's.
+        try await Task.sleep(for: .seconds(1))
+        #expect(try Self.state(stateDirectory, "shop") == settled)
+        #expect(settled.active?.version == "v2" && settled.pending == nil)
+        #expect(try await Self.get(listen) == "hello from v2\n")
+        let stale = try #require(try await env.attempts(slow).first { $0.status == .stale })
+        #expect(stale.logTail?.contains("traffic on") != true, "\(stale.logTail ?? "")")
+        _ = await healthy.stop()
+        _ = await frozen.stop()
+        _ = await dispatcher.stop()
+    }
+}

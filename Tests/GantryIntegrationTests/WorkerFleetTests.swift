@@ -150,8 +150,9 @@ import Testing
         // Concurrency 1: once it holds the step it does not read, so the retry cannot land on it while frozen.
         let frozen = try env.worker("frozen", concurrency: 1, lease: "1s")
         try await env.waitForHeartbeat(of: "frozen")
-        let ids = try await env.enqueue(count: 1, with: #"{"sleep_ms":2500}"#)
-        try await env.eventually("the step in flight") {
+        let ids = try await env.enqueue(count: 1, with: #"{"sleep_ms":4000}"#)
+        // A generous wait: with the whole suite running on two cores a worker can take a while to start.
+        try await env.eventually("the step in flight", timeout: .seconds(60)) {
             try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).first?.consumer == "frozen"
         }
         // Freeze it past its lease: the reaper reclaims the step and a healthy worker runs it.

@@ -138,11 +138,7 @@ public struct ScrapeQuery: Sendable, CustomStringConvertible {
         case binary(Character, Node, Node)
     }
 
-    public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
-        public let column: Int
-        public let problem: String
-        public var description: String { "column \(column): \(problem)" }
-    }
+    public typealias ParseError = ExpressionError
 
     let root: Node
     public let description: String

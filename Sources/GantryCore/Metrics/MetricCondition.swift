@@ -18,12 +18,7 @@ public struct MetricCondition: Sendable, Equatable, CustomStringConvertible {
         case call(String, Node)
     }
 
-    public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
-        /// 1-based column of the problem in the condition.
-        public let column: Int
-        public let problem: String
-        public var description: String { "column \(column): \(problem)" }
-    }
+    public typealias ParseError = ExpressionError
 
     let root: Node
     public let description: String

@@ -310,8 +310,17 @@ struct LocalTarget {
             if let before { try? before.write(toFile: path, atomically: true, encoding: .utf8) } else { try? fm.removeItem(atPath: path) }
             throw error
         }
-        if nginxRunning {
+        if let master = nginxMaster {
+            let before = Self.children(of: master)
             try await nginx(["-s", "reload"])
+            // Until the old workers are gone they still accept connections with the old upstream.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while before.contains(where: Self.isRunning), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            if before.contains(where: Self.isRunning) {
+                log("old nginx workers are still finishing requests after 10s; new connections already get \(release)")
+            }
         } else {
             log("starting nginx (prefix \(nginxPrefix))")
             try await nginx([])
@@ -330,10 +339,23 @@ struct LocalTarget {
         }
     }
 
-    var nginxRunning: Bool {
+    /// The pid of the running nginx master, if any.
+    var nginxMaster: Int32? {
         guard let text = try? String(contentsOfFile: nginxPrefix + "/nginx.pid", encoding: .utf8),
-              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
-        return Self.isRunning(pid)
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), Self.isRunning(pid) else { return nil }
+        return pid
+    }
+
+    /// The processes whose parent is `pid` (nginx's workers, for its master).
+    static func children(of pid: Int32) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry -> Int32? in
+            guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // After "pid (comm) ": state, then the parent's pid.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == pid ? child : nil
+        }
     }
 
     private func nginx(_ arguments: [String]) async throws {
