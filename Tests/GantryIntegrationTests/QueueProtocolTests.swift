@@ -122,7 +122,8 @@ import Testing
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
         _ = try? await task.value
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // Well before the 20 s block ends (the bound leaves room for a loaded two-core CI machine).
+        #expect(ContinuousClock.now - started < .seconds(5))
         // The connection recovers for the next command.
         #expect(try await redis.command(["PING"]).string == "PONG")
     }
