@@ -44,6 +44,29 @@ public struct LocalDeployment: Codable, Sendable, Equatable {
     public var pending: Release?
     /// Versions deployed, oldest first (the last is `active`'s): what a rollback goes back to.
     public var history: [String]
+    /// How each recent version was started, so that a rollback can start it again as it was.
+    public var recipes: [String: Recipe]?
+
+    /// What starts one instance of a version.
+    public struct Recipe: Codable, Sendable, Equatable {
+        public var command: String
+        public var workdir: String?
+        public var environment: [String: String]
+
+        public init(command: String, workdir: String?, environment: [String: String]) {
+            self.command = command
+            self.workdir = workdir
+            self.environment = environment
+        }
+    }
+
+    /// Keeps how `version` was started, for the last `keep` versions of the history.
+    public mutating func remember(_ version: String, _ recipe: Recipe, keep: Int = 10) {
+        var recipes = self.recipes ?? [:]
+        recipes[version] = recipe
+        let recent = Set(history.suffix(keep) + [version])
+        self.recipes = recipes.filter { recent.contains($0.key) }
+    }
 
     public init(service: String, listen: String) {
         self.service = service

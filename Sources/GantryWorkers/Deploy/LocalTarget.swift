@@ -20,6 +20,10 @@ struct LocalTarget {
         var healthTimeout: Duration
         var rollbackWindow: Duration
         var workdir: String?
+
+        var recipe: LocalDeployment.Recipe {
+            LocalDeployment.Recipe(command: command, workdir: workdir, environment: environment)
+        }
     }
 
     let stateDirectory: String
@@ -72,6 +76,7 @@ struct LocalTarget {
         try await context.checkLease()
         try await switchTraffic(spec.service, listen: spec.listen, ports: green.ports, release: spec.version, probe: spec.healthPath)
         let retired = state.promotePending(keepUntilMs: WallClock.nowMs() + spec.rollbackWindow.milliseconds)
+        state.remember(spec.version, spec.recipe)
         try save(state)
         log("traffic on \(spec.listen) moved to \(spec.version) (ports \(green.ports.map(String.init).joined(separator: ",")))\(state.previous.map { "; \($0.version) kept for \(DurationParser.format(spec.rollbackWindow)) for a rollback" } ?? "")")
         if let retired { stop(retired.instances) }
@@ -106,6 +111,7 @@ struct LocalTarget {
         state.active = LocalDeployment.Release(version: spec.version, instances: fresh)
         state.pending = nil
         if state.history.last != spec.version { state.history.append(spec.version) }
+        state.remember(spec.version, spec.recipe)
         try save(state)
     }
 
@@ -131,11 +137,16 @@ struct LocalTarget {
             try save(state)
             log("rolled \(spec.service) back from \(active.version) to \(target): traffic moved to the instances kept running")
         } else {
-            guard !spec.command.isEmpty else {
-                throw StepFailure("\(spec.service) \(target) is no longer running; give with.run so that it can be started again", retryable: false)
-            }
+            // Started again as it was deployed; with.run only when the target never recorded how.
             var again = spec
             again.version = target
+            if let recipe = state.recipes?[target] {
+                again.command = recipe.command
+                again.workdir = recipe.workdir
+                again.environment = recipe.environment
+            } else if spec.command.isEmpty {
+                throw StepFailure("\(spec.service) \(target) is no longer running and this target did not record how it was started; give with.run", retryable: false)
+            }
             try await blueGreen(again, &state)
             log("rolled \(spec.service) back from \(active.version) to \(target) by starting it again")
         }
@@ -184,12 +195,16 @@ struct LocalTarget {
         }
     }
 
+    /// Written whole or not at all, readable by this user only: the recipes hold the
+    /// instances' environment, secrets named in with.env included (as a unit file would).
     private func save(_ state: LocalDeployment) throws {
-        try FileManager.default.createDirectory(atPath: serviceDirectory(state.service), withIntermediateDirectories: true)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: serviceDirectory(state.service), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        // Written whole or not at all.
-        try encoder.encode(state).write(to: URL(fileURLWithPath: statePath(state.service)), options: .atomic)
+        let path = statePath(state.service)
+        try encoder.encode(state).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
     }
 
     // MARK: Instances
