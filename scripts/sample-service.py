@@ -7,10 +7,13 @@ deployed. It listens on 127.0.0.1:$PORT and answers
 - GET /metrics  Prometheus counters of the requests it served, by code
 
 --error-rate R makes that share of GET / answer 500 (for metrics watches);
---start-delay S waits before listening (a slow start). SIGTERM stops it after
-the requests in flight.
+--start-delay S waits before listening (a slow start); with --start-counter
+FILE, the Nth and later instances started against FILE are unhealthy when
+--unhealthy-from N is given (a rollout that breaks half-way). SIGTERM stops it
+after the requests in flight.
 """
 import argparse
+import fcntl
 import os
 import random
 import signal
@@ -28,7 +31,18 @@ def main():
     parser.add_argument("--unhealthy", action="store_true")
     parser.add_argument("--error-rate", type=float, default=float(os.environ.get("ERROR_RATE", "0")))
     parser.add_argument("--start-delay", type=float, default=0)
+    parser.add_argument("--start-counter")
+    parser.add_argument("--unhealthy-from", type=int)
     args = parser.parse_args()
+    if args.start_counter and args.unhealthy_from:
+        with open(args.start_counter, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            started = int(f.read() or "0") + 1
+            f.seek(0)
+            f.truncate()
+            f.write(str(started))
+        args.unhealthy = args.unhealthy or started >= args.unhealthy_from
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -247,4 +247,50 @@ import Testing
         _ = await frozen.stop()
         _ = await dispatcher.stop()
     }
+
+    @Test func aRollingDeployStopsAtAnUnhealthyInstanceAndCanGoBack() async throws {
+        let env = try await TestEnvironment.make()
+        let stateDirectory = env.logDirectory + "-local"
+        defer { Self.cleanUp(stateDirectory: stateDirectory) }
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("roller", kind: "deploy", concurrency: 2, lease: "10s", extra: ["--state-dir", stateDirectory])
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let listen = "127.0.0.1:\(try APIHarness.freePort())"
+        for version in ["v1", "v2"] {
+            let id = try await api.submit(pipeline("cart", listen: listen, version: version, strategy: "rolling"), token: token).json.id
+            let run = try await api.wait(id, token: token, timeout: .seconds(40))
+            #expect(run.status == "succeeded", "\(run.steps.first?.lastError ?? "")")
+        }
+        #expect(try await Self.get(listen) == "hello from v2\n")
+        #expect(try Self.state(stateDirectory, "cart").previous == nil, "rolling keeps no old release running")
+
+        // v3 never gets healthy: the rollout stops at its first instance, before anything was replaced.
+        let broken = pipeline("cart", listen: listen, version: "v3", flags: "--unhealthy", strategy: "rolling", timeout: "2s")
+            .replacingOccurrences(of: "      strategy: rolling", with: "      strategy: rolling\n      rollback_on_failure: true")
+        let id = try await api.submit(broken, token: token).json.id
+        let run = try await api.wait(id, token: token, timeout: .seconds(60))
+        #expect(run.status == "failed")
+        #expect(run.steps.first?.attempts.first?.error?.contains("instance 1 of 2 did not pass its health check; nothing was replaced, v2 still serves") == true,
+                "\(run.steps.first?.attempts.first?.error ?? "")")
+        #expect(try await Self.get(listen) == "hello from v2\n")
+        var state = try Self.state(stateDirectory, "cart")
+        #expect(state.active?.version == "v2" && state.pending == nil)
+
+        // v4's first instance is healthy and takes traffic, its second is not: the rollout goes back to a
+        // full set of v2, started with v2's own command, and the v4 instance is stopped.
+        let counter = env.logDirectory + "-starts"
+        let halfway = pipeline("cart", listen: listen, version: "v4", flags: "--start-counter \(counter) --unhealthy-from 2",
+                               strategy: "rolling", timeout: "2s")
+            .replacingOccurrences(of: "      strategy: rolling", with: "      strategy: rolling\n      rollback_on_failure: true")
+        let fourth = try await api.submit(halfway, token: token).json.id
+        let failed = try await api.wait(fourth, token: token, timeout: .seconds(60))
+        #expect(failed.steps.first?.attempts.first?.error?.hasSuffix("instance 2 of 2 did not pass its health check; rolled back: v2 serves again") == true,
+                "\(failed.steps.first?.attempts.first?.error ?? "")")
+        state = try Self.state(stateDirectory, "cart")
+        #expect(state.active?.version == "v2" && state.active?.instances.count == 2 && state.pending == nil)
+        #expect(try await Self.get(listen) == "hello from v2\n")
+        #expect(try await Self.get(listen) == "hello from v2\n", "both instances are v2")
+        _ = await worker.stop()
+        _ = await dispatcher.stop()
+    }
 }

@@ -61,13 +61,7 @@ public struct DeployExecutor: StepExecutor {
                 throw StepFailure("with.strategy '\(strategy)': use rolling or blue-green", retryable: false)
             }
             guard !spec.command.isEmpty else { throw StepFailure("with.run: give the command that starts one instance (it listens on $PORT)", retryable: false) }
-            do {
-                return try await target.deploy(spec, strategy: strategy)
-            } catch let failure as StepFailure where strategy == "rolling" && inputs["rollback_on_failure"]?.boolValue == true {
-                context.log.write("deploy failed (\(failure.message)); rolling back as rollback_on_failure asks")
-                _ = try? await target.rollback(spec, to: nil)
-                throw failure
-            }
+            return try await target.deploy(spec, strategy: strategy, rollbackOnFailure: inputs["rollback_on_failure"]?.boolValue == true)
         case "rollback":
             guard case .array(let names)? = inputs["services"] else {
                 return try await target.rollback(spec, to: inputs["to_version"].map(context.resolved)?.stringValue)

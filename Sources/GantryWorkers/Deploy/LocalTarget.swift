@@ -49,7 +49,7 @@ struct LocalTarget {
     /// Blue-green: the new release starts beside the serving one, is health-checked,
     /// then nginx switches to it in one reload; the old one is kept for the rollback window.
     /// Rolling: instances are replaced one at a time, each checked before the next.
-    func deploy(_ spec: Spec, strategy: String) async throws -> StepOutputs {
+    func deploy(_ spec: Spec, strategy: String, rollbackOnFailure: Bool) async throws -> StepOutputs {
         var state = try await recover(spec.service, listen: spec.listen)
         let previousVersion = state.active?.version
         if state.active?.version == spec.version, let active = state.active, try await allHealthy(active.instances, spec) {
@@ -58,7 +58,7 @@ struct LocalTarget {
         }
         switch strategy {
         case "blue-green": try await blueGreen(spec, &state)
-        default: try await rolling(spec, &state)
+        default: try await rolling(spec, &state, rollbackOnFailure: rollbackOnFailure)
         }
         return outputs(spec, strategy: strategy, previous: previousVersion, state: state, result: "deployed")
     }
@@ -82,7 +82,33 @@ struct LocalTarget {
         if let retired { stop(retired.instances) }
     }
 
-    private func rolling(_ spec: Spec, _ state: inout LocalDeployment) async throws {
+    /// A full set of `version`, started as it was deployed, takes all traffic; `replacing` is stopped.
+    private func restore(
+        _ version: String, _ recipe: LocalDeployment.Recipe, _ spec: Spec, replacing: [LocalDeployment.Instance],
+        _ state: inout LocalDeployment
+    ) async throws {
+        var again = spec
+        again.version = version
+        again.command = recipe.command
+        again.workdir = recipe.workdir
+        again.environment = recipe.environment
+        let restored = try await startRelease(again, &state)
+        guard try await allHealthy(restored.instances, again, wait: spec.healthTimeout) else {
+            stop(restored.instances)
+            state.pending = nil
+            try save(state)
+            throw StepFailure("\(spec.service): \(version) could not be started again for a rollback; \(spec.version) and \(version) instances serve together", retryable: false)
+        }
+        try await context.checkLease()
+        try await switchTraffic(spec.service, listen: spec.listen, ports: restored.ports, release: version, probe: spec.healthPath)
+        stop(replacing)
+        state.active = restored
+        state.pending = nil
+        try save(state)
+        log("rolled back: \(version) serves again on ports \(restored.ports.map(String.init).joined(separator: ","))")
+    }
+
+    private func rolling(_ spec: Spec, _ state: inout LocalDeployment, rollbackOnFailure: Bool) async throws {
         var serving = state.active?.instances ?? []
         var fresh: [LocalDeployment.Instance] = []
         for index in 0..<spec.instances {
@@ -91,10 +117,21 @@ struct LocalTarget {
             state.pending = LocalDeployment.Release(version: spec.version, instances: fresh + [instance])
             try save(state)
             guard try await allHealthy([instance], spec, wait: spec.healthTimeout) else {
+                try await context.checkLease()
                 stop([instance])
-                state.pending = fresh.isEmpty ? nil : LocalDeployment.Release(version: spec.version, instances: fresh)
+                let problem = "\(spec.service) \(spec.version): instance \(index + 1) of \(spec.instances) did not pass its health check"
+                if fresh.isEmpty {
+                    state.pending = nil
+                    try save(state)
+                    throw StepFailure("\(problem); nothing was replaced, \(state.active?.version ?? "nothing") still serves", retryable: false)
+                }
+                if rollbackOnFailure, let old = state.active?.version, let recipe = state.recipes?[old] {
+                    try await restore(old, recipe, spec, replacing: fresh + serving, &state)
+                    throw StepFailure("\(problem); rolled back: \(old) serves again", retryable: false)
+                }
+                state.pending = LocalDeployment.Release(version: spec.version, instances: fresh)
                 try save(state)
-                throw StepFailure("\(spec.service) \(spec.version): instance \(index + 1) of \(spec.instances) did not pass its health check; \(fresh.count) new and \(serving.count) old instances serve", retryable: false)
+                throw StepFailure("\(problem); \(fresh.count) new and \(serving.count) old instances serve", retryable: false)
             }
             fresh.append(instance)
             let old = serving.isEmpty ? nil : serving.removeFirst()
