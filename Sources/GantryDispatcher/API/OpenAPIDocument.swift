@@ -238,5 +238,6 @@ enum OpenAPIDocument {
                 finished_at: { type: string, format: date-time }
                 duration_ms: { type: number }
                 outputs: { type: object }
+                log_sha256: { type: [string, "null"], description: "SHA-256 (hex) of the attempt's whole redacted log, each line followed by a newline" }
         """
 }
