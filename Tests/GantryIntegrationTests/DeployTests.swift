@@ -28,6 +28,26 @@ import Testing
         }
     }
 
+    /// What every deploy test starts from: a dispatcher serving the API, a submitter token,
+    /// a state directory of its own (cleaned up by the caller) and a free address for nginx.
+    struct Setup {
+        let env: TestEnvironment
+        let api: APIHarness
+        let dispatcher: GantryProcess
+        let token: String
+        let stateDirectory: String
+        let listen: String
+
+        static func make(_ name: String = #function) async throws -> Setup {
+            let env = try await TestEnvironment.make(name)
+            let (api, dispatcher) = try await APIHarness.start(env)
+            return Setup(
+                env: env, api: api, dispatcher: dispatcher, token: try await api.token("ci", [.submitter], env: ["staging"]),
+                stateDirectory: env.logDirectory + "-local", listen: "127.0.0.1:\(try APIHarness.freePort())"
+            )
+        }
+    }
+
     /// GET / through nginx on a new connection (a kept-alive one may still sit on an old nginx worker).
     static func get(_ listen: String) async throws -> String {
         try await HTTPClient(name: "probe").send(HTTPRequest(url: "http://\(listen)/", headers: [("Connection", "close")])).text
@@ -87,13 +107,10 @@ import Testing
     }
 
     @Test func blueGreenMovesTrafficWithoutAFailedRequestKeepsItOnUnhealthyGreenAndRollsBack() async throws {
-        let env = try await TestEnvironment.make()
-        let stateDirectory = env.logDirectory + "-local"
+        let setup = try await Setup.make()
+        let (env, api, dispatcher, token, stateDirectory, listen) = (setup.env, setup.api, setup.dispatcher, setup.token, setup.stateDirectory, setup.listen)
         defer { Self.cleanUp(stateDirectory: stateDirectory) }
-        let (api, dispatcher) = try await APIHarness.start(env)
         let worker = try env.worker("deployer", kind: "deploy,smoke-test", concurrency: 4, lease: "10s", extra: ["--state-dir", stateDirectory])
-        let token = try await api.token("ci", [.submitter], env: ["staging"])
-        let listen = "127.0.0.1:\(try APIHarness.freePort())"
 
         let first = try await api.submit(pipeline("api", listen: listen, version: "v1"), token: token).json.id
         let v1 = try await api.wait(first, token: token, timeout: .seconds(40))
@@ -173,12 +190,9 @@ import Testing
     }
 
     @Test func aWorkerKilledMidDeployLeavesAStateTheNextAttemptFinishes() async throws {
-        let env = try await TestEnvironment.make()
-        let stateDirectory = env.logDirectory + "-local"
+        let setup = try await Setup.make()
+        let (env, api, dispatcher, token, stateDirectory, listen) = (setup.env, setup.api, setup.dispatcher, setup.token, setup.stateDirectory, setup.listen)
         defer { Self.cleanUp(stateDirectory: stateDirectory) }
-        let (api, dispatcher) = try await APIHarness.start(env)
-        let token = try await api.token("ci", [.submitter], env: ["staging"])
-        let listen = "127.0.0.1:\(try APIHarness.freePort())"
         let first = try env.worker("deployer-1", kind: "deploy", concurrency: 2, lease: "2s", extra: ["--state-dir", stateDirectory])
         let v1 = try await api.submit(pipeline("web", listen: listen, version: "v1"), token: token).json.id
         #expect(try await api.wait(v1, token: token, timeout: .seconds(40)).status == "succeeded")
@@ -210,12 +224,9 @@ import Testing
     }
 
     @Test func aDeployWhoseLeaseWasLostChangesNothingMore() async throws {
-        let env = try await TestEnvironment.make()
-        let stateDirectory = env.logDirectory + "-local"
+        let setup = try await Setup.make()
+        let (env, api, dispatcher, token, stateDirectory, listen) = (setup.env, setup.api, setup.dispatcher, setup.token, setup.stateDirectory, setup.listen)
         defer { Self.cleanUp(stateDirectory: stateDirectory) }
-        let (api, dispatcher) = try await APIHarness.start(env)
-        let token = try await api.token("ci", [.submitter], env: ["staging"])
-        let listen = "127.0.0.1:\(try APIHarness.freePort())"
         // Concurrency 1: while it holds the step it reads nothing, so the retry cannot land on it.
         let frozen = try env.worker("frozen", kind: "deploy", concurrency: 1, lease: "2s", extra: ["--state-dir", stateDirectory])
         let v1 = try await api.submit(pipeline("shop", listen: listen, version: "v1"), token: token).json.id
@@ -249,13 +260,10 @@ import Testing
     }
 
     @Test func aRollingDeployStopsAtAnUnhealthyInstanceAndCanGoBack() async throws {
-        let env = try await TestEnvironment.make()
-        let stateDirectory = env.logDirectory + "-local"
+        let setup = try await Setup.make()
+        let (env, api, dispatcher, token, stateDirectory, listen) = (setup.env, setup.api, setup.dispatcher, setup.token, setup.stateDirectory, setup.listen)
         defer { Self.cleanUp(stateDirectory: stateDirectory) }
-        let (api, dispatcher) = try await APIHarness.start(env)
         let worker = try env.worker("roller", kind: "deploy", concurrency: 2, lease: "10s", extra: ["--state-dir", stateDirectory])
-        let token = try await api.token("ci", [.submitter], env: ["staging"])
-        let listen = "127.0.0.1:\(try APIHarness.freePort())"
         for version in ["v1", "v2"] {
             let id = try await api.submit(pipeline("cart", listen: listen, version: version, strategy: "rolling"), token: token).json.id
             let run = try await api.wait(id, token: token, timeout: .seconds(40))

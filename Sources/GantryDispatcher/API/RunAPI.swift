@@ -256,7 +256,8 @@ struct RunAPI: Sendable {
         }
         let follow = query["follow"].map { $0 == "1" || $0 == "true" } ?? false
         let key = AttemptKey(step: step.key, attempt: attempt)
-        let excerpt = detail.attempts.first { $0.key == key && $0.status != .stale }?.logTail
+        let recordedAttempt = detail.attempts.first { $0.key == key && $0.status != .stale }
+        let excerpt = recordedAttempt?.logTail
         let streams = StepLogStream(keys: QueueKeys(namespace: namespace))
         let pool = pool
         let body = ResponseBody { writer in
@@ -265,8 +266,11 @@ struct RunAPI: Sendable {
             var after = "0"
             var sawAny = false
             var ended = false
+            // The worker ships its last lines (and the end marker) up to 200 ms after it recorded the outcome.
+            var catchUpUntil: ContinuousClock.Instant?
             while !ended && !Task.isCancelled {
-                let entries = try await streams.read(key, after: after, block: follow ? .seconds(1) : nil, on: redis)
+                let block: Duration? = follow ? .seconds(1) : catchUpUntil != nil ? .milliseconds(200) : nil
+                let entries = try await streams.read(key, after: after, block: block, on: redis)
                 for (entryID, entry) in entries {
                     after = entryID
                     switch entry {
@@ -277,7 +281,17 @@ struct RunAPI: Sendable {
                         ended = true
                     }
                 }
-                if ended || (!follow && entries.count < 500) { break }
+                if ended { break }
+                if !follow {
+                    if entries.count >= 500 { continue }
+                    // A finished attempt whose stream has no end yet: wait (briefly) for the rest of it.
+                    if recordedAttempt != nil, sawAny {
+                        let deadline = catchUpUntil ?? ContinuousClock.now + .seconds(2)
+                        catchUpUntil = deadline
+                        if ContinuousClock.now < deadline { continue }
+                    }
+                    break
+                }
                 if follow && entries.isEmpty {
                     // An attempt that logs nothing has no end marker: stop once the ledger has its outcome.
                     let recorded = try await pool.withConnection({ db in try await AttemptLedger().current([key], on: db) })

@@ -261,7 +261,8 @@ struct LocalTarget {
     /// Starts one instance in a session of its own, its output appended to a log file
     /// in the service's directory; returns once it is started (not yet healthy).
     private func startInstance(_ spec: Spec) async throws -> LocalDeployment.Instance {
-        let port = try Self.freePort()
+        let port: Int
+        do { port = try LoopbackPort.free() } catch { throw StepFailure("deploy: \(error)") }
         try FileManager.default.createDirectory(atPath: serviceDirectory(spec.service), withIntermediateDirectories: true)
         let logFile = serviceDirectory(spec.service) + "/\(spec.version)-\(port).log"
         var environment = baseEnvironment.merging(spec.environment) { $1 }
@@ -323,23 +324,6 @@ struct LocalTarget {
             if ContinuousClock.now >= deadline { return false }
             try await Task.sleep(for: .milliseconds(200))
         }
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw StepFailure("deploy: cannot open a socket to find a free port") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        guard bound == 0, withUnsafeMutablePointer(to: &address, {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }) == 0 else { throw StepFailure("deploy: cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     // MARK: nginx
