@@ -182,7 +182,8 @@ start_postgres() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$home'
-max_connections = 200
+# make test runs dozens of dispatchers and workers at once, each with its own connections.
+max_connections = 500
 shared_buffers = 256MB
 synchronous_commit = on
 fsync = on

@@ -34,9 +34,12 @@ import Testing
         #expect(try await queue.renew(kind: "noop", consumer: "mallory", ids: [id], on: redis).isEmpty)
         #expect(try await queue.expired(kind: "noop", minIdle: .milliseconds(1_900), count: 10, on: redis).count == 1)
 
-        // The owner's renewal resets it.
+        // The owner's renewal resets it: its idle time starts again from zero (compared with what it
+        // was, not with a fixed bound, so that a stalled test process cannot make it look otherwise).
+        let before = try await queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis)
         #expect(try await queue.renew(kind: "noop", consumer: "alice", ids: [id], on: redis) == [id])
-        #expect(try await queue.expired(kind: "noop", minIdle: .milliseconds(1_500), count: 10, on: redis).isEmpty)
+        let after = try await queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis)
+        #expect(after.count == 1 && before.count == 1 && after[0].idleMs < before[0].idleMs, "idle \(before.map(\.idleMs)) → \(after.map(\.idleMs))")
     }
 
     @Test func anExpiredLeaseIsClaimedAtomicallyAndTheOldOwnerLosesIt() async throws {
