@@ -201,6 +201,8 @@ EOF
     log "port $PG_PORT is taken by another process (another checkout's services? stop them there, or set GANTRY_PG_PORT)"
     return 1
   else
+    # Data folders made before the limit was raised keep working with the suite of today.
+    as_pg sed -i 's/^max_connections = 200$/max_connections = 500/' "$data/postgresql.conf"
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null
   fi
   # Roles: the owner runs migrations; the app role writes; the auditor reads.
