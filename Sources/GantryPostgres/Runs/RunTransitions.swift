@@ -252,9 +252,12 @@ struct RunTransitions {
             reads += Expressions.stepsRead(by: item.expressions).map { StepKey(runID: item.run, stepID: $0) }
         }
         let outputs = try RunTransitions.outputs(of: reads, on: db)
+        // One context per run (it reads all the run's steps), however many of its steps started.
+        var contexts: [String: Expressions.RunContext] = [:]
         for item in wanted {
-            let run = runs[item.run]!
-            let values = Expressions.bind(item.expressions, run: run.context, outputs: outputs[item.run] ?? [:])
+            let context = contexts[item.run] ?? runs[item.run]!.context
+            contexts[item.run] = context
+            let values = Expressions.bind(item.expressions, run: context, outputs: outputs[item.run] ?? [:])
             runs[item.run]!.steps[item.step]!.bindings = JSONValue.object(values.mapValues(JSONValue.string)).jsonText
             runs[item.run]!.changedSteps.insert(item.step)
         }

@@ -144,8 +144,12 @@ public struct DeployExecutor: StepExecutor {
     static func spec(_ context: StepContext) throws -> LocalTarget.Spec {
         let inputs = context.inputs
         func text(_ field: String) -> String? { inputs[field].map(context.resolved)?.stringValue }
-        let service = text("service") ?? (inputs["services"] != nil ? "-" : "")
-        guard !service.isEmpty, service.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        // A rollback of several services names them in services:; each is checked here.
+        var names: [String] = text("service").map { [$0] } ?? []
+        if case .array(let list)? = inputs["services"] { names += list.map { $0.stringValue ?? "" } }
+        guard let service = names.first, names.allSatisfy({ name in
+            !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+        }) else {
             throw StepFailure("with.service: give the service's name (letters, digits, - and _)", retryable: false)
         }
         let isRollback = inputs["action"]?.stringValue == "rollback"

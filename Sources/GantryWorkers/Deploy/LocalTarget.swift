@@ -50,7 +50,7 @@ struct LocalTarget {
     /// then nginx switches to it in one reload; the old one is kept for the rollback window.
     /// Rolling: instances are replaced one at a time, each checked before the next.
     func deploy(_ spec: Spec, strategy: String, rollbackOnFailure: Bool) async throws -> StepOutputs {
-        var state = try await recover(spec.service, listen: spec.listen)
+        var state = try await recover(spec.service, listen: spec.listen, rollbackWindow: spec.rollbackWindow)
         let previousVersion = state.active?.version
         if state.active?.version == spec.version, let active = state.active, try await allHealthy(active.instances, spec) {
             log("\(spec.service) \(spec.version) is already serving on \(spec.listen); nothing to do")
@@ -155,7 +155,7 @@ struct LocalTarget {
     /// Back to the release before: at once when it is still running (inside its
     /// rollback window), else by starting that version again, blue-green.
     func rollback(_ spec: Spec, to version: String?) async throws -> StepOutputs {
-        var state = try await recover(spec.service, listen: spec.listen)
+        var state = try await recover(spec.service, listen: spec.listen, rollbackWindow: spec.rollbackWindow)
         // Where the service is served is the target's record, not the rollback step's to give.
         var spec = spec
         spec.listen = state.listen
@@ -195,14 +195,14 @@ struct LocalTarget {
     // MARK: State
 
     /// The service's state after finishing or undoing what an interrupted deploy left.
-    private func recover(_ service: String, listen: String) async throws -> LocalDeployment {
+    private func recover(_ service: String, listen: String, rollbackWindow: Duration) async throws -> LocalDeployment {
         var state = try load(service) ?? LocalDeployment(service: service, listen: listen)
         let upstream = (try? String(contentsOfFile: configPath(service), encoding: .utf8)).map(NginxConfig.ports(inServiceConfig:)) ?? []
         switch state.recovery(upstreamPorts: upstream) {
         case .clean: break
         case .finishSwitch:
             log("an earlier attempt switched traffic to \(state.pending!.version) but did not record it; recording it now")
-            let retired = state.promotePending(keepUntilMs: WallClock.nowMs() + 600_000)
+            let retired = state.promotePending(keepUntilMs: WallClock.nowMs() + rollbackWindow.milliseconds)
             try save(state)
             if let retired { stop(retired.instances) }
         case .discardPending:
