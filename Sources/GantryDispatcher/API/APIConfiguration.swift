@@ -2,15 +2,18 @@
 public struct APIConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Postgres connections for requests (each runs one statement at a time).
+    /// Postgres connections for requests that change something (each runs one call at a time).
     public var databaseConnections: Int
+    /// Postgres connections for reads and token checks, so that a read never waits behind a change.
+    public var readConnections: Int
     /// The largest request body accepted (a pipeline definition travels in it).
     public var maxBodyBytes: Int
 
-    public init(host: String, port: Int, databaseConnections: Int = 4, maxBodyBytes: Int = 1 << 20) {
+    public init(host: String, port: Int, databaseConnections: Int = 4, readConnections: Int = 2, maxBodyBytes: Int = 1 << 20) {
         self.host = host
         self.port = port
         self.databaseConnections = databaseConnections
+        self.readConnections = readConnections
         self.maxBodyBytes = maxBodyBytes
     }
 

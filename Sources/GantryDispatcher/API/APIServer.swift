@@ -20,6 +20,7 @@ struct APIServer: Sendable {
         self.api = RunAPI(
             namespace: dispatcher.keys.namespace,
             pool: PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)"),
+            reads: PostgresPool(url: dispatcher.database, size: configuration.readConnections, applicationName: "gantry-api-reads \(dispatcher.id)"),
             redis: RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)")),
             effector: effector, logger: logger, maxBodyBytes: configuration.maxBodyBytes
         )

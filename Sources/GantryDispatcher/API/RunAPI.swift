@@ -10,7 +10,10 @@ import Logging
 /// records every change it makes or refuses in the actions log with the token's name.
 struct RunAPI: Sendable {
     let namespace: String
+    /// Connections for changes (submit, decisions, cancel, retry, the actions log).
     let pool: PostgresPool
+    /// Connections for reads and token checks only: a read never queues behind a submit's transaction.
+    let reads: PostgresPool
     let redis: RedisConnection
     let effector: Effector
     let logger: Logger
@@ -51,16 +54,26 @@ struct RunAPI: Sendable {
 
     /// The grant of the request's bearer token; a missing or unknown token is refused (401) and logged.
     func authenticate(_ request: Request, action: String) async throws -> Grant {
+        let hash = try await bearerHash(request, action: action)
+        guard let grant = try await reads.withConnection({ db in try await tokens.grant(hash: hash, namespace: namespace, on: db) }) else {
+            throw await unknownToken(action)
+        }
+        return grant
+    }
+
+    /// The hash of the request's bearer token; no token is refused (401) and logged.
+    private func bearerHash(_ request: Request, action: String) async throws -> String {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
             try? await record(actor: "(no token)", action, runID: nil, environment: nil, accepted: false, reason: "no bearer token")
             throw APIError.unauthorized("no token: send Authorization: Bearer <token> (gantry token create makes one; the CLI reads GANTRY_TOKEN)")
         }
-        let hash = APITokens.hash(String(header.dropFirst(7)))
-        guard let grant = try await pool.withConnection({ db in try await tokens.grant(hash: hash, namespace: namespace, on: db) }) else {
-            try? await record(actor: "(unknown token)", action, runID: nil, environment: nil, accepted: false, reason: "unknown or revoked token")
-            throw APIError.unauthorized("the token is unknown or revoked; ask an admin for a new one (gantry token create)")
-        }
-        return grant
+        return APITokens.hash(String(header.dropFirst(7)))
+    }
+
+    /// Logs the refusal of a token that is unknown or revoked and returns the 401 to throw.
+    private func unknownToken(_ action: String) async -> APIError {
+        try? await record(actor: "(unknown token)", action, runID: nil, environment: nil, accepted: false, reason: "unknown or revoked token")
+        return APIError.unauthorized("the token is unknown or revoked; ask an admin for a new one (gantry token create)")
     }
 
     /// Refuses (403, logged) unless the grant allows the action on this environment.
@@ -172,27 +185,34 @@ struct RunAPI: Sendable {
         let limit = query["limit"].flatMap { Int(String($0)) } ?? 50
         guard (1...1_000).contains(limit) else { throw APIError.badRequest("limit must be between 1 and 1000") }
         if let environment { try await authorize(grant, .read, environment: environment, runID: nil, log: "list") }
-        let runs = try await pool.withConnection({ db in try await store.list(
+        let runs = try await reads.withConnection({ db in try await store.list(
             namespace: namespace, environments: grant.readableEnvironments, environment: environment, status: status,
             limit: limit, on: db
         ) })
         // A waiting run says what it waits behind: the run before it in its group.
         var views: [RunView] = []
         for run in runs {
-            let behind = try await pool.withConnection({ db in try await store.behind(run, on: db) })
+            let behind = try await reads.withConnection({ db in try await store.behind(run, on: db) })
             views.append(RunViews.summary(run, behind: behind))
         }
         return APIResponses.json(.ok, text: "{\"runs\":[" + views.map(\.jsonText).joined(separator: ",") + "]}")
     }
 
+    /// The most frequent request (dashboards, `submit --wait`): the token and the run
+    /// are read in one round trip; nothing of the run leaves before the grant is checked.
     func get(_ request: Request, id: String) async throws -> Response {
-        let grant = try await authenticate(request, action: "read")
-        let detail = try await loadReadable(id, grant: grant)
+        let hash = try await bearerHash(request, action: "read")
+        let (grant, detail) = try await reads.withConnection { db in
+            try await store.detail(run: id, namespace: namespace, tokenHash: hash, on: db)
+        }
+        guard let grant else { throw await unknownToken("read") }
+        guard let detail else { throw APIError.notFound("no run \(id.prefix(64)) in this installation") }
+        try await authorize(grant, .read, environment: detail.run.environment, runID: id)
         return APIResponses.json(.ok, text: RunViews.view(detail).jsonText)
     }
 
     private func loadReadable(_ id: String, grant: Grant) async throws -> RunDetail {
-        guard let detail = try await pool.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
+        guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
             throw APIError.notFound("no run \(id.prefix(64)) in this installation")
         }
         try await authorize(grant, .read, environment: detail.run.environment, runID: id)
@@ -200,7 +220,7 @@ struct RunAPI: Sendable {
     }
 
     private func show(_ id: String, status: HTTPResponse.Status) async throws -> Response {
-        guard let detail = try await pool.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
+        guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
             throw APIError.notFound("no run \(id)")
         }
         return APIResponses.json(status, text: RunViews.view(detail).jsonText)
@@ -210,12 +230,12 @@ struct RunAPI: Sendable {
     func events(_ request: Request, id: String) async throws -> Response {
         let grant = try await authenticate(request, action: "read")
         _ = try await loadReadable(id, grant: grant)
-        let store = store, namespace = namespace, pool = pool
+        let store = store, namespace = namespace, reads = reads
         let body = ResponseBody { writer in
             var last: RunView?
             var quietSince = ContinuousClock.now
             while !Task.isCancelled {
-                guard let detail = try await pool.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else { break }
+                guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else { break }
                 let view = RunViews.view(detail)
                 if view != last {
                     try await writer.write(ByteBuffer(string: "event: run\ndata: \(view.jsonText)\n\n"))
@@ -259,7 +279,7 @@ struct RunAPI: Sendable {
         let recordedAttempt = detail.attempts.first { $0.key == key && $0.status != .stale }
         let excerpt = recordedAttempt?.logTail
         let streams = StepLogStream(keys: QueueKeys(namespace: namespace))
-        let pool = pool
+        let reads = reads
         let body = ResponseBody { writer in
             // A blocking read needs a connection of its own.
             let redis = RedisConnection(url: redisURL, configuration: .init(commandTimeout: .seconds(10), clientName: "gantry-api-logs"))
@@ -294,7 +314,7 @@ struct RunAPI: Sendable {
                 }
                 if follow && entries.isEmpty {
                     // An attempt that logs nothing has no end marker: stop once the ledger has its outcome.
-                    let recorded = try await pool.withConnection({ db in try await AttemptLedger().current([key], on: db) })
+                    let recorded = try await reads.withConnection({ db in try await AttemptLedger().current([key], on: db) })
                     if recorded[key] != nil, try await streams.read(key, after: after, block: nil, on: redis).isEmpty { break }
                 }
             }
@@ -363,7 +383,7 @@ struct RunAPI: Sendable {
 
     func ready() async -> Response {
         do {
-            _ = try await pool.withConnection({ db in try await db.run("SELECT 1") })
+            _ = try await reads.withConnection({ db in try await db.run("SELECT 1") })
         } catch {
             return APIError.unavailable("Postgres is not reachable: \(error)").response
         }

@@ -32,10 +32,17 @@ public struct TokenStore: Sendable {
 
     /// The grant of the live token with this hash.
     public func grant(hash: String, namespace: String, on db: PostgresConnection) async throws(PostgresError) -> Grant? {
-        let rows = try await db.run(
-            "SELECT name, roles, environments FROM tokens WHERE hash = $1 AND namespace = $2 AND revoked_at IS NULL",
-            [hash, namespace]
-        )
+        let query = TokenStore.grantQuery(hash: hash, namespace: namespace)
+        return TokenStore.grant(from: try await db.run(query.sql, query.parameters))
+    }
+
+    /// The statement `grant` runs, for callers that send it in a pipeline with others.
+    static func grantQuery(hash: String, namespace: String) -> (sql: String, parameters: [String?]) {
+        ("SELECT name, roles, environments FROM tokens WHERE hash = $1 AND namespace = $2 AND revoked_at IS NULL", [hash, namespace])
+    }
+
+    /// The grant in the rows of `grantQuery`, or nil for an unknown or revoked token.
+    static func grant(from rows: PostgresRows) -> Grant? {
         guard !rows.isEmpty, let name = rows[0].string("name") else { return nil }
         return Grant(
             name: name,

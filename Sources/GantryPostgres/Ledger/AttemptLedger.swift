@@ -51,9 +51,21 @@ public struct AttemptLedger: Sendable {
 
     /// Every recorded outcome of a run, in ledger order.
     public func attempts(ofRun runID: String, on db: PostgresConnection) async throws(PostgresError) -> [AttemptResult] {
-        let rows = try await db.run("SELECT \(AttemptLedger.selectList) FROM attempts a WHERE a.run_id = $1::uuid ORDER BY a.seq", [runID])
+        let rows = try await db.run(AttemptLedger.ofRunSQL, [runID])
         return (0..<rows.count).compactMap { AttemptLedger.result(rows[$0]) }
     }
+
+    /// Every outcome of run `$1`, in ledger order. The two halves match the two partial
+    /// indexes that lead with run_id: a plain `WHERE run_id = $1` can use neither and
+    /// scanned the whole ledger (3 ms per run view at 22,000 attempts, most of the
+    /// API's database time under load).
+    static let ofRunSQL = """
+        SELECT * FROM (
+            SELECT a.seq, \(selectList) FROM attempts a WHERE a.run_id = $1::uuid AND a.status <> 'stale'
+            UNION ALL
+            SELECT a.seq, \(selectList) FROM attempts a WHERE a.run_id = $1::uuid AND a.status = 'stale'
+        ) a ORDER BY a.seq
+        """
 
     /// The columns `result(_:)` reads, from `attempts a`, with times in ms.
     static let selectList = """

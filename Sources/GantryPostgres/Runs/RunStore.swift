@@ -219,13 +219,29 @@ extension RunStore {
 
     /// One run with its steps, attempts and approvals; nil when the installation has no such run.
     public func detail(run runID: String, namespace: String, on db: PostgresConnection) async throws(PostgresError) -> RunDetail? {
-        guard Identifiers.isValidRunID(runID) else { return nil }
-        // One round trip, one snapshot: the run, its steps, attempts and approvals as of one moment.
-        let results = try await db.runPipeline([
-            ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", []),
+        try await detail(run: runID, namespace: namespace, tokenHash: nil, on: db).detail
+    }
+
+    /// The run's detail and, in the same round trip, the grant of the token with this
+    /// hash (nil when unknown or revoked): what a read request needs, in one wait for
+    /// the server instead of two. The caller must not show the detail before checking the grant.
+    public func detail(
+        run runID: String, namespace: String, tokenHash: String?, on db: PostgresConnection
+    ) async throws(PostgresError) -> (grant: Grant?, detail: RunDetail?) {
+        let token = tokenHash.map { TokenStore.grantQuery(hash: $0, namespace: namespace) }
+        guard Identifiers.isValidRunID(runID) else {
+            guard let token else { return (nil, nil) }
+            return (TokenStore.grant(from: try await db.run(token.sql, token.parameters)), nil)
+        }
+        // One round trip, one snapshot: the run, its steps, attempts and approvals as of one
+        // moment (the token inside the transaction: its isolation level must come first).
+        var statements: [(sql: String, parameters: [String?])] = [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [])]
+        if let token { statements.append(token) }
+        let base = statements.count - 1  // the run's rows are at base + 1
+        statements += [
             ("SELECT \(RunRecord.selectList) FROM runs r WHERE r.id = $1 AND r.namespace = $2", [runID, namespace]),
             ("SELECT \(StepRecord.selectList) FROM steps s WHERE s.run_id = $1", [runID]),
-            ("SELECT \(AttemptLedger.selectList) FROM attempts a WHERE a.run_id = $1::uuid ORDER BY a.seq", [runID]),
+            (AttemptLedger.ofRunSQL, [runID]),
             (
                 """
                 SELECT step_id, decision, approver, comment, (extract(epoch FROM decided_at) * 1000)::bigint AS decided_ms
@@ -234,21 +250,24 @@ extension RunStore {
                 [runID]
             ),
             ("COMMIT", []),
-        ])
-        let runRows = results[1]
-        guard !runRows.isEmpty, let run = RunRecord(runRows[0]) else { return nil }
+        ]
+        let results = try await db.runPipeline(statements)
+        let grant = token == nil ? nil : TokenStore.grant(from: results[1])
+        let runRows = results[base + 1]
+        guard !runRows.isEmpty, let run = RunRecord(runRows[0]) else { return (grant, nil) }
         let order: [RunState.Section: Int] = [.main: 0, .onFailure: 1, .finally: 2]
-        let steps = StepRecord.all(results[2]).sorted {
+        let steps = StepRecord.all(results[base + 2]).sorted {
             (order[$0.section]!, $0.position, $0.key.stepID) < (order[$1.section]!, $1.position, $1.key.stepID)
         }
-        let attempts = (0..<results[3].count).compactMap { AttemptLedger.result(results[3][$0]) }
-        let approvalRows = results[4]
+        let attempts = (0..<results[base + 3].count).compactMap { AttemptLedger.result(results[base + 3][$0]) }
+        let approvalRows = results[base + 4]
         let approvals = (0..<approvalRows.count).compactMap { index -> ApprovalRecord? in
             let row = approvalRows[index]
             guard let step = row.string("step_id"), let approver = row.string("approver"), let at = row.int64("decided_ms") else { return nil }
             return ApprovalRecord(stepID: step, approved: row.string("decision") == "approved", approver: approver, comment: row.string("comment"), decidedAtMs: at)
         }
-        return RunDetail(run: run, steps: steps, attempts: attempts, approvals: approvals, behind: try await behind(run, on: db))
+        let detail = RunDetail(run: run, steps: steps, attempts: attempts, approvals: approvals, behind: try await behind(run, on: db))
+        return (grant, detail)
     }
 
     /// For a waiting run, the run just ahead of it in its concurrency group.

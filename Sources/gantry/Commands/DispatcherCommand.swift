@@ -31,8 +31,11 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(help: "Serve the HTTP API on HOST:PORT (e.g. 127.0.0.1:8080).")
     var listen: String?
 
-    @Option(name: .customLong("api-connections"), help: "Postgres connections for API requests.")
+    @Option(name: .customLong("api-connections"), help: "Postgres connections for API requests that change something (submit, approve, cancel, retry).")
     var apiConnections: Int = 4
+
+    @Option(name: .customLong("api-read-connections"), help: "Postgres connections for API reads and token checks (kept apart so reads never wait behind a submit).")
+    var apiReadConnections: Int = 2
 
     func run() async throws {
         var api: APIConfiguration?
@@ -41,7 +44,9 @@ struct DispatcherCommand: AsyncParsableCommand {
                 throw Failure("--listen '\(listen)' is not HOST:PORT (e.g. 127.0.0.1:8080)")
             }
             guard (1...64).contains(apiConnections) else { throw Failure("--api-connections must be between 1 and 64") }
+            guard (1...64).contains(apiReadConnections) else { throw Failure("--api-read-connections must be between 1 and 64") }
             parsed.databaseConnections = apiConnections
+            parsed.readConnections = apiReadConnections
             api = parsed
         }
         let logger = connection.logger("gantry.dispatcher")
