@@ -235,7 +235,7 @@ private final class Fleet {
     init(namespace: String, workers: Int, concurrency: Int, listenPort: Int?) throws {
         let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let common = ["--namespace", namespace, "--log-level", "warning"]
-        let listen = listenPort.map { ["--listen", "127.0.0.1:\($0)", "--api-connections", "4", "--api-read-connections", "2"] } ?? []
+        let listen = listenPort.map { ["--listen", "127.0.0.1:\($0)", "--api-connections", "4", "--api-read-connections", "4"] } ?? []
         // The reconciler is held off: the database may hold other installations' unfinished steps.
         processes.append(try Self.launch(binary, ["dispatcher", "--id", "bench-dispatcher", "--reconcile-after", "10m"] + listen + common))
         for index in 1...workers {
