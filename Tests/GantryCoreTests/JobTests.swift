@@ -1,3 +1,4 @@
+import Foundation
 import GantryCore
 import Testing
 
@@ -60,9 +61,24 @@ import Testing
             let id = Identifiers.newRunID(nowMs: ms, using: &random)
             #expect(Identifiers.isValidRunID(id))
             #expect(Array(id)[14] == "7")
+            #expect("89ab".contains(Array(id)[19]))
             #expect(id > previous)
             previous = id
         }
+    }
+
+    @Test func runIDsCarryTheirMillisecondAndParseAsUUIDs() throws {
+        var random = SystemRandomNumberGenerator()
+        let ms: Int64 = 0x0193_4A5B_6C7D
+        var seen: Set<String> = []
+        for _ in 0..<2_000 {
+            let id = Identifiers.newRunID(nowMs: ms, using: &random)
+            #expect(id.hasPrefix("01934a5b-6c7d-7"))
+            let uuid = try #require(UUID(uuidString: id))
+            #expect(uuid.uuidString.lowercased() == id)
+            seen.insert(id)
+        }
+        #expect(seen.count == 2_000)
     }
 
     @Test func resultEventRoundTrips() {

@@ -29,16 +29,23 @@ public enum Identifiers {
     /// A new run id: a UUID version 7 (48-bit millisecond timestamp, then random bits),
     /// so ids sort by creation time and index well.
     public static func newRunID(nowMs: Int64, using random: inout some RandomNumberGenerator) -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        let ts = UInt64(max(nowMs, 0))
-        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: ts >> (40 - 8 * UInt64(i))) }
-        for i in 6..<16 { bytes[i] = UInt8.random(in: 0...255, using: &random) }
-        bytes[6] = (bytes[6] & 0x0F) | 0x70
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
-        let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        let chars = Array(hex)
-        return String(chars[0..<8]) + "-" + String(chars[8..<12]) + "-" + String(chars[12..<16]) + "-"
-            + String(chars[16..<20]) + "-" + String(chars[20..<32])
+        // Two random words instead of ten random bytes (each a call into the generator), and
+        // the text written digit by digit: with String(format:) this was two thirds of the
+        // CPU of an enqueue.
+        let ts = UInt64(max(nowMs, 0)) & 0xFFFF_FFFF_FFFF
+        let high = random.next(), low = random.next()
+        // 48 bits of time, version 7, 12 random bits; variant 10, 62 random bits.
+        let first = ts << 16 | 0x7000 | (high & 0x0FFF)
+        let second = 0x8000_0000_0000_0000 | (low & 0x3FFF_FFFF_FFFF_FFFF)
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(36)
+        for index in 0..<32 {
+            if index == 8 || index == 12 || index == 16 || index == 20 { text.append(UInt8(ascii: "-")) }
+            let word = index < 16 ? first : second
+            text.append(digits[Int((word >> (60 - 4 * UInt64(index % 16))) & 0xF)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     private static func isLowerHex(_ byte: UInt8) -> Bool {
