@@ -109,7 +109,11 @@ start_redis() {
     log "port $REDIS_PORT is taken by another process (another checkout's services? stop them there, or set GANTRY_REDIS_PORT)"
     return 1
   fi
-  # ACL: the default user is disabled; Gantry authenticates as "gantry".
+  # ACL: nobody can log in as the default user; Gantry authenticates as "gantry".
+  # The default user keeps its permissions all the same: Redis 7.0 replays the
+  # append-only file as that user and re-checks ACLs at EXEC, so with no
+  # permissions every MULTI … EXEC (each ack with its result event) was dropped
+  # on restart (redis/redis#14541).
   cat >"$STATE/redis/redis.conf" <<EOF
 bind 127.0.0.1
 port $REDIS_PORT
@@ -121,7 +125,7 @@ dir $STATE/redis
 appendonly yes
 appendfsync everysec
 save ""
-user default off
+user default off ~* &* +@all
 user gantry on >$REDIS_PASSWORD ~* &* +@all
 EOF
   redis-server "$STATE/redis/redis.conf"

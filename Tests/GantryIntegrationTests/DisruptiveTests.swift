@@ -49,10 +49,40 @@ import Testing
         try await env.eventually("some runs finished") {
             try await RunStore().unfinishedCount(ids, on: env.db()) < 280
         }
+        // Quiet the fleet, then compare what Redis holds before and after the restart: every
+        // acknowledgement and result event (written together in MULTI … EXEC) must come back
+        // from the append-only file, not be recovered later by the reaper or the reconciler.
+        // The dispatcher first, so that the worker's last outcomes stay in the events stream.
+        _ = await dispatcher.stop()
+        try await env.eventually("outcomes waiting in the events stream") { try await queueState(env).events >= 20 }
+        _ = await worker.stop()
+        let before = try await queueState(env)
         try await env.services("restart-redis")
+        let after = try await queueState(env)
+        #expect(after == before)
+
+        let again = try env.dispatcher(["--reconcile-after", "10m"], name: "dispatcher-2")
+        let worker2 = try env.worker("w2", concurrency: 8)
         let runs = try await env.waitForRuns(ids, timeout: .seconds(90))
         #expect(runs.allSatisfy { $0.status == "succeeded" })
-        _ = (dispatcher, worker)
+        for (_, attempts) in try await env.ledger(ids) {
+            #expect(attempts.map(\.status) == [.succeeded])
+        }
+        _ = (again, worker2)
+    }
+
+    private struct QueueState: Equatable {
+        var length: Int64
+        var pending: Int64
+        var events: Int64
+        var delayed: Int64
+    }
+
+    private func queueState(_ env: TestEnvironment) async throws -> QueueState {
+        let redis = env.redis()
+        let depth = try await env.queue.depth(kind: "noop", on: redis)
+        let replies = try await redis.pipeline([["XLEN", env.keys.events], ["ZCARD", env.keys.delayed]])
+        return QueueState(length: depth.length, pending: depth.pending, events: replies[0].integer ?? 0, delayed: replies[1].integer ?? 0)
     }
 
     @Test func afterRedisIsFlushedTheReconcilerReenqueuesEveryUnfinishedStep() async throws {
