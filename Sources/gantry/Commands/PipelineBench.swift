@@ -86,7 +86,7 @@ struct PipelineBench: Sendable {
                     }
                     break
                 }
-                try await Task.sleep(for: .milliseconds(1))
+                try await Task.sleep(for: .milliseconds(5))
             }
         }
 
