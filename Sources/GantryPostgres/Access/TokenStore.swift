@@ -38,8 +38,13 @@ public struct TokenStore: Sendable {
 
     /// The statement `grant` runs, for callers that send it in a pipeline with others.
     static func grantQuery(hash: String, namespace: String) -> (sql: String, parameters: [String?]) {
-        ("SELECT name, roles, environments FROM tokens WHERE hash = $1 AND namespace = $2 AND revoked_at IS NULL", [hash, namespace])
+        (grantSQL, [hash, namespace])
     }
+
+    private static let grantSQL = PreparedStatements.register(
+        "gantry_token_grant",
+        "SELECT name, roles, environments FROM tokens WHERE hash = $1 AND namespace = $2 AND revoked_at IS NULL"
+    )
 
     /// The grant in the rows of `grantQuery`, or nil for an unknown or revoked token.
     static func grant(from rows: PostgresRows) -> Grant? {

@@ -39,6 +39,20 @@ public actor PostgresConnection {
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
         let conn = try connected()
+        if let name = PreparedStatements.name(for: sql) {
+            if !PreparedStatements.isPrepared(name, on: conn) {
+                do throws(PostgresError) {
+                    try consume(PQprepare(conn, name, sql, Int32(parameters.count), nil), conn)
+                } catch where error.sqlState == "42P05" {
+                    // Already prepared on this session: nothing to do.
+                }
+                PreparedStatements.markPrepared(name, on: conn)
+            }
+            let result: OpaquePointer? = withCStrings(parameters) { values in
+                PQexecPrepared(conn, name, Int32(parameters.count), values, nil, nil, 0)
+            }
+            return try consume(result, conn)
+        }
         let result: OpaquePointer? = withCStrings(parameters) { values in
             PQexecParams(conn, sql, Int32(parameters.count), nil, values, nil, nil, 0)
         }
@@ -53,17 +67,52 @@ public actor PostgresConnection {
         if statements.count == 1 { return [try query(statements[0].sql, statements[0].parameters)] }
         let conn = try connected()
         guard PQenterPipelineMode(conn) == 1 else { throw .protocolViolation("libpq refused pipeline mode") }
+        // Registered statements not yet prepared on this connection are prepared in the same
+        // round trip, just before their first use; each preparation answers with a result too.
+        var preparing: Set<String> = []
+        var answers: [String?] = []
         for statement in statements {
-            let sent = withCStrings(statement.parameters) { values in
-                PQsendQueryParams(conn, statement.sql, Int32(statement.parameters.count), nil, values, nil, nil, 0)
+            let sent: Int32
+            if let name = PreparedStatements.name(for: statement.sql) {
+                if !PreparedStatements.isPrepared(name, on: conn), !preparing.contains(name) {
+                    guard PQsendPrepare(conn, name, statement.sql, Int32(statement.parameters.count), nil) == 1 else { try failPipeline(conn) }
+                    preparing.insert(name)
+                    answers.append(name)
+                }
+                sent = withCStrings(statement.parameters) { values in
+                    PQsendQueryPrepared(conn, name, Int32(statement.parameters.count), values, nil, nil, 0)
+                }
+            } else {
+                sent = withCStrings(statement.parameters) { values in
+                    PQsendQueryParams(conn, statement.sql, Int32(statement.parameters.count), nil, values, nil, nil, 0)
+                }
             }
             guard sent == 1 else { try failPipeline(conn) }
+            answers.append(nil)
         }
         guard PQpipelineSync(conn) == 1 else { try failPipeline(conn) }
         var results: [PostgresRows] = []
         var failure: PostgresError?
-        for _ in statements {
+        for preparation in answers {
             guard let result = PQgetResult(conn) else { try failPipeline(conn) }
+            if let preparation {
+                // The answer to a preparation: remembered when it worked, its error reported like a statement's.
+                if PQresultStatus(result) == PGRES_COMMAND_OK {
+                    PreparedStatements.markPrepared(preparation, on: conn)
+                    PQclear(result)
+                } else if PQresultStatus(result) == PGRES_PIPELINE_ABORTED || failure != nil {
+                    PQclear(result)
+                } else {
+                    do throws(PostgresError) { try consume(result, conn) } catch where error.sqlState == "42P05" {
+                        PreparedStatements.markPrepared(preparation, on: conn)
+                    } catch {
+                        failure = error
+                        if connection == nil { throw error }
+                    }
+                }
+                while let extra = PQgetResult(conn) { PQclear(extra) }
+                continue
+            }
             if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                 PQclear(result)
             } else if failure == nil {
@@ -198,6 +247,7 @@ public actor PostgresConnection {
             handle = nil
         }
         if let connection {
+            PreparedStatements.forget(connection)
             PQfinish(connection)
             self.connection = nil
         }

@@ -59,13 +59,13 @@ public struct AttemptLedger: Sendable {
     /// indexes that lead with run_id: a plain `WHERE run_id = $1` can use neither and
     /// scanned the whole ledger (3 ms per run view at 22,000 attempts, most of the
     /// API's database time under load).
-    static let ofRunSQL = """
+    static let ofRunSQL = PreparedStatements.register("gantry_run_attempts", """
         SELECT * FROM (
             SELECT a.seq, \(selectList) FROM attempts a WHERE a.run_id = $1::uuid AND a.status <> 'stale'
             UNION ALL
             SELECT a.seq, \(selectList) FROM attempts a WHERE a.run_id = $1::uuid AND a.status = 'stale'
         ) a ORDER BY a.seq
-        """
+        """)
 
     /// The columns `result(_:)` reads, from `attempts a`, with times in ms.
     static let selectList = """
