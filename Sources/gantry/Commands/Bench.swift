@@ -45,6 +45,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "With --pipeline: runs submitted at once.")
     var runs: Int = 1_000
 
+    @Option(name: .customLong("read-rate"), help: "With --pipeline: GET /v1/runs/{id} requests per second while the runs execute (sent at a fixed rate by 4 readers).")
+    var readRate: Int = 200
+
     @Option var output: OutputFormat = .text
 
     func validate() throws {
@@ -52,6 +55,7 @@ struct Bench: AsyncParsableCommand {
         guard (1...64).contains(workers) else { throw ValidationError("--workers \(workers): use 1 to 64") }
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency \(concurrency): use 1 to 4096") }
         guard (0...100_000).contains(latencySamples) else { throw ValidationError("--latency-samples \(latencySamples): use 0 to 100000") }
+        guard (1...10_000).contains(readRate) else { throw ValidationError("--read-rate \(readRate): use 1 to 10000") }
     }
 
     func run() async throws {
@@ -94,7 +98,7 @@ struct Bench: AsyncParsableCommand {
                 environments: [], hash: APITokens.hash(token), namespace: namespace, on: db
             )
             let report = try await PipelineBench(
-                base: "http://127.0.0.1:\(port)", token: token, sequentialRuns: sequential, concurrentRuns: runs,
+                base: "http://127.0.0.1:\(port)", token: token, sequentialRuns: sequential, concurrentRuns: runs, readRate: readRate,
                 db: db, namespace: namespace, say: say
             ).run()
             print(output == .json ? report.json : report.text)

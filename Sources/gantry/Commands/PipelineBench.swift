@@ -15,6 +15,8 @@ struct PipelineBench: Sendable {
     let token: String
     let sequentialRuns: Int
     let concurrentRuns: Int
+    /// GET requests per second, in total, while the runs execute.
+    let readRate: Int
     /// Where the watcher counts unfinished runs (the bench's own connection).
     let db: PostgresConnection
     let namespace: String
@@ -37,6 +39,7 @@ struct PipelineBench: Sendable {
         var concurrentSucceeded = 0
         var errors = 0
         var getRun = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var readRate = 0
 
         var json: String {
             func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> JSONValue {
@@ -51,6 +54,7 @@ struct PipelineBench: Sendable {
                 "get_run_p50_ms": ms(getRun, 50),
                 "get_run_p99_ms": ms(getRun, 99),
                 "get_run_requests": .number(Double(getRun.totalCount)),
+                "get_run_rate_per_s": .number(Double(readRate)),
             ]).jsonText
         }
 
@@ -62,13 +66,14 @@ struct PipelineBench: Sendable {
                 submit → succeeded   p50 \(ms(submitToSucceeded, 50)) ms, p99 \(ms(submitToSucceeded, 99)) ms (20-step DAG, one run at a time, \(submitToSucceeded.totalCount) runs)
                 concurrent runs      \(concurrentSucceeded) succeeded in \(String(format: "%.1f", concurrentSeconds)) s
                 errors               \(errors)
-                GET /v1/runs/{id}    p50 \(ms(getRun, 50)) ms, p99 \(ms(getRun, 99)) ms under that load (\(getRun.totalCount) requests)
+                GET /v1/runs/{id}    p50 \(ms(getRun, 50)) ms, p99 \(ms(getRun, 99)) ms under that load (\(getRun.totalCount) requests at \(readRate)/s)
                 """
         }
     }
 
     func run() async throws -> Report {
         var report = Report()
+        report.readRate = readRate
         let client = HTTPClient(name: "bench-api")
         say("submit → succeeded: \(sequentialRuns) runs of the 20-step DAG, one at a time")
         for _ in 0..<sequentialRuns {
@@ -104,16 +109,22 @@ struct PipelineBench: Sendable {
                     return []
                 }
             }
-            // Readers: GET a random submitted run, as dashboards and `submit --wait` do.
-            for _ in 0..<4 {
+            // Readers: GET a random submitted run, as dashboards and `submit --wait` do, at a fixed
+            // rate (open loop). Readers that send the next request as soon as the last one is
+            // answered are a load of their own: at 800 requests a second they took a core and
+            // slowed the runs they were measuring, by more the faster the API answered.
+            let readers = 4
+            let interval = Duration.seconds(Double(readers) / Double(max(1, readRate)))
+            for reader in 0..<readers {
                 group.addTask {
                     let client = HTTPClient(name: "bench-read")
                     var samples: [UInt64] = []
+                    // Staggered, then on a fixed schedule; a late request goes at once, none is skipped.
+                    var next = ContinuousClock.now + interval * (Double(reader) / Double(readers))
                     while !shared.done.load(ordering: .relaxed) {
-                        guard let id = shared.ids.withLock({ $0.randomElement() }) else {
-                            try await Task.sleep(for: .milliseconds(5))
-                            continue
-                        }
+                        try await Task.sleep(until: next)
+                        next += interval
+                        guard let id = shared.ids.withLock({ $0.randomElement() }) else { continue }
                         // Timed on the client's own thread around the transfer: the request as the
                         // server answers it, not how long this process takes to resume the task.
                         let response = try await client.send(request(id))
