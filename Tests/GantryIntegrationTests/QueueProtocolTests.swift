@@ -130,4 +130,18 @@ import Testing
         // The connection recovers for the next command.
         #expect(try await redis.command(["PING"]).string == "PONG")
     }
+
+    /// A cancel can land before the blocked command was even sent (a loaded machine):
+    /// the socket is shut down with no call in progress, and the next command must
+    /// reconnect rather than write to it (a CI run failed with "Broken pipe" here).
+    @Test func anInterruptWithNoCallInProgressLeavesTheConnectionUsable() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = RedisConnection(url: env.redisURL)
+        #expect(try await redis.command(["PING"]).string == "PONG")
+        redis.interrupt()
+        #expect(try await redis.command(["PING"]).string == "PONG")
+        redis.interrupt()
+        redis.interrupt()
+        #expect(try await redis.command(["ECHO", "again"]).string == "again")
+    }
 }

@@ -17,9 +17,10 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable {
 
     /// Parses any JSON text; `nil` when it is not valid JSON.
     public static func parse(_ text: String) -> JSONValue? {
-        // Most steps have no inputs; skip the decoder for them (it is on every job's path).
+        // Most steps have no inputs (it is on every job's path).
         if text == "{}" { return .object([:]) }
-        return try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        var parser = JSONParser(text)
+        return parser.parse()
     }
 
     /// Compact JSON text with sorted keys, so equal values print equal text.

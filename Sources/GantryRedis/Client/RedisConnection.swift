@@ -70,9 +70,17 @@ public actor RedisConnection {
 
     /// Shuts the socket down so a blocked call returns; the connection reconnects on next use.
     public nonisolated func interrupt() {
-        let fd = socket.withLock { $0 }
-        chiredis_shutdown(fd)
+        socket.withLock { fd in
+            guard fd >= 0 else { return }
+            chiredis_shutdown(fd)
+            // Even when no call is in progress (a caller cancelled before its command went
+            // out): the next call must not write to the shut-down socket.
+            fd = RedisConnection.interrupted
+        }
     }
+
+    /// The value of `socket` once `interrupt()` has shut the live context's socket down.
+    private static let interrupted: Int32 = -2
 
     /// Closes the connection now.
     public func close() {
@@ -156,7 +164,10 @@ public actor RedisConnection {
     }
 
     private func connected() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
-        if let context { return context }
+        if let context {
+            guard socket.withLock({ $0 }) == RedisConnection.interrupted else { return context }
+            disconnect()
+        }
         guard let fresh = chiredis_connect(url.host, Int32(url.port), Int(configuration.connectTimeout.milliseconds)) else {
             throw .connection("\(url.host):\(url.port): out of memory")
         }
