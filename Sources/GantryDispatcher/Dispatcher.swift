@@ -176,6 +176,7 @@ final class DispatcherCore: Sendable {
                 if !moved.isEmpty {
                     // Best effort: the step shows as queued again; correctness does not depend on it.
                     try? await store.markQueued(moved, on: db)
+                    await effector.publishChanges(Array(Set(moved.map(\.runID))), on: redis)
                     continue
                 }
             } catch {

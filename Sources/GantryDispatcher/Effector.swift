@@ -20,12 +20,24 @@ struct Effector: Sendable {
         for (runID, status) in effects.finishedRuns where status != "succeeded" {
             logger.info("run finished", metadata: ["gantry.run.id": "\(runID)", "gantry.status": "\(status)"])
         }
-        guard !effects.enqueue.isEmpty || !effects.schedule.isEmpty || !effects.cancel.isEmpty else { return }
-        await retryUntilSuccess("enqueue \(effects.enqueue.count) attempts", logger: logger) { () throws(RedisError) in
-            // Cancels first: a worker handed one of these attempts must already see it canceled.
-            try await queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
-            try await queue.enqueue(effects.enqueue, on: redis)
-            try await queue.schedule(effects.schedule, on: redis)
+        if !effects.enqueue.isEmpty || !effects.schedule.isEmpty || !effects.cancel.isEmpty {
+            await retryUntilSuccess("enqueue \(effects.enqueue.count) attempts", logger: logger) { () throws(RedisError) in
+                // Cancels first: a worker handed one of these attempts must already see it canceled.
+                try await queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
+                try await queue.enqueue(effects.enqueue, on: redis)
+                try await queue.schedule(effects.schedule, on: redis)
+            }
+        }
+        await publishChanges(effects.changedRuns, on: redis)
+    }
+
+    /// Tells the API replicas' event streams which runs changed. Best effort: a stream
+    /// that misses it re-reads its run within `RunChangeFeed.fallback` anyway.
+    func publishChanges(_ runIDs: [String], on redis: RedisConnection) async {
+        do {
+            try await queue.publishChanges(runIDs, on: redis)
+        } catch {
+            logger.warning("cannot announce changed runs; event streams will see them within seconds", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -8,6 +8,9 @@ public struct APIConfiguration: Sendable {
     public var readConnections: Int
     /// The largest request body accepted (a pipeline definition travels in it).
     public var maxBodyBytes: Int
+    /// How long an event stream waits for news of its run before it re-reads the run anyway
+    /// (news comes at once; this only covers an announcement that was lost).
+    public var eventsFallback: Duration = .seconds(2)
 
     public init(host: String, port: Int, databaseConnections: Int = 4, readConnections: Int = 2, maxBodyBytes: Int = 1 << 20) {
         self.host = host

@@ -22,7 +22,10 @@ struct APIServer: Sendable {
             pool: PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)"),
             reads: PostgresPool(url: dispatcher.database, size: configuration.readConnections, applicationName: "gantry-api-reads \(dispatcher.id)"),
             redis: RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)")),
-            effector: effector, logger: logger, maxBodyBytes: configuration.maxBodyBytes
+            effector: effector,
+            changes: RunChangeFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, clientName: "gantry-api-changes-\(dispatcher.id)",
+                                   fallback: configuration.eventsFallback, logger: logger),
+            logger: logger, maxBodyBytes: configuration.maxBodyBytes
         )
     }
 
@@ -36,7 +39,12 @@ struct APIServer: Sendable {
             },
             logger: logger
         )
-        try await application.run()
+        let changes = api.changes
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await changes.run() }
+            try await application.run()
+            group.cancelAll()
+        }
     }
 
     func router() -> Router<BasicRequestContext> {

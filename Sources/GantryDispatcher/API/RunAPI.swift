@@ -16,6 +16,8 @@ struct RunAPI: Sendable {
     let reads: PostgresPool
     let redis: RedisConnection
     let effector: Effector
+    /// Wakes event streams when their run changes.
+    let changes: RunChangeFeed
     let logger: Logger
     let maxBodyBytes: Int
     let store = RunStore()
@@ -230,8 +232,21 @@ struct RunAPI: Sendable {
     func events(_ request: Request, id: String) async throws -> Response {
         let grant = try await authenticate(request, action: "read")
         _ = try await loadReadable(id, grant: grant)
-        let store = store, namespace = namespace, reads = reads
+        let store = store, namespace = namespace, reads = reads, changes = changes
         let body = ResponseBody { writer in
+            // Subscribed before the first read: a change between a read and the wait is not missed.
+            let subscription = changes.subscribe(id)
+            let fallback = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: changes.fallback)
+                    changes.poke(subscription)
+                }
+            }
+            defer {
+                fallback.cancel()
+                changes.unsubscribe(subscription)
+            }
+            var news = subscription.changes.makeAsyncIterator()
             var last: RunView?
             var quietSince = ContinuousClock.now
             while !Task.isCancelled {
@@ -247,7 +262,8 @@ struct RunAPI: Sendable {
                     try await writer.write(ByteBuffer(string: ": still running\n\n"))
                     quietSince = .now
                 }
-                try await Task.sleep(for: .milliseconds(200))
+                // Until the run changes, or the fallback says to look anyway.
+                guard await news.next() != nil else { break }
             }
             try await writer.finish(nil)
         }

@@ -150,6 +150,8 @@ public struct Effects: Sendable {
     public var finishedRuns: [(runID: String, status: String)] = []
     /// Steps that failed for good, for the log.
     public var failedSteps: [StepRecord] = []
+    /// Runs whose rows changed: the API's event streams of these runs have news.
+    public var changedRuns: [String] = []
 
     public init() {}
 }

@@ -216,6 +216,7 @@ struct RunTransitions {
         for id in runs.keys.sorted() {
             let run = runs[id]!
             if run.runChanged { changedRuns.append(run.record) }
+            if run.runChanged || !run.changedSteps.isEmpty { effects.changedRuns.append(id) }
             for stepID in run.changedSteps.sorted() {
                 if let step = run.steps[stepID] { changedSteps.append(step) }
             }

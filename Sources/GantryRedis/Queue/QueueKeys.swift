@@ -25,6 +25,9 @@ public struct QueueKeys: Sendable, Equatable {
     public var canceled: String { "{\(namespace)}:canceled" }
     /// The live log of one attempt: a capped stream of lines, kept for a week.
     public func log(_ key: AttemptKey) -> String { "{\(namespace)}:log:\(key.step.runID):\(key.step.stepID):\(key.attempt)" }
+    /// Which runs changed, for the API's event streams: a capped stream of entries whose
+    /// field `runs` lists run ids, written after each committed transition.
+    public var changes: String { "{\(namespace)}:changes" }
     /// Worker heartbeats: a hash from worker id to its JSON description.
     public var workers: String { "{\(namespace)}:workers" }
     /// The kind a stream key belongs to, or nil for a key of another namespace.

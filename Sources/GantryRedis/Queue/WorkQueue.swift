@@ -235,6 +235,38 @@ public struct WorkQueue: Sendable {
         return parseStreams(reply).map { EventEntry(id: $0.id, fields: $0.fields) }
     }
 
+    // MARK: Run changes (for the API's event streams)
+
+    /// Says that these runs changed (after their transition committed). Capped at about
+    /// 10,000 entries: readers only ever want what is new.
+    public func publishChanges(_ runIDs: [String], on redis: RedisConnection) async throws(RedisError) {
+        guard !runIDs.isEmpty else { return }
+        try await redis.command(["XADD", keys.changes, "MAXLEN", "~", "10000", "*", "runs", runIDs.joined(separator: ",")])
+    }
+
+    /// The id of the newest change entry, to read from ("0-0" when there is none yet).
+    public func latestChange(on redis: RedisConnection) async throws(RedisError) -> String {
+        let reply = try await redis.command(["XREVRANGE", keys.changes, "+", "-", "COUNT", "1"])
+        return parseEntries(reply).first?.id ?? "0-0"
+    }
+
+    /// Change entries after `lastID`, waiting up to `block` for one; returns the run ids
+    /// and the id to read after next time.
+    public func readChanges(after lastID: String, block: Duration, on redis: RedisConnection) async throws(RedisError) -> (runIDs: [String], lastID: String) {
+        let reply = try await redis.command([
+            "XREAD", "COUNT", "1000", "BLOCK", String(max(block.milliseconds, 1)), "STREAMS", keys.changes, lastID,
+        ])
+        var runIDs: [String] = []
+        var last = lastID
+        for entry in parseStreams(reply) {
+            last = entry.id
+            for (name, value) in entry.fields where name == "runs" {
+                runIDs += value.split(separator: ",").map(String.init)
+            }
+        }
+        return (runIDs, last)
+    }
+
     /// Takes over events another dispatcher was given and left unacknowledged for `minIdle`.
     public func claimStaleEvents(consumer: String, minIdle: Duration, count: Int, on redis: RedisConnection) async throws(RedisError) -> [EventEntry] {
         let reply = try await redis.send([

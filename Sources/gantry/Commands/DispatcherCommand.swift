@@ -34,6 +34,9 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(name: .customLong("api-connections"), help: "Postgres connections for API requests that change something (submit, approve, cancel, retry).")
     var apiConnections: Int = 4
 
+    @Option(name: .customLong("events-fallback"), help: "How long a run's event stream (submit --wait) waits for news before it re-reads the run anyway; news of a change arrives at once.")
+    var eventsFallback: String = "2s"
+
     @Option(name: .customLong("api-read-connections"), help: "Postgres connections for API reads and token checks (kept apart so reads never wait behind a submit).")
     var apiReadConnections: Int = 2
 
@@ -47,6 +50,7 @@ struct DispatcherCommand: AsyncParsableCommand {
             guard (1...64).contains(apiReadConnections) else { throw Failure("--api-read-connections must be between 1 and 64") }
             parsed.databaseConnections = apiConnections
             parsed.readConnections = apiReadConnections
+            parsed.eventsFallback = try parseDuration(eventsFallback, flag: "--events-fallback")
             api = parsed
         }
         let logger = connection.logger("gantry.dispatcher")
