@@ -20,15 +20,16 @@ struct Effector: Sendable {
         for (runID, status) in effects.finishedRuns where status != "succeeded" {
             logger.info("run finished", metadata: ["gantry.run.id": "\(runID)", "gantry.status": "\(status)"])
         }
-        if !effects.enqueue.isEmpty || !effects.schedule.isEmpty || !effects.cancel.isEmpty {
-            await retryUntilSuccess("enqueue \(effects.enqueue.count) attempts", logger: logger) { () throws(RedisError) in
-                // Cancels first: a worker handed one of these attempts must already see it canceled.
-                try await queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
-                try await queue.enqueue(effects.enqueue, on: redis)
-                try await queue.schedule(effects.schedule, on: redis)
-            }
+        guard !effects.enqueue.isEmpty || !effects.schedule.isEmpty || !effects.cancel.isEmpty else {
+            return await publishChanges(effects.changedRuns, on: redis)
         }
-        await publishChanges(effects.changedRuns, on: redis)
+        await retryUntilSuccess("enqueue \(effects.enqueue.count) attempts", logger: logger) { () throws(RedisError) in
+            // Cancels first: a worker handed one of these attempts must already see it canceled.
+            try await queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
+            // The changed runs are announced in the same round trip as the jobs.
+            try await queue.enqueue(effects.enqueue, announcing: effects.changedRuns, on: redis)
+            try await queue.schedule(effects.schedule, on: redis)
+        }
     }
 
     /// Tells the API replicas' event streams which runs changed. Best effort: a stream

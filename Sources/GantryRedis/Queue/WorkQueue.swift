@@ -19,9 +19,11 @@ public struct WorkQueue: Sendable {
     // MARK: Producing
 
     /// Appends jobs to their kinds' streams in one round trip.
-    public func enqueue(_ jobs: [Job], on redis: RedisConnection) async throws(RedisError) {
-        guard !jobs.isEmpty else { return }
-        let commands = jobs.map { job in
+    ///
+    /// `announcing` lists runs whose change to announce in the same round trip (see `publishChanges`).
+    public func enqueue(_ jobs: [Job], announcing runIDs: [String] = [], on redis: RedisConnection) async throws(RedisError) {
+        guard !jobs.isEmpty else { return try await publishChanges(runIDs, on: redis) }
+        var commands = jobs.map { job in
             var command = ["XADD", keys.stream(job.kind), "*"]
             command.reserveCapacity(3 + 2 * 9)
             for (name, value) in job.fields {
@@ -30,6 +32,7 @@ public struct WorkQueue: Sendable {
             }
             return command
         }
+        if !runIDs.isEmpty { commands.append(changesCommand(runIDs)) }
         for reply in try await redis.pipeline(commands) { _ = try reply.orThrow() }
     }
 
@@ -237,11 +240,18 @@ public struct WorkQueue: Sendable {
 
     // MARK: Run changes (for the API's event streams)
 
-    /// Says that these runs changed (after their transition committed). Capped at about
-    /// 10,000 entries: readers only ever want what is new.
+    /// Says that these runs changed (after their transition committed). Readers only ever
+    /// want what is new, so entries older than 30 s are trimmed (an entry can list a
+    /// thousand runs; a cap by count alone let the stream hold hundreds of megabytes).
     public func publishChanges(_ runIDs: [String], on redis: RedisConnection) async throws(RedisError) {
         guard !runIDs.isEmpty else { return }
-        try await redis.command(["XADD", keys.changes, "MAXLEN", "~", "10000", "*", "runs", runIDs.joined(separator: ",")])
+        try await redis.command(changesCommand(runIDs))
+    }
+
+    private func changesCommand(_ runIDs: [String]) -> [String] {
+        // Entry ids are Redis's clock in ms; a clock of ours far ahead would only trim early,
+        // and event streams then see the change at their fallback.
+        ["XADD", keys.changes, "MINID", "~", "\(WallClock.nowMs() - 30_000)-0", "*", "runs", runIDs.joined(separator: ",")]
     }
 
     /// The id of the newest change entry, to read from ("0-0" when there is none yet).
