@@ -51,6 +51,9 @@ struct DispatcherCommand: AsyncParsableCommand {
             parsed.databaseConnections = apiConnections
             parsed.readConnections = apiReadConnections
             parsed.eventsFallback = try parseDuration(eventsFallback, flag: "--events-fallback")
+            guard parsed.eventsFallback >= .milliseconds(100) else {
+                throw Failure("--events-fallback \(eventsFallback): use 100ms or more (streams get news at once; this is only the safety net)")
+            }
             api = parsed
         }
         let logger = connection.logger("gantry.dispatcher")
