@@ -206,6 +206,28 @@ import Testing
         #expect(try await redis.command(["HEXISTS", env.keys.workers, "draining"]).integer == 0)
         _ = (dispatcher, successor)
     }
+
+    /// A drain shuts the reader's socket down mid-read; entries Redis delivered in that read
+    /// are pending under the worker's name though it never saw them. Here the test plays that
+    /// read itself: the drain must take them and run them, not leave them to the lease.
+    @Test func aDrainTakesBackEntriesDeliveredToItButNeverSeen() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        try await env.queue.prepare(kinds: ["noop"], on: redis)
+        let dispatcher = try env.dispatcher()
+        let ids = try await env.enqueue(count: 3)
+        let cutOff = try await env.queue.read(kinds: ["noop"], consumer: "orphaned", count: 10, block: .milliseconds(500), on: redis)
+        #expect(cutOff.count == 3)
+        let worker = try env.worker("orphaned", concurrency: 8, lease: "30s", extra: ["--drain-grace", "5s"])
+        try await env.waitForHeartbeat(of: "orphaned")
+        #expect(await worker.stop() == 0)
+        // Well before the 30 s lease could have brought them back.
+        let runs = try await env.waitForRuns(ids, timeout: .seconds(10))
+        #expect(runs.allSatisfy { $0.status == "succeeded" })
+        for id in ids { #expect(try await env.attempts(id).map(\.status) == [.succeeded]) }
+        #expect(try await env.queue.depth(kind: "noop", on: redis) == (0, 0))
+        _ = dispatcher
+    }
 }
 
 /// Two installations may share a database; each dispatcher reconciles only its own.

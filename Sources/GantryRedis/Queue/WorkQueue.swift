@@ -183,10 +183,11 @@ public struct WorkQueue: Sendable {
     // MARK: Reaping
 
     /// Deliveries of `kind` idle for at least `minIdle`, with their holders.
-    public func expired(kind: String, minIdle: Duration, count: Int, on redis: RedisConnection) async throws(RedisError) -> [ExpiredDelivery] {
-        let reply = try await redis.send([
-            "XPENDING", keys.stream(kind), QueueKeys.workerGroup, "IDLE", String(minIdle.milliseconds), "-", "+", String(count),
-        ])
+    /// Only those of `consumer` when given.
+    public func expired(kind: String, minIdle: Duration, count: Int, consumer: String? = nil, on redis: RedisConnection) async throws(RedisError) -> [ExpiredDelivery] {
+        var command = ["XPENDING", keys.stream(kind), QueueKeys.workerGroup, "IDLE", String(minIdle.milliseconds), "-", "+", String(count)]
+        if let consumer { command.append(consumer) }
+        let reply = try await redis.send(command)
         if case .error(let message) = reply {
             if message.hasPrefix("NOGROUP") { return [] }
             throw .reply(message)

@@ -139,6 +139,7 @@ private final class Session: Sendable {
             group.addTask { await self.logShipLoop() }
             await withGracefulShutdownHandler {
                 await self.readLoop(group: &group, blockFor: blockFor)
+                await self.adoptOrphans(group: &group)
             } onGracefulShutdown: {
                 self.draining.store(true, ordering: .sequentiallyConsistent)
                 self.reader.interrupt()
@@ -182,6 +183,25 @@ private final class Session: Sendable {
             for delivery in deliveries {
                 await accept(delivery, group: &group)
             }
+        }
+    }
+
+    /// Entries Redis delivered to this worker in the read a drain cut off (the socket is shut
+    /// down mid-reply): pending under our name, yet never seen. Taken as any delivery, so the
+    /// drain runs them or hands them back as `interrupted` for immediate re-delivery, instead
+    /// of leaving them to wait out the lease and show as `lost`.
+    private func adoptOrphans(group: inout DiscardingTaskGroup) async {
+        for kind in configuration.kinds {
+            guard let pending = try? await queue.expired(
+                kind: kind, minIdle: .zero, count: max(100, 4 * configuration.concurrency), consumer: configuration.id, on: writer
+            ) else { continue }
+            let held = book.withLock { Set($0.keys) }
+            let orphans = pending.map(\.id).filter { !held.contains($0) }
+            guard !orphans.isEmpty,
+                  let deliveries = try? await queue.claim(kind: kind, ids: orphans, minIdle: .zero, consumer: configuration.id, on: writer)
+            else { continue }
+            logger.info("took back deliveries the drain cut off", metadata: ["gantry.kind": "\(kind)", "gantry.count": "\(deliveries.count)"])
+            for delivery in deliveries { await accept(delivery, group: &group) }
         }
     }
 
