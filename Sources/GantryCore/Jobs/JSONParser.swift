@@ -108,7 +108,7 @@ struct JSONParser {
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
                     guard let scalar = unicodeEscape() else { return nil }
-                    out.append(contentsOf: Array(String(Character(scalar)).utf8))
+                    UTF8.encode(scalar) { out.append($0) }
                 default: return nil
                 }
             default:

@@ -83,10 +83,7 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable {
             case UInt8(ascii: "\r"): out += "\\r"
             case UInt8(ascii: "\t"): out += "\\t"
             default:
-                let hex = Array("0123456789abcdef".utf8)
-                out += "\\u00"
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0xF)]))
+                out += "\\u00" + Hex.encode(CollectionOfOne(byte))
             }
             utf8.formIndex(after: &index)
             runStart = index

@@ -71,11 +71,6 @@ public struct RunStore: Sendable {
     public func transition(_ events: [(runID: String, event: RunEvent)], nowMs: Int64, on db: PostgresConnection) async throws(PostgresError) -> Effects {
         guard !events.isEmpty else { return Effects() }
         return try await db.transactionAsync { (db: isolated PostgresConnection) throws(PostgresError) -> Effects in
-            // Every statement of a transition reads or writes rows by key. On tables without
-            // statistics yet (a new installation, until autovacuum's first analyze) the planner
-            // prices `= ANY` over hundreds of keys as the whole table and scanned all of it,
-            // 20 ms per statement at 100,000 steps; keyed plans do not depend on statistics.
-            try db.query("SET LOCAL enable_seqscan = off")
             var work = RunTransitions(nowMs: nowMs)
             try work.load(events.map(\.runID), on: db)
             for (runID, event) in events { work.apply(event, to: runID) }
