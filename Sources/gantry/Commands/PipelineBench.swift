@@ -39,6 +39,9 @@ struct PipelineBench: Sendable {
         var concurrentSucceeded = 0
         var errors = 0
         var getRun = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        /// `GET /healthz` under the same load: no token, no database, no run — what any request
+        /// to this server costs while the machine is that busy. The floor under `getRun`.
+        var getHealth = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var readRate = 0
 
         var json: String {
@@ -55,6 +58,9 @@ struct PipelineBench: Sendable {
                 "get_run_p99_ms": ms(getRun, 99),
                 "get_run_requests": .number(Double(getRun.totalCount)),
                 "get_run_rate_per_s": .number(Double(readRate)),
+                "get_healthz_p50_ms": ms(getHealth, 50),
+                "get_healthz_p99_ms": ms(getHealth, 99),
+                "get_healthz_requests": .number(Double(getHealth.totalCount)),
             ]).jsonText
         }
 
@@ -67,9 +73,13 @@ struct PipelineBench: Sendable {
                 concurrent runs      \(concurrentSucceeded) succeeded in \(String(format: "%.1f", concurrentSeconds)) s
                 errors               \(errors)
                 GET /v1/runs/{id}    p50 \(ms(getRun, 50)) ms, p99 \(ms(getRun, 99)) ms under that load (\(getRun.totalCount) requests at \(readRate)/s)
+                GET /healthz         p50 \(ms(getHealth, 50)) ms, p99 \(ms(getHealth, 99)) ms alongside (\(getHealth.totalCount) requests at \(PipelineBench.floorRate)/s; no database: the floor of any request under that load)
                 """
         }
     }
+
+    /// Requests per second of the floor reader (`GET /healthz`), besides `readRate`.
+    static let floorRate = 25
 
     func run() async throws -> Report {
         var report = Report()
@@ -98,7 +108,7 @@ struct PipelineBench: Sendable {
         say("\(concurrentRuns) runs at once, while GET /v1/runs/{id} is measured")
         let shared = Shared()
         let began = ContinuousClock.now
-        let latencies = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+        let latencies = try await withThrowingTaskGroup(of: (floor: Bool, samples: [UInt64]).self) { group in
             // Submitters.
             for worker in 0..<16 {
                 group.addTask {
@@ -106,7 +116,7 @@ struct PipelineBench: Sendable {
                     for _ in stride(from: worker, to: concurrentRuns, by: 16) {
                         if let id = try await submit(client) { shared.ids.withLock { $0.append(id) } } else { shared.errors.add(1, ordering: .relaxed) }
                     }
-                    return []
+                    return (false, [])
                 }
             }
             // Readers: GET a random submitted run, as dashboards and `submit --wait` do, at a fixed
@@ -114,25 +124,19 @@ struct PipelineBench: Sendable {
             // answered are a load of their own: at 800 requests a second they took a core and
             // slowed the runs they were measuring, by more the faster the API answered.
             let readers = 4
-            let interval = Duration.seconds(Double(readers) / Double(max(1, readRate)))
             for reader in 0..<readers {
                 group.addTask {
-                    let client = HTTPClient(name: "bench-read")
-                    var samples: [UInt64] = []
-                    // Staggered, then on a fixed schedule; a late request goes at once, none is skipped.
-                    var next = ContinuousClock.now + interval * (Double(reader) / Double(readers))
-                    while !shared.done.load(ordering: .relaxed) {
-                        try await Task.sleep(until: next)
-                        next += interval
-                        guard let id = shared.ids.withLock({ $0.randomElement() }) else { continue }
-                        // Timed on the client's own thread around the transfer: the request as the
-                        // server answers it, not how long this process takes to resume the task.
-                        let response = try await client.send(request(id))
-                        samples.append(UInt64(response.elapsed.microseconds))
-                        if response.status != 200 { shared.errors.add(1, ordering: .relaxed) }
-                    }
-                    return samples
+                    let samples = try await readAtFixedRate(
+                        every: .seconds(Double(readers) / Double(max(1, readRate))), offset: Double(reader) / Double(readers), shared: shared
+                    ) { shared.ids.withLock({ $0.randomElement() }).map(request) }
+                    return (false, samples)
                 }
+            }
+            // One more reader asks for what needs neither token nor database: how long any request
+            // takes while the machine is this busy, against which the run GET's figure is read.
+            group.addTask {
+                let health = HTTPRequest(url: base + "/healthz")
+                return (true, try await readAtFixedRate(every: .seconds(1.0 / Double(Self.floorRate)), offset: 0.5, shared: shared) { health })
             }
             // The watcher counts unfinished runs in Postgres until all are done (listing a thousand
             // runs through the API five times a second would load the server it measures).
@@ -149,14 +153,17 @@ struct PipelineBench: Sendable {
                     }
                 }
                 shared.done.store(true, ordering: .relaxed)
-                return []
+                return (false, [])
             }
-            var all: [UInt64] = []
-            for try await samples in group { all += samples }
+            var all: (runs: [UInt64], floor: [UInt64]) = ([], [])
+            for try await result in group {
+                if result.floor { all.floor += result.samples } else { all.runs += result.samples }
+            }
             return all
         }
         report.concurrentSeconds = (ContinuousClock.now - began).secondsValue
-        for latency in latencies { _ = report.getRun.record(latency) }
+        for latency in latencies.runs { _ = report.getRun.record(latency) }
+        for latency in latencies.floor { _ = report.getHealth.record(latency) }
         report.errors += shared.errors.load(ordering: .relaxed)
         let finished = shared.ids.withLock { $0 }
         var succeeded = 0
@@ -166,6 +173,27 @@ struct PipelineBench: Sendable {
         }
         report.concurrentSucceeded = succeeded
         return report
+    }
+
+    /// Sends a request every `interval` (the first after `offset` of one) until the runs are done;
+    /// a late request goes at once, none is skipped. Returns each request's time in µs, taken on
+    /// the HTTP client's own thread around the transfer: the request as the server answers it,
+    /// not how long this busy process takes to resume the task. A non-200 answer is an error.
+    private func readAtFixedRate(
+        every interval: Duration, offset: Double, shared: Shared, _ next: @Sendable () -> HTTPRequest?
+    ) async throws -> [UInt64] {
+        let client = HTTPClient(name: "bench-read")
+        var samples: [UInt64] = []
+        var due = ContinuousClock.now + interval * offset
+        while !shared.done.load(ordering: .relaxed) {
+            try await Task.sleep(until: due)
+            due += interval
+            guard let request = next() else { continue }
+            let response = try await client.send(request)
+            samples.append(UInt64(response.elapsed.microseconds))
+            if response.status != 200 { shared.errors.add(1, ordering: .relaxed) }
+        }
+        return samples
     }
 
     private func submit(_ client: HTTPClient) async throws -> String? {
