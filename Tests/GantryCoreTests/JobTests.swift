@@ -93,4 +93,59 @@ import Testing
         #expect(decoded == result)
         #expect(AttemptResult(eventFields: [("type", "attempt")]) == nil)
     }
+
+    @Test func resultEventsAreOneFieldAndKeepEveryValue() {
+        // No exit code, no error; a worker name with spaces (it is the last word of the field).
+        let succeeded = AttemptResult(
+            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "deploy-web_1"), attempt: 1), kind: "smoke-test",
+            status: .succeeded, worker: "worker on host a 7", startedAtUs: 1_764_000_000_000_001,
+            finishedAtUs: 1_764_000_000_250_002, deliveryID: "1764000000000-17"
+        )
+        #expect(succeeded.eventFields.map(\.0) == ["result"])
+        var decoded = AttemptResult(eventFields: succeeded.eventFields)
+        decoded?.outputs = succeeded.outputs
+        #expect(decoded == succeeded)
+        // A negative exit code and an error line with spaces, tabs and a newline: the error has a field of its own.
+        var failed = succeeded
+        failed.status = .timedOut
+        failed.exitCode = -9
+        failed.error = "killed after 2s:\tno output\nlast line"
+        failed.retryable = false
+        #expect(failed.eventFields.map(\.0) == ["result", "error"])
+        decoded = AttemptResult(eventFields: failed.eventFields)
+        decoded?.outputs = failed.outputs
+        #expect(decoded == failed)
+    }
+
+    @Test func resultEventsOfEarlierWorkersStillDecode() {
+        // The twelve-field form workers wrote before the one-field form: events already in the
+        // stream when the dispatcher is upgraded.
+        let fields = [
+            ("type", "attempt"), ("run", Self.runID), ("step", "build"), ("attempt", "2"), ("kind", "noop"),
+            ("status", "failed"), ("worker", "w1"), ("retryable", "0"), ("started", "10"), ("finished", "20"),
+            ("delivery", "1-0"), ("exit", "3"), ("error", "exit 3"),
+        ]
+        let expected = AttemptResult(
+            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "build"), attempt: 2), kind: "noop",
+            status: .failed, worker: "w1", exitCode: 3, error: "exit 3", retryable: false,
+            startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
+        )
+        #expect(AttemptResult(eventFields: fields) == expected)
+    }
+
+    @Test(arguments: [
+        "",  // nothing
+        "r s 1 noop succeeded 1 10 20 1-0 -",  // no worker
+        "r s 1 noop succeeded 1 10 20 1-0 - ",  // an empty worker name
+        "r s x noop succeeded 1 10 20 1-0 - w",  // attempt not a number
+        "r s 1 noop finished 1 10 20 1-0 - w",  // not a status
+        "r s 1 noop succeeded yes 10 20 1-0 - w",  // retryable neither 1 nor 0
+        "r s 1 noop succeeded 1 ten 20 1-0 - w",  // start not a number
+        "r s 1 noop succeeded 1 10 20 1-0 9999999999 w",  // exit code out of range
+        "r  1 noop succeeded 1 10 20 1-0 - w",  // an empty step
+        "r s 1 noop succeeded 1 10 20  - w",  // an empty delivery
+    ])
+    func malformedResultEventsAreRefused(_ text: String) {
+        #expect(AttemptResult(eventFields: [("result", text)]) == nil)
+    }
 }

@@ -43,29 +43,63 @@ public struct AttemptResult: Sendable, Equatable {
         self.deliveryID = deliveryID
     }
 
-    /// Fields of the result event on the events stream.
+    /// Fields of the result event on the events stream: everything the dispatcher decides
+    /// on in one field, `result`, as space-separated words
+    /// `RUN STEP ATTEMPT KIND STATUS RETRYABLE(1|0) STARTED_US FINISHED_US DELIVERY EXIT(-) WORKER`
+    /// (the worker's name last: it may contain spaces), and the error line in a field of its own.
+    ///
+    /// One field instead of twelve name/value pairs: every event is written by a worker,
+    /// stored by Redis and read back by a dispatcher, and each pair was two strings to
+    /// format, store, parse and allocate at each of the three (see docs/benchmarks.md).
     public var eventFields: [(String, String)] {
-        var out: [(String, String)] = [
-            ("type", "attempt"),
-            ("run", key.step.runID),
-            ("step", key.step.stepID),
-            ("attempt", String(key.attempt)),
-            ("kind", kind),
-            ("status", status.rawValue),
-            ("worker", worker),
-            ("retryable", retryable ? "1" : "0"),
-            ("started", String(startedAtUs)),
-            ("finished", String(finishedAtUs)),
-            ("delivery", deliveryID),
-        ]
-        if let exitCode { out.append(("exit", String(exitCode))) }
-        if let error { out.append(("error", error)) }
-        return out
+        var text = key.step.runID
+        text.reserveCapacity(key.step.runID.utf8.count + key.step.stepID.utf8.count + kind.utf8.count + worker.utf8.count + 80)
+        for word in [
+            key.step.stepID, String(key.attempt), kind, status.rawValue, retryable ? "1" : "0",
+            String(startedAtUs), String(finishedAtUs), deliveryID, exitCode.map { String($0) } ?? "-", worker,
+        ] {
+            text += " "
+            text += word
+        }
+        var fields = [("result", text)]
+        if let error { fields.append(("error", error)) }
+        return fields
     }
 
-    /// Decodes a result event; `nil` when a field is missing or malformed.
-    /// One pass over the fields, no dictionary: the dispatcher decodes every event.
+    /// Decodes a result event; `nil` when a field is missing or malformed. Reads the one-field
+    /// form of `eventFields` and the twelve-field form that workers before it wrote
+    /// (`type=attempt`, `run`, `step`, …), so events in the stream survive a rolling upgrade.
     public init?(eventFields fields: [(String, String)]) {
+        var compact: String?, error: String?
+        for (name, value) in fields {
+            if name == "result" { compact = value } else if name == "error" { error = value }
+        }
+        guard let compact else {
+            self.init(legacyEventFields: fields)
+            return
+        }
+        // Ten words, then the worker's name (the rest of the text, spaces and all).
+        let words = compact.split(separator: " ", maxSplits: 10, omittingEmptySubsequences: false)
+        guard words.count == 11, !words[10].isEmpty,
+              let attempt = Int(words[2]), let status = AttemptStatus(rawValue: String(words[4])),
+              words[5] == "1" || words[5] == "0",
+              let started = Int64(words[6]), let finished = Int64(words[7])
+        else { return nil }
+        var exitCode: Int32?
+        if words[9] != "-" {
+            guard let code = Int32(words[9]) else { return nil }
+            exitCode = code
+        }
+        guard !words[0].isEmpty, !words[1].isEmpty, !words[3].isEmpty, !words[8].isEmpty else { return nil }
+        self.init(
+            key: AttemptKey(step: StepKey(runID: String(words[0]), stepID: String(words[1])), attempt: attempt),
+            kind: String(words[3]), status: status, worker: String(words[10]), exitCode: exitCode, error: error,
+            retryable: words[5] == "1", startedAtUs: started, finishedAtUs: finished, deliveryID: String(words[8])
+        )
+    }
+
+    /// The twelve-field event of earlier workers.
+    private init?(legacyEventFields fields: [(String, String)]) {
         var type: String?, run: String?, step: String?, attempt: Int?, kind: String?, status: AttemptStatus?
         var worker: String?, started: Int64?, finished: Int64?, delivery: String?
         var exitCode: Int32?, error: String?, retryable = true
