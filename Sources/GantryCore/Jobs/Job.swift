@@ -60,44 +60,60 @@ public struct Job: Sendable, Equatable {
 
     /// Decodes and validates stream fields; a bad field is named in the error.
     public init(fields: [(String, String)]) throws(JobDecodingError) {
-        var map: [String: String] = [:]
-        for (name, value) in fields { map[name] = value }
-        func field(_ name: String) throws(JobDecodingError) -> String {
-            guard let value = map[name] else { throw JobDecodingError(field: name, problem: "is missing") }
+        // One pass over the fields into named slots, no dictionary: every delivery is decoded.
+        var version: String?, runText: String?, stepText: String?, attemptText: String?, kindText: String?
+        var timeoutText: String?, with: String?, enqueuedText: String?, recovered: String?, bindingsText: String?
+        for (name, value) in fields {
+            switch name {
+            case "v": version = value
+            case "run": runText = value
+            case "step": stepText = value
+            case "attempt": attemptText = value
+            case "kind": kindText = value
+            case "timeout_ms": timeoutText = value
+            case "with": with = value
+            case "enq": enqueuedText = value
+            case "rec": recovered = value
+            case "x": bindingsText = value
+            default: break
+            }
+        }
+        func field(_ value: String?, _ name: String) throws(JobDecodingError) -> String {
+            guard let value else { throw JobDecodingError(field: name, problem: "is missing") }
             return value
         }
-        guard try field("v") == "1" else {
-            throw JobDecodingError(field: "v", problem: "is \(map["v"] ?? ""), this worker reads version 1")
+        guard try field(version, "v") == "1" else {
+            throw JobDecodingError(field: "v", problem: "is \(version ?? ""), this worker reads version 1")
         }
-        let run = try field("run")
+        let run = try field(runText, "run")
         guard Identifiers.isValidRunID(run) else { throw JobDecodingError(field: "run", problem: "is not a run id") }
-        let step = try field("step")
+        let step = try field(stepText, "step")
         guard Identifiers.isValidStepID(step) else {
             throw JobDecodingError(field: "step", problem: "must be 1-64 characters of a-z, 0-9, '-' or '_'")
         }
-        guard let attempt = Int(try field("attempt")), attempt >= 1, attempt <= 10_000 else {
+        guard let attempt = Int(try field(attemptText, "attempt")), attempt >= 1, attempt <= 10_000 else {
             throw JobDecodingError(field: "attempt", problem: "must be a whole number from 1")
         }
-        let kind = try field("kind")
+        let kind = try field(kindText, "kind")
         guard Identifiers.isValidKind(kind) else { throw JobDecodingError(field: "kind", problem: "is not a step kind name") }
-        guard let timeoutMs = Int64(try field("timeout_ms")), timeoutMs > 0 else {
+        guard let timeoutMs = Int64(try field(timeoutText, "timeout_ms")), timeoutMs > 0 else {
             throw JobDecodingError(field: "timeout_ms", problem: "must be a positive number of milliseconds")
         }
-        let inputs = try field("with")
+        let inputs = try field(with, "with")
         guard JSONValue.parseObject(inputs) != nil else {
             throw JobDecodingError(field: "with", problem: "is not a JSON object")
         }
-        guard let enqueued = Int64(try field("enq")) else {
+        guard let enqueued = Int64(try field(enqueuedText, "enq")) else {
             throw JobDecodingError(field: "enq", problem: "must be a timestamp in microseconds")
         }
-        let bindings = map["x"] ?? "{}"
+        let bindings = bindingsText ?? "{}"
         guard bindings == "{}" || JSONValue.parseObject(bindings) != nil else {
             throw JobDecodingError(field: "x", problem: "is not a JSON object")
         }
         self.init(
             runID: run, stepID: step, attempt: attempt, kind: kind,
             timeout: .milliseconds(timeoutMs), inputs: inputs,
-            enqueuedAtUs: enqueued, recovered: map["rec"] == "1", bindings: bindings
+            enqueuedAtUs: enqueued, recovered: recovered == "1", bindings: bindings
         )
     }
 }
