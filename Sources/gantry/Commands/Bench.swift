@@ -15,7 +15,9 @@ struct Bench: AsyncParsableCommand {
             Starts its own dispatcher and worker processes (this binary) against the configured \
             Redis and Postgres, in a Redis namespace of its own. First it measures pickup latency \
             at low load (one step at a time), then drains --steps no-op steps and reports \
-            throughput, worker memory, and lost or failed steps. With --pipeline the dispatcher also \
+            throughput, worker memory, lost or failed steps, and the CPU a step costs in each part \
+            (Postgres when its server is on this host, Redis, workers, dispatcher, the bench's \
+            enqueuer), read from /proc and Redis INFO while the steps drain. With --pipeline the dispatcher also \
             serves the API and the bench submits 20-step DAG runs: one at a time (submit to succeeded), \
             then --runs at once while it measures GET /v1/runs/{id}. `make bench` starts the services \
             and records nothing by itself: copy the figures into docs/benchmarks.md with the command.
@@ -133,6 +135,11 @@ struct Bench: AsyncParsableCommand {
 
         // MARK: Throughput
         say("throughput: \(steps) steps")
+        let backendRows = try await db.run("SELECT pg_backend_pid() AS pid")
+        let backend = backendRows.isEmpty ? nil : backendRows[0].int("pid").map { Int32($0) }
+        let cpu = BenchCPU(dispatcherPIDs: fleet.dispatcherPIDs, workerPIDs: fleet.workerPIDs, backend: backend)
+        if !cpu.seesPostgres { say("the Postgres server is not on this host: its CPU is left out of the CPU per step") }
+        await cpu.begin(redis: redis)
         let start = ContinuousClock.now
         let enqueued = Atomic<Int>(0)
         async let enqueueSeconds: Double = {
@@ -163,6 +170,7 @@ struct Bench: AsyncParsableCommand {
             let rows = try await db.run("SELECT count(*) AS n FROM runs WHERE status = 'running' AND pipeline = $1", [label])
             unfinished = rows.isEmpty ? 0 : rows[0].int("n") ?? 0
             finished = enqueued.load(ordering: .relaxed) - unfinished
+            cpu.sample()
             if ContinuousClock.now - lastReport >= .seconds(5) {
                 lastReport = .now
                 rssSamples.append(fleet.workerRSSMegabytes())
@@ -171,6 +179,7 @@ struct Bench: AsyncParsableCommand {
             guard fleet.allRunning else { throw Failure("a bench process exited early; run with --log-level debug") }
         }
         let elapsed = (ContinuousClock.now - start).secondsValue
+        await cpu.end(redis: redis)
         let enqueueTime = try await enqueueSeconds
         let finalRSS = fleet.workerRSSMegabytes()
         let counts = try await db.run(
@@ -191,7 +200,9 @@ struct Bench: AsyncParsableCommand {
             workerRSSMB: finalRSS,
             workerRSSMaxMB: (rssSamples + [finalRSS]).max() ?? finalRSS,
             lost: counts[0].int("lost") ?? 0,
-            failed: counts[0].int("failed") ?? 0
+            failed: counts[0].int("failed") ?? 0,
+            cpu: cpu.parts,
+            cores: ProcessInfo.processInfo.activeProcessorCount
         )
         print(output == .json ? report.json : report.text)
     }
@@ -209,6 +220,13 @@ private struct BenchReport {
     let workerRSSMaxMB: Double
     let lost: Int
     let failed: Int
+    /// CPU seconds of each part while the steps drained.
+    let cpu: [BenchCPU.Part]
+    let cores: Int
+
+    /// Microseconds of CPU per step, by part.
+    private func perStep(_ part: BenchCPU.Part) -> Double { part.seconds * 1_000_000 / Double(steps) }
+    private var totalPerStep: Double { cpu.reduce(0) { $0 + perStep($1) } }
 
     var json: String {
         func round(_ value: Double, _ places: Double = 1_000) -> JSONValue { .number((value * places).rounded() / places) }
@@ -223,6 +241,9 @@ private struct BenchReport {
             "worker_rss_max_mb": round(workerRSSMaxMB, 10),
             "lost": .number(Double(lost)),
             "failed": .number(Double(failed)),
+            "cpu_us_per_step": .object(Dictionary(
+                uniqueKeysWithValues: cpu.map { ($0.name, round(perStep($0), 10)) } + [("total", round(totalPerStep, 10))]
+            )),
         ]).jsonText
     }
 
@@ -235,6 +256,7 @@ private struct BenchReport {
         worker RSS         idle \(String(format: "%.1f", workerRSSIdleMB)) MB, end \(String(format: "%.1f", workerRSSMB)) MB, max \(String(format: "%.1f", workerRSSMaxMB)) MB (largest worker)
         lost               \(lost)
         failed             \(failed)
+        CPU per step       \(cpu.map { "\($0.name) \(Int(perStep($0).rounded())) µs" }.joined(separator: ", ")); total \(Int(totalPerStep.rounded())) µs (at that cost \(cores) cores drain at most \(totalPerStep > 0 ? Int(Double(cores) * 1_000_000 / totalPerStep) : 0) steps/s)
         """
     }
 }
@@ -242,7 +264,8 @@ private struct BenchReport {
 /// The dispatcher and worker processes a benchmark starts and stops by PID.
 private final class Fleet {
     private var processes: [Process] = []
-    private var workerPIDs: [Int32] = []
+    private(set) var dispatcherPIDs: [Int32] = []
+    private(set) var workerPIDs: [Int32] = []
 
     init(namespace: String, workers: Int, concurrency: Int, listenPort: Int?) throws {
         let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -250,6 +273,7 @@ private final class Fleet {
         let listen = listenPort.map { ["--listen", "127.0.0.1:\($0)", "--api-connections", "4", "--api-read-connections", "4"] } ?? []
         // The reconciler is held off: the database may hold other installations' unfinished steps.
         processes.append(try Self.launch(binary, ["dispatcher", "--id", "bench-dispatcher", "--reconcile-after", "10m"] + listen + common))
+        dispatcherPIDs = [processes[0].processIdentifier]
         for index in 1...workers {
             let process = try Self.launch(binary, ["worker", "--kind", "noop", "--id", "bench-worker-\(index)", "--concurrency", String(concurrency)] + common)
             processes.append(process)
