@@ -94,6 +94,15 @@ import Testing
         #expect(AttemptResult(eventFields: [("type", "attempt")]) == nil)
     }
 
+    @Test func processNamesAreWhatRedisAcceptsAsClientNames() {
+        for name in ["w1", "worker-build-7f3a", "dispatcher-ip-10-0-0-1.ec2.internal-412", "a@b:c/d", String(repeating: "x", count: 100)] {
+            #expect(Identifiers.isValidProcessName(name), "\(name)")
+        }
+        for name in ["", "hand worker 1", "tab\there", "new\nline", "caf\u{e9}", "nul\u{0}", String(repeating: "x", count: 101)] {
+            #expect(!Identifiers.isValidProcessName(name), "\(name)")
+        }
+    }
+
     @Test func resultEventsAreOneFieldAndKeepEveryValue() {
         // No exit code, no error; a worker name with spaces (it is the last word of the field).
         let succeeded = AttemptResult(

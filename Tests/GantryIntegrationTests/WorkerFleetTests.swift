@@ -26,6 +26,17 @@ import Testing
         _ = (dispatcher, worker)
     }
 
+    @Test func aNameRedisWouldRefuseIsRefusedAtStartNamingTheFlag() async throws {
+        // A worker or replica name with a space used to start, fail CLIENT SETNAME, and retry forever.
+        let env = try await TestEnvironment.make()
+        let worker = try env.start(["worker", "--kind", "noop", "--id", "hand worker 1"], name: "bad-worker")
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 64)
+        #expect(worker.log.contains("--id 'hand worker 1': a worker's name is 1-100 printable ASCII characters without spaces"))
+        let dispatcher = try env.start(["dispatcher", "--id", "replica\t2"], name: "bad-dispatcher")
+        #expect(await dispatcher.waitForExit(timeout: .seconds(10)) == 64)
+        #expect(dispatcher.log.contains("--id 'replica\t2': a replica's name is 1-100 printable ASCII characters without spaces"))
+    }
+
     @Test func onlyAllowedExitCodesAreRetriedAndExhaustedStepsAreDead() async throws {
         let env = try await TestEnvironment.make()
         let dispatcher = try env.dispatcher()

@@ -26,6 +26,14 @@ public enum Identifiers {
         isName(text, maxLength: 32)
     }
 
+    /// Names of workers and dispatcher replicas (`--id`): 1-100 printable ASCII characters
+    /// without spaces. They name Redis consumers and connections (`CLIENT SETNAME` refuses
+    /// spaces and control characters) and the worker column of the ledger.
+    public static func isValidProcessName(_ text: String) -> Bool {
+        let bytes = text.utf8
+        return (1...100).contains(bytes.count) && bytes.allSatisfy { (UInt8(ascii: "!")...UInt8(ascii: "~")).contains($0) }
+    }
+
     /// A new run id: a UUID version 7 (48-bit millisecond timestamp, then random bits),
     /// so ids sort by creation time and index well.
     public static func newRunID(nowMs: Int64, using random: inout some RandomNumberGenerator) -> String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GantryCore
 import GantryDispatcher
 import ServiceLifecycle
 import UnixSignals
@@ -13,7 +14,7 @@ struct DispatcherCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "This replica's name (default: dispatcher-HOST-PID).")
+    @Option(help: "This replica's name, 1-100 printable ASCII characters without spaces (default: dispatcher-HOST-PID).")
     var id: String?
 
     @Option(name: .customLong("reap-interval"), help: "How often to look for expired leases.")
@@ -39,6 +40,12 @@ struct DispatcherCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("api-read-connections"), help: "Postgres connections for API reads and token checks (kept apart so reads never wait behind a submit).")
     var apiReadConnections: Int = 2
+
+    func validate() throws {
+        if let id, !Identifiers.isValidProcessName(id) {
+            throw ValidationError("--id '\(id.prefix(100))': a replica's name is 1-100 printable ASCII characters without spaces (e.g. dispatcher-1)")
+        }
+    }
 
     func run() async throws {
         var api: APIConfiguration?

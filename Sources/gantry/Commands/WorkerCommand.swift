@@ -30,7 +30,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-grace"), help: "On SIGTERM, how long in-flight steps may finish.")
     var drainGrace: String?
 
-    @Option(help: "This worker's name (default: worker-HOST-PID).")
+    @Option(help: "This worker's name, 1-100 printable ASCII characters without spaces (default: worker-HOST-PID).")
     var id: String?
 
     @Option(name: .customLong("secrets-dir"), help: ArgumentHelp("A directory of secret files, one per name (a Kubernetes secret volume).", discussion: "Default: $GANTRY_SECRETS_DIR. GANTRY_SECRET_<NAME> variables are read first."))
@@ -49,6 +49,9 @@ struct WorkerCommand: AsyncParsableCommand {
     func validate() throws {
         if let concurrency, !(1...4096).contains(concurrency) {
             throw ValidationError("--concurrency \(concurrency): use a number from 1 to 4096")
+        }
+        if let id, !Identifiers.isValidProcessName(id) {
+            throw ValidationError("--id '\(id.prefix(100))': a worker's name is 1-100 printable ASCII characters without spaces (e.g. worker-build-1)")
         }
         for name in kinds where !Identifiers.isValidKind(name) {
             throw ValidationError("--kind '\(name)': a kind is 1-32 characters of a-z, 0-9, '-' or '_'")
