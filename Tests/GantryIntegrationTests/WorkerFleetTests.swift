@@ -37,6 +37,23 @@ import Testing
         #expect(dispatcher.log.contains("--id 'replica\t2': a replica's name is 1-100 printable ASCII characters without spaces"))
     }
 
+    @Test func enqueueRefusesWhatCouldNeverRunNamingTheFlag() async throws {
+        // Each of these used to be accepted: a kind no worker takes waited in its queue forever, a
+        // zero timeout failed on a database constraint, a cap below the first delay was silently moved.
+        let env = try await TestEnvironment.make()
+        let cases: [([String], String)] = [
+            (["--kind", "nop"], "--kind 'nop': no such kind; did you mean 'noop'?; known kinds: backup, build, deploy, metrics-watch, noop, notify, scan, smoke-test"),
+            (["--kind", "noop", "--timeout", "0s"], "--timeout 0s: must be more than 0, e.g. 10m"),
+            (["--kind", "noop", "--backoff", "5s", "--backoff-max", "1s"], "--backoff-max 1s is below --backoff 5s; raise --backoff-max or lower --backoff"),
+        ]
+        for (index, (arguments, message)) in cases.enumerated() {
+            let enqueue = try env.start(["enqueue"] + arguments, name: "bad-enqueue-\(index)")
+            #expect(await enqueue.waitForExit(timeout: .seconds(10)) == 64, "\(arguments)")
+            #expect(enqueue.log.contains("Error: " + message), "\(enqueue.log)")
+        }
+        #expect(try await env.db().run("SELECT count(*) AS n FROM runs WHERE pipeline LIKE 'enqueue:%'")[0].int("n") == 0)
+    }
+
     @Test func onlyAllowedExitCodesAreRetriedAndExhaustedStepsAreDead() async throws {
         let env = try await TestEnvironment.make()
         let dispatcher = try env.dispatcher()

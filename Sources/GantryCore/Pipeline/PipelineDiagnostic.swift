@@ -20,7 +20,7 @@ public struct PipelineDiagnostic: Sendable, Equatable, CustomStringConvertible {
 /// an edit distance of a third of the word (1 to 3; none for words of one or two
 /// characters, where every guess is a wild one). A swap of two neighbouring
 /// letters counts as one edit.
-enum Suggestion {
+public enum Suggestion {
     static func closest(to word: String, in candidates: [String]) -> String? {
         guard word.count > 2 else { return nil }
         let limit = min(3, max(1, word.count / 3))
@@ -53,7 +53,7 @@ enum Suggestion {
     }
 
     /// `; did you mean 'x'?` or nothing.
-    static func hint(for word: String, in candidates: [String]) -> String {
+    public static func hint(for word: String, in candidates: [String]) -> String {
         closest(to: word, in: candidates).map { "; did you mean '\($0)'?" } ?? ""
     }
 }

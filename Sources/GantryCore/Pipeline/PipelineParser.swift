@@ -103,6 +103,16 @@ private struct Reader {
         }
     }
 
+    /// A timeout: a duration of at least 1ms (a zero timeout would end the wait before it starts).
+    mutating func timeout(_ entry: (key: Node, value: Node)?, _ what: String) -> Duration? {
+        guard let value = duration(entry, what) else { return nil }
+        guard value > .zero else {
+            report(entry?.value, "\(what) must be more than 0, e.g. 10m")
+            return nil
+        }
+        return value
+    }
+
     mutating func strings(_ entry: (key: Node, value: Node)?, _ what: String) -> [String] {
         guard let entry else { return [] }
         if let scalar = entry.value.scalar { return [scalar.string] }
@@ -128,7 +138,7 @@ private struct Reader {
         if top["pipeline"] == nil { report(root, "missing key 'pipeline': name the pipeline, e.g. pipeline: staging") }
         var definition = PipelineDefinition(name: name ?? "", steps: [])
         definition.environment = string(top["environment"], "environment")
-        if let timeout = duration(top["timeout"], "timeout") { definition.timeout = timeout }
+        if let timeout = timeout(top["timeout"], "timeout") { definition.timeout = timeout }
         if let gates = top["gates"], let entries = mapping(gates.value, "gates", keys: ["confirm", "promote_from"]) {
             definition.confirm = string(entries["confirm"], "gates.confirm")
             definition.promoteFrom = string(entries["promote_from"], "gates.promote_from")
@@ -147,7 +157,7 @@ private struct Reader {
         var defaultTimeout = Duration.seconds(600)
         var defaultRetry = RetryPolicy()
         if let defaults = top["defaults"], let entries = mapping(defaults.value, "defaults", keys: ["timeout", "retry"]) {
-            if let timeout = duration(entries["timeout"], "defaults.timeout") { defaultTimeout = timeout }
+            if let timeout = timeout(entries["timeout"], "defaults.timeout") { defaultTimeout = timeout }
             if let retry = entries["retry"] { defaultRetry = self.retry(retry.value, "defaults.retry", base: defaultRetry) }
         }
         guard let stepsEntry = top["steps"] else {
@@ -210,7 +220,7 @@ private struct Reader {
             }
             step.condition = string(entries["if"], "if")
             if let condition = step.condition { checkExpressions(in: condition, node: entries["if"]!.value, stepID: id) }
-            if let value = duration(entries["timeout"], "timeout of step '\(id)'") { step.timeout = value }
+            if let value = self.timeout(entries["timeout"], "timeout of step '\(id)'") { step.timeout = value }
             if let retry = entries["retry"] { step.retry = self.retry(retry.value, "retry of step '\(id)'", base: step.retry) }
             if let with = entries["with"] {
                 if case .object(let object) = json(with.value, stepID: id) {
@@ -254,7 +264,11 @@ private struct Reader {
         }
         if let timeout = step.inputs["timeout"] {
             if let text = timeout.stringValue {
-                do { _ = try DurationParser.parse(text) } catch { report(node, "approval step '\(step.id)': timeout: \(error)") }
+                do {
+                    if try DurationParser.parse(text) <= .zero { report(node, "approval step '\(step.id)': timeout must be more than 0, e.g. 4h") }
+                } catch {
+                    report(node, "approval step '\(step.id)': timeout: \(error)")
+                }
             } else {
                 report(node, "approval step '\(step.id)': timeout must be a duration, e.g. 4h")
             }
@@ -284,6 +298,10 @@ private struct Reader {
         if let backoff = entries["backoff"], let backoffEntries = mapping(backoff.value, "\(what).backoff", keys: ["initial", "max", "jitter"]) {
             if let initial = duration(backoffEntries["initial"], "\(what).backoff.initial") { policy.initial = initial }
             if let max = duration(backoffEntries["max"], "\(what).backoff.max") { policy.max = max }
+            if policy.max < policy.initial {
+                report(backoffEntries["max"]?.value ?? backoff.value,
+                       "\(what).backoff.max \(DurationParser.format(policy.max)) is below backoff.initial \(DurationParser.format(policy.initial)); raise max or lower initial")
+            }
             if let jitter = string(backoffEntries["jitter"], "\(what).backoff.jitter") {
                 let options = RetryPolicy.Jitter.allCases.map(\.rawValue)
                 if let value = RetryPolicy.Jitter(rawValue: jitter) {

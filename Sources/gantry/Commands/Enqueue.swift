@@ -51,12 +51,21 @@ struct Enqueue: AsyncParsableCommand {
 
     func validate() throws {
         guard Identifiers.isValidKind(kind) else { throw ValidationError("--kind '\(kind)': a kind is 1-32 characters of a-z, 0-9, '-' or '_'") }
+        // A run of a kind no worker takes would wait in its queue forever.
+        let kinds = PipelineParser.standardKinds.subtracting(["approval"]).sorted()
+        guard kinds.contains(kind) else {
+            throw ValidationError("--kind '\(kind)': no such kind\(Suggestion.hint(for: kind, in: kinds)); known kinds: \(kinds.joined(separator: ", "))")
+        }
         guard (1...1_000_000).contains(count) else { throw ValidationError("--count \(count): use a number from 1 to 1000000") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts \(maxAttempts): use a number from 1 to 100") }
         guard JSONValue.parseObject(inputs) != nil else { throw ValidationError("--with: not a JSON object, e.g. '{\"sleep_ms\":5}'") }
-        _ = try parseDuration(timeout, flag: "--timeout")
-        _ = try parseDuration(backoff, flag: "--backoff")
-        _ = try parseDuration(backoffMax, flag: "--backoff-max")
+        guard try parseDuration(timeout, flag: "--timeout") > .zero else {
+            throw ValidationError("--timeout \(timeout): must be more than 0, e.g. 10m")
+        }
+        let initial = try parseDuration(backoff, flag: "--backoff"), cap = try parseDuration(backoffMax, flag: "--backoff-max")
+        guard cap >= initial else {
+            throw ValidationError("--backoff-max \(backoffMax) is below --backoff \(backoff); raise --backoff-max or lower --backoff")
+        }
         _ = try exitCodes()
     }
 
