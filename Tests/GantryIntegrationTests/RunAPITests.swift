@@ -179,6 +179,32 @@ import Testing
         _ = (dispatcher, worker)
     }
 
+    @Test func aStepCanceledWhileItWaitedInTheQueueNeverRunsOnAWorkerThatStartsLater() async throws {
+        // Found by hand: cancel a run whose step waits for a worker, start a worker, and the step
+        // ran — the new worker's first read came before its first look at the cancel list.
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: waits
+            environment: staging
+            steps:
+              - { id: work, kind: noop, with: { sleep_ms: 2000 } }
+            finally:
+              - { id: cleanup, kind: noop }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        let canceled = try await api.cli(["cancel", id], token: token)
+        #expect(canceled.status == 0, "\(canceled.err)")
+        let worker = try env.worker("late")
+        let run = try await api.wait(id, token: token, timeout: .seconds(10))
+        #expect(run.status == "canceled")
+        #expect(run.steps.map(\.status) == ["canceled", "succeeded"])
+        #expect(run.steps[0].attempts.map(\.status) == ["canceled"])
+        #expect(run.steps[0].attempts.first?.error == "the run was canceled before this attempt started")
+        _ = (dispatcher, worker)
+    }
+
     @Test func retryOfOneFailedStepRunsItAndWhatItHeldUpAsNewAttempts() async throws {
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)

@@ -103,6 +103,8 @@ private final class Session: Sendable {
     let liveLogs = Mutex<[String: LiveLog]>([:])
     /// Attempts canceled by users, as the cancel watcher last saw them, with when they were seen.
     let canceled = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// The latest score read from the cancel list; the next read starts there.
+    private let cancelsReadUpTo = Mutex<Int64>(0)
     let draining = Atomic<Bool>(false)
     let stopped = Atomic<Bool>(false)
     let startedMs = WallClock.nowMs()
@@ -180,9 +182,22 @@ private final class Session: Sendable {
                 try? await Task.sleep(for: .milliseconds(min(2_000, 100 * failures)))
                 continue
             }
-            for delivery in deliveries {
-                await accept(delivery, group: &group)
-            }
+            await acceptAll(deliveries, group: &group)
+        }
+    }
+
+    /// Starts deliveries after reading the cancel list once more: a step canceled while it
+    /// waited in the queue is recorded `canceled` without running, however recently the
+    /// watcher last looked (a worker that had just started ran such a step before its first
+    /// look). One read of the list per batch of deliveries.
+    private func acceptAll(_ deliveries: [Delivery], group: inout DiscardingTaskGroup) async {
+        guard !deliveries.isEmpty else { return }
+        do { try await readCancels() } catch {
+            // The watcher stops them within its next look, as it does running steps.
+            logger.debug("cannot read the cancel list before starting deliveries", metadata: ["error": "\(error)"])
+        }
+        for delivery in deliveries {
+            await accept(delivery, group: &group)
         }
     }
 
@@ -201,7 +216,7 @@ private final class Session: Sendable {
                   let deliveries = try? await queue.claim(kind: kind, ids: orphans, minIdle: .zero, consumer: configuration.id, on: writer)
             else { continue }
             logger.info("took back deliveries the drain cut off", metadata: ["gantry.kind": "\(kind)", "gantry.count": "\(deliveries.count)"])
-            for delivery in deliveries { await accept(delivery, group: &group) }
+            await acceptAll(deliveries, group: &group)
         }
     }
 
@@ -513,26 +528,29 @@ private final class Session: Sendable {
     /// Polls the cancel list and stops the attempts it names. New entries are read
     /// from the latest score seen, so the call stays cheap whatever the job rate.
     private func cancelWatchLoop() async {
-        var since: Int64 = 0
         while !stopped.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
-            do {
-                let (members, latest) = try await queue.cancels(sinceMs: since, on: heartbeat)
-                since = latest
-                let now = ContinuousClock.now
-                let fresh = canceled.withLock { seen in
-                    // Entries are re-read at the latest score; keep an hour of them to recognise repeats.
-                    seen = seen.filter { now - $0.value < .seconds(3_600) }
-                    return members.filter { seen.updateValue(now, forKey: $0) == nil }
-                }
-                if !fresh.isEmpty {
-                    let names = Set(fresh)
-                    let hits = book.withLock { book in book.filter { names.contains($0.value.attempt) }.map(\.key) }
-                    for id in hits { control.stop(id, .canceled) }
-                }
-            } catch {
+            do { try await readCancels() } catch {
                 logger.debug("cannot read the cancel list; retrying", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// Reads what is new in the cancel list, remembers it, and stops the running attempts it names.
+    private func readCancels() async throws(RedisError) {
+        let since = cancelsReadUpTo.withLock { $0 }
+        let (members, latest) = try await queue.cancels(sinceMs: since, on: heartbeat)
+        cancelsReadUpTo.withLock { $0 = max($0, latest) }
+        let now = ContinuousClock.now
+        let fresh = canceled.withLock { seen in
+            // Entries are re-read at the latest score; keep an hour of them to recognise repeats.
+            seen = seen.filter { now - $0.value < .seconds(3_600) }
+            return members.filter { seen.updateValue(now, forKey: $0) == nil }
+        }
+        if !fresh.isEmpty {
+            let names = Set(fresh)
+            let hits = book.withLock { book in book.filter { names.contains($0.value.attempt) }.map(\.key) }
+            for id in hits { control.stop(id, .canceled) }
         }
     }
 
