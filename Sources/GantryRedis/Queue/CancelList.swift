@@ -22,7 +22,14 @@ extension WorkQueue {
 
     /// Cancels recorded at or after `sinceMs`, with the latest score seen (pass it back next time).
     public func cancels(sinceMs: Int64, on redis: RedisConnection) async throws(RedisError) -> (members: [String], latestMs: Int64) {
-        let reply = try await redis.command(["ZRANGEBYSCORE", keys.canceled, String(sinceMs), "+inf", "WITHSCORES"]).orThrow()
+        Self.parseCancels(try await redis.command(cancelsCommand(sinceMs: sinceMs)).orThrow(), sinceMs: sinceMs)
+    }
+
+    func cancelsCommand(sinceMs: Int64) -> [String] {
+        ["ZRANGEBYSCORE", keys.canceled, String(sinceMs), "+inf", "WITHSCORES"]
+    }
+
+    static func parseCancels(_ reply: RedisValue, sinceMs: Int64) -> (members: [String], latestMs: Int64) {
         var members: [String] = []
         var latest = sinceMs
         for (member, score) in reply.pairs ?? [] {

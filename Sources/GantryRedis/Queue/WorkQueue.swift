@@ -102,13 +102,34 @@ public struct WorkQueue: Sendable {
     public func read(
         kinds: [String], consumer: String, count: Int, block: Duration, on redis: RedisConnection
     ) async throws(RedisError) -> [Delivery] {
+        try await deliveries(from: redis.send(readCommand(kinds: kinds, consumer: consumer, count: count, block: block)), kinds: kinds, on: redis)
+    }
+
+    /// `read`, then the cancel list from `cancelsSinceMs`, in one round trip. Redis answers one
+    /// connection's commands in order, so the list is read after the deliveries were taken:
+    /// every cancel made before a step was handed out is in it, and the step can be recorded
+    /// `canceled` without running.
+    public func read(
+        kinds: [String], consumer: String, count: Int, block: Duration, cancelsSinceMs: Int64, on redis: RedisConnection
+    ) async throws(RedisError) -> (deliveries: [Delivery], cancels: (members: [String], latestMs: Int64)) {
+        let replies = try await redis.pipeline([
+            readCommand(kinds: kinds, consumer: consumer, count: count, block: block), cancelsCommand(sinceMs: cancelsSinceMs),
+        ])
+        let deliveries = try await deliveries(from: replies[0], kinds: kinds, on: redis)
+        return (deliveries, Self.parseCancels(try replies[1].orThrow(), sinceMs: cancelsSinceMs))
+    }
+
+    private func readCommand(kinds: [String], consumer: String, count: Int, block: Duration) -> [String] {
         var command = [
             "XREADGROUP", "GROUP", QueueKeys.workerGroup, consumer,
             "COUNT", String(max(count, 1)), "BLOCK", String(max(block.milliseconds, 1)), "STREAMS",
         ]
         command += kinds.map { keys.stream($0) }
         command += kinds.map { _ in ">" }
-        let reply = try await redis.send(command)
+        return command
+    }
+
+    private func deliveries(from reply: RedisValue, kinds: [String], on redis: RedisConnection) async throws(RedisError) -> [Delivery] {
         if case .error(let message) = reply {
             guard message.hasPrefix("NOGROUP") else { throw .reply(message) }
             // Redis lost its streams (restart without data, FLUSHALL): recreate and read again.

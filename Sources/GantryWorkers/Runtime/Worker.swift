@@ -170,10 +170,13 @@ private final class Session: Sendable {
             if draining.load(ordering: .sequentiallyConsistent) { break }
             let deliveries: [Delivery]
             do {
-                deliveries = try await queue.read(
+                // The cancel list comes back with the deliveries, read after them.
+                let read = try await queue.read(
                     kinds: configuration.kinds, consumer: configuration.id,
-                    count: slots.free, block: blockFor, on: reader
+                    count: slots.free, block: blockFor, cancelsSinceMs: cancelsReadUpTo.withLock { $0 }, on: reader
                 )
+                deliveries = read.deliveries
+                note(cancels: read.cancels)
                 failures = 0
             } catch {
                 if draining.load(ordering: .sequentiallyConsistent) || Task.isCancelled { break }
@@ -182,22 +185,9 @@ private final class Session: Sendable {
                 try? await Task.sleep(for: .milliseconds(min(2_000, 100 * failures)))
                 continue
             }
-            await acceptAll(deliveries, group: &group)
-        }
-    }
-
-    /// Starts deliveries after reading the cancel list once more: a step canceled while it
-    /// waited in the queue is recorded `canceled` without running, however recently the
-    /// watcher last looked (a worker that had just started ran such a step before its first
-    /// look). One read of the list per batch of deliveries.
-    private func acceptAll(_ deliveries: [Delivery], group: inout DiscardingTaskGroup) async {
-        guard !deliveries.isEmpty else { return }
-        do { try await readCancels() } catch {
-            // The watcher stops them within its next look, as it does running steps.
-            logger.debug("cannot read the cancel list before starting deliveries", metadata: ["error": "\(error)"])
-        }
-        for delivery in deliveries {
-            await accept(delivery, group: &group)
+            for delivery in deliveries {
+                await accept(delivery, group: &group)
+            }
         }
     }
 
@@ -216,7 +206,9 @@ private final class Session: Sendable {
                   let deliveries = try? await queue.claim(kind: kind, ids: orphans, minIdle: .zero, consumer: configuration.id, on: writer)
             else { continue }
             logger.info("took back deliveries the drain cut off", metadata: ["gantry.kind": "\(kind)", "gantry.count": "\(deliveries.count)"])
-            await acceptAll(deliveries, group: &group)
+            // As with any read: the cancel list as of after the deliveries were taken.
+            try? await readCancels()
+            for delivery in deliveries { await accept(delivery, group: &group) }
         }
     }
 
@@ -536,10 +528,14 @@ private final class Session: Sendable {
         }
     }
 
-    /// Reads what is new in the cancel list, remembers it, and stops the running attempts it names.
+    /// Reads what is new in the cancel list and notes it.
     private func readCancels() async throws(RedisError) {
-        let since = cancelsReadUpTo.withLock { $0 }
-        let (members, latest) = try await queue.cancels(sinceMs: since, on: heartbeat)
+        note(cancels: try await queue.cancels(sinceMs: cancelsReadUpTo.withLock { $0 }, on: heartbeat))
+    }
+
+    /// Remembers cancels read from the list and stops the running attempts they name.
+    private func note(cancels: (members: [String], latestMs: Int64)) {
+        let (members, latest) = cancels
         cancelsReadUpTo.withLock { $0 = max($0, latest) }
         let now = ContinuousClock.now
         let fresh = canceled.withLock { seen in
