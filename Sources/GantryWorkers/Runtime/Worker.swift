@@ -101,7 +101,7 @@ private final class Session: Sendable {
     let book = Mutex<[String: Held]>([:])
     /// Logs of running attempts (and of finished ones until their last lines are shipped), by delivery.
     let liveLogs = Mutex<[String: LiveLog]>([:])
-    /// Attempts canceled by users, as the cancel watcher last saw them, with when they were seen.
+    /// Attempts canceled by users, as the cancel watcher or the last read of deliveries saw them, with when they were last seen.
     let canceled = Mutex<[String: ContinuousClock.Instant]>([:])
     /// The latest score read from the cancel list; the next read starts there.
     private let cancelsReadUpTo = Mutex<Int64>(0)
@@ -524,6 +524,10 @@ private final class Session: Sendable {
             do { try await readCancels() } catch {
                 logger.debug("cannot read the cancel list; retrying", metadata: ["error": "\(error)"])
             }
+            // Entries are re-read at the latest score; an hour of them is kept to recognise repeats.
+            // Pruned here, twice a second, not on every read of deliveries.
+            let now = ContinuousClock.now
+            canceled.withLock { seen in seen = seen.filter { now - $0.value < .seconds(3_600) } }
             try? await Task.sleep(for: .milliseconds(500))
         }
     }
@@ -538,11 +542,7 @@ private final class Session: Sendable {
         let (members, latest) = cancels
         cancelsReadUpTo.withLock { $0 = max($0, latest) }
         let now = ContinuousClock.now
-        let fresh = canceled.withLock { seen in
-            // Entries are re-read at the latest score; keep an hour of them to recognise repeats.
-            seen = seen.filter { now - $0.value < .seconds(3_600) }
-            return members.filter { seen.updateValue(now, forKey: $0) == nil }
-        }
+        let fresh = canceled.withLock { seen in members.filter { seen.updateValue(now, forKey: $0) == nil } }
         if !fresh.isEmpty {
             let names = Set(fresh)
             let hits = book.withLock { book in book.filter { names.contains($0.value.attempt) }.map(\.key) }
