@@ -45,6 +45,32 @@ import Testing
         #expect(try await ledger.current([mine.key], on: db)[mine.key]?.worker == "w1")
     }
 
+    /// A batch is first written with a plain insert, which fails as a whole when one attempt of
+    /// it already has an outcome: every fresh attempt of that batch must still be recorded once,
+    /// and each other one get the answer it would get alone.
+    @Test func aBatchWithOneTakenAttemptStillRecordsEveryFreshOne() async throws {
+        let env = try await TestEnvironment.make()
+        let db = try env.db()
+        let ledger = AttemptLedger()
+        let (taken, retried, fresh1, fresh2) = (newRun(), newRun(), newRun(), newRun())
+        _ = try await ledger.record([result(taken, worker: "reaper", delivery: "5-0", status: .lost)], on: db)
+        let mine = result(retried, worker: "w1", delivery: "6-0")
+        _ = try await ledger.record([mine], on: db)
+        let batch = [
+            result(fresh1, worker: "w1", delivery: "7-0"), result(taken, worker: "w1", delivery: "5-0"),
+            mine, result(fresh2, worker: "w1", delivery: "8-0", status: .failed),
+        ]
+        let outcomes = try await ledger.record(batch, on: db)
+        #expect(outcomes[batch[0].key] == .recorded)
+        #expect(outcomes[batch[1].key] == .stale(current: .lost))
+        #expect(outcomes[batch[2].key] == .alreadyRecorded)
+        #expect(outcomes[batch[3].key] == .recorded)
+        #expect(try await ledger.attempts(ofRun: fresh1, on: db).map(\.status) == [.succeeded])
+        #expect(try await ledger.attempts(ofRun: fresh2, on: db).map(\.status) == [.failed])
+        #expect(try await ledger.attempts(ofRun: taken, on: db).map(\.status) == [.lost, .stale])
+        #expect(try await ledger.attempts(ofRun: retried, on: db).map(\.status) == [.succeeded])
+    }
+
     @Test func awkwardTextsSurviveTheArrayParametersUnchanged() async throws {
         let env = try await TestEnvironment.make()
         let db = try env.db()

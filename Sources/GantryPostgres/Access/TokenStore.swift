@@ -25,7 +25,7 @@ public struct TokenStore: Sendable {
                 [id, namespace, name, hash, PostgresArray.literal(roles.map(\.rawValue)), PostgresArray.literal(environments)]
             )
             return .success(())
-        } catch where error.sqlState == "23505" {
+        } catch where error.sqlState == PostgresError.uniqueViolation {
             return .failure(RunRefusal(.conflict, "a token named \(name) exists; revoke it first or choose another name"))
         }
     }

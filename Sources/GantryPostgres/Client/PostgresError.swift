@@ -26,6 +26,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         return sqlState.hasPrefix("08") || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
     }
 
+    /// SQLSTATE 23505: a row would break a unique index.
+    public static let uniqueViolation = "23505"
+
     public var description: String {
         switch code {
         case .configuration: "postgres configuration: \(message)"

@@ -99,23 +99,43 @@ extension PostgresConnection {
         var stale = all.filter { $0.status == .stale }
         for result in stale { outcomes[result.key] = .stale(current: nil) }
         let results = all.filter { $0.status != .stale }
-        let inserted = results.isEmpty
-            ? PostgresRows(columns: [], rows: [], affected: 0)
-            : try query(Self.insert(conflict: "(run_id, step_id, attempt) WHERE status <> 'stale'") + " RETURNING run_id, step_id, attempt", Self.arrays(results))
-        for index in 0..<inserted.count {
-            let row = inserted[index]
-            if let run = row.string("run_id"), let step = row.string("step_id"), let attempt = row.int("attempt") {
-                outcomes[AttemptKey(step: StepKey(runID: run, stepID: step), attempt: attempt)] = .recorded
+        if try insertFresh(results) {
+            for result in results { outcomes[result.key] = .recorded }
+        } else {
+            let inserted = try query(
+                Self.insert(conflict: "(run_id, step_id, attempt) WHERE status <> 'stale'") + " RETURNING run_id, step_id, attempt",
+                Self.arrays(results)
+            )
+            for index in 0..<inserted.count {
+                let row = inserted[index]
+                if let run = row.string("run_id"), let step = row.string("step_id"), let attempt = row.int("attempt") {
+                    outcomes[AttemptKey(step: StepKey(runID: run, stepID: step), attempt: attempt)] = .recorded
+                }
             }
-        }
-        let conflicts = results.filter { outcomes[$0.key] == nil }
-        if !conflicts.isEmpty {
-            try resolveConflicts(conflicts, outcomes: &outcomes, stale: &stale)
+            let conflicts = results.filter { outcomes[$0.key] == nil }
+            if !conflicts.isEmpty {
+                try resolveConflicts(conflicts, outcomes: &outcomes, stale: &stale)
+            }
         }
         if !stale.isEmpty {
             try query(Self.insert(conflict: "(run_id, step_id, attempt, worker, delivery_id) WHERE status = 'stale'"), Self.arrays(stale))
         }
         return outcomes
+    }
+
+    /// Inserts outcomes none of which has a current one yet; false (and nothing written) when
+    /// one has. Nearly always none has, and a plain insert is much cheaper than ON CONFLICT on
+    /// every row (a speculative insertion, one more WAL record per row: 12 → 18.5 µs per row in
+    /// psql, 20,000 rows in batches of 40). A conflict costs one failed statement, and the
+    /// server logs it as an error ("duplicate key value violates unique constraint").
+    private func insertFresh(_ results: [AttemptResult]) throws(PostgresError) -> Bool {
+        guard !results.isEmpty else { return true }
+        do {
+            try query(Self.insert(conflict: nil), Self.arrays(results))
+            return true
+        } catch where error.sqlState == PostgresError.uniqueViolation {
+            return false
+        }
     }
 
     private func resolveConflicts(
@@ -158,9 +178,9 @@ extension PostgresConnection {
         }
     }
 
-    /// The multi-row insert of `arrays(_:)`, doing nothing on a conflict with `conflict`'s unique index.
-    private static func insert(conflict: String) -> String {
-        """
+    /// The multi-row insert of `arrays(_:)`; with `conflict`, doing nothing on a conflict with that unique index.
+    private static func insert(conflict: String?) -> String {
+        let insert = """
         INSERT INTO attempts (\(AttemptLedger.columns))
         SELECT run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail, log_sha256,
                timestamptz 'epoch' + started_us * interval '1 microsecond',
@@ -169,8 +189,8 @@ extension PostgresConnection {
                     $8::text[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::text[])
              AS v(run_id, step_id, attempt, kind, status, worker, exit_code, error, retryable, outputs, log_tail, log_sha256,
                   started_us, finished_us, delivery_id)
-        ON CONFLICT \(conflict) DO NOTHING
         """
+        return conflict.map { insert + " ON CONFLICT \($0) DO NOTHING" } ?? insert
     }
 
     private static func arrays(_ results: [AttemptResult]) -> [String?] {
