@@ -144,4 +144,34 @@ import Testing
         redis.interrupt()
         #expect(try await redis.command(["ECHO", "again"]).string == "again")
     }
+
+    /// What a benchmark does with the namespace it made up: every key of it goes, and nothing
+    /// of another namespace, even one its name would match as a glob pattern.
+    @Test func removingANamespaceDeletesAllItsKeysAndNoOtherNamespaces() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let globby = WorkQueue(keys: QueueKeys(namespace: env.namespace + "-b*"))
+        let matchedByTheGlob = WorkQueue(keys: QueueKeys(namespace: env.namespace + "-bx"))
+        for queue in [env.queue, globby, matchedByTheGlob] {
+            try await queue.prepare(kinds: ["noop", "build"], on: redis)
+            try await queue.enqueue([job(env)], announcing: ["r1"], on: redis)
+            try await redis.command(["HSET", queue.keys.workers, "w1", "{}"])
+        }
+        // More keys than one SCAN step returns.
+        for index in 0..<1_500 { try await redis.command(["SET", "{\(globby.keys.namespace)}:extra:\(index)", "x"]) }
+        func count(_ queue: WorkQueue) async throws -> Int {
+            var cursor = "0", found = 0
+            repeat {
+                let reply = try await redis.command(["SCAN", cursor, "MATCH", "*", "COUNT", "1000"])
+                cursor = reply.array?[0].string ?? "0"
+                found += (reply.array?[1].array ?? []).compactMap(\.string).filter { $0.hasPrefix("{\(queue.keys.namespace)}:") }.count
+            } while cursor != "0"
+            return found
+        }
+        #expect(try await count(globby) == 1_505)
+        try await globby.removeNamespace(on: redis)
+        #expect(try await count(globby) == 0)
+        #expect(try await count(matchedByTheGlob) == 5)
+        #expect(try await count(env.queue) == 5)
+    }
 }

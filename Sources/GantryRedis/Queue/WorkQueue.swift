@@ -368,6 +368,29 @@ public struct WorkQueue: Sendable {
         return (length, pending)
     }
 
+    // MARK: Removing
+
+    /// Deletes every key of this namespace (streams, groups, delayed retries, logs, heartbeats):
+    /// for namespaces made for one use, like a benchmark's. Stop its dispatchers and workers first.
+    public func removeNamespace(on redis: RedisConnection) async throws(RedisError) {
+        var pattern = "{"
+        for character in keys.namespace {
+            if "*?[]\\".contains(character) { pattern.append("\\") }
+            pattern.append(character)
+        }
+        pattern += "}:*"
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"])
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                throw .protocolViolation("SCAN answered \(reply)")
+            }
+            let found = (parts[1].array ?? []).compactMap(\.string)
+            if !found.isEmpty { try await redis.command(["UNLINK"] + found) }
+            cursor = next
+        } while cursor != "0"
+    }
+
     // MARK: Parsing
 
     private func parseStreams(_ reply: RedisValue) -> [Delivery] {

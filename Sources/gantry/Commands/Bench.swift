@@ -81,7 +81,36 @@ struct Bench: AsyncParsableCommand {
         // MARK: The fleet
         let port = pipeline ? Int.random(in: 20_000..<30_000) : nil
         let fleet = try Fleet(namespace: namespace, workers: workers, concurrency: concurrency, listenPort: port)
-        defer { fleet.stop() }
+        let measured: Result<Void, any Error>
+        do {
+            try await measure(
+                fleet: fleet, keys: keys, redis: redis, db: db, redisURL: redisURL, databaseURL: databaseURL,
+                label: label, port: port, say: say
+            )
+            measured = .success(())
+        } catch {
+            measured = .failure(error)
+        }
+        fleet.stop()
+        // A namespace the bench made up is removed from Redis when it is done; its `changes`
+        // stream alone held megabytes per run, and nothing would ever trim it again. The runs
+        // stay in Postgres (the ledger is append-only), under the pipeline name `bench:<namespace>`.
+        if namespace != connection.namespace {
+            do {
+                try await WorkQueue(keys: keys).removeNamespace(on: redis)
+            } catch {
+                say("could not remove the namespace \(namespace) from Redis: \(error)")
+            }
+        }
+        try measured.get()
+    }
+
+    private func measure(
+        fleet: Fleet, keys: QueueKeys, redis: RedisConnection, db: PostgresConnection, redisURL: RedisURL, databaseURL: PostgresURL,
+        label: String, port: Int?, say: @escaping @Sendable (String) -> Void
+    ) async throws {
+        let namespace = keys.namespace
+        var random = SystemRandomNumberGenerator()
         say("started a dispatcher and \(workers) workers (concurrency \(concurrency)) in namespace \(namespace)")
         let deadline = ContinuousClock.now + .seconds(30)
         while try await redis.command(["HLEN", keys.workers]).integer ?? 0 < Int64(workers) {
