@@ -83,6 +83,46 @@ import Testing
         #expect(try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis).isEmpty)
     }
 
+    /// Acknowledged entries are trimmed behind the oldest pending one, never one still leased
+    /// or waiting; once nothing is pending, everything delivered goes.
+    @Test func acknowledgedEntriesAreTrimmedBehindTheOldestLeaseAndNothingElse() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let queue = env.queue
+        try await queue.prepare(kinds: ["noop"], on: redis)
+        let jobs = (0..<5).map { _ in job(env) }
+        try await queue.enqueue(jobs, on: redis)
+        let taken = try await queue.read(kinds: ["noop"], consumer: "alice", count: 3, block: .milliseconds(100), on: redis)
+        #expect(taken.count == 3)
+        func length() async throws -> Int64 { try await redis.command(["XLEN", env.keys.stream("noop")]).integer ?? -1 }
+        func ack(_ delivery: Delivery) async throws {
+            try await queue.complete([(kind: "noop", id: delivery.id, event: [("result", "r")])], on: redis)
+        }
+        // The first and the third finish; the second is still leased: only the first can go.
+        try await ack(taken[0])
+        try await ack(taken[2])
+        #expect(try await length() == 4)
+        #expect(try await queue.depth(kind: "noop", on: redis) == (3, 1))
+        let leased = try await queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis)
+        #expect(leased.map(\.id) == [taken[1].id])
+        // The second finishes: everything delivered goes, the two waiting stay and are read next.
+        try await ack(taken[1])
+        #expect(try await length() == 2)
+        #expect(try await queue.depth(kind: "noop", on: redis) == (2, 0))
+        let rest = try await queue.read(kinds: ["noop"], consumer: "bob", count: 10, block: .milliseconds(100), on: redis)
+        #expect(rest.map { try? Job(fields: $0.fields).key } == jobs[3...].map(\.key))
+        for delivery in rest { try await ack(delivery) }
+        #expect(try await length() == 0)
+        #expect(try await queue.depth(kind: "noop", on: redis) == (0, 0))
+        // The events went out with the acks, and the dispatcher's acks trim them the same way.
+        let events = try await queue.readEvents(consumer: "d1", count: 10, block: .milliseconds(100), on: redis)
+        #expect(events.count == 5)
+        try await queue.acknowledgeEvents(events.prefix(2).map(\.id), on: redis)
+        #expect(try await redis.command(["XLEN", env.keys.events]).integer == 3)
+        try await queue.acknowledgeEvents(events.dropFirst(2).map(\.id), on: redis)
+        #expect(try await redis.command(["XLEN", env.keys.events]).integer == 0)
+    }
+
     @Test func aPoisonMessageGoesToTheDeadLetterStreamWithItsReason() async throws {
         let env = try await TestEnvironment.make()
         let redis = env.redis()

@@ -8,7 +8,8 @@ import GantryCore
 /// - the reaper finds entries idle past their lease (`XPENDING IDLE`) and takes
 ///   them with `XCLAIM` (which re-checks the idle time atomically);
 /// - delayed retries wait in a sorted set and a Lua script moves due ones;
-/// - acks are pipelined with the result event in one `MULTI`.
+/// - acks are pipelined with the result event in one `MULTI`; acknowledged entries are
+///   trimmed in bulk behind the oldest pending one, not deleted one by one.
 public struct WorkQueue: Sendable {
     public let keys: QueueKeys
 
@@ -171,7 +172,7 @@ public struct WorkQueue: Sendable {
         for item in finished { idsByKind[item.kind, default: []].append(item.id) }
         for (kind, ids) in idsByKind.sorted(by: { $0.key < $1.key }) {
             commands.append(["XACK", keys.stream(kind), QueueKeys.workerGroup] + ids)
-            commands.append(["XDEL", keys.stream(kind)] + ids)
+            commands.append(trimCommand(keys.stream(kind), group: QueueKeys.workerGroup))
         }
         commands.append(["EXEC"])
         let replies = try await redis.pipeline(commands)
@@ -189,7 +190,7 @@ public struct WorkQueue: Sendable {
         let replies = try await redis.pipeline([
             ["MULTI"], xadd,
             ["XACK", keys.stream(delivery.kind), QueueKeys.workerGroup, delivery.id],
-            ["XDEL", keys.stream(delivery.kind), delivery.id],
+            trimCommand(keys.stream(delivery.kind), group: QueueKeys.workerGroup),
             ["EXEC"],
         ])
         if case .error(let message)? = replies.last { throw .reply(message) }
@@ -232,13 +233,13 @@ public struct WorkQueue: Sendable {
         return parseEntries(reply).map { Delivery(kind: kind, id: $0.id, fields: $0.fields) }
     }
 
-    /// Acknowledges and deletes deliveries without an event (the reaper's own results
-    /// are applied directly by the dispatcher).
+    /// Acknowledges deliveries without an event (the reaper's own results are applied
+    /// directly by the dispatcher), and trims what the group is done with.
     public func acknowledge(kind: String, ids: [String], on redis: RedisConnection) async throws(RedisError) {
         guard !ids.isEmpty else { return }
         _ = try await redis.pipeline([
             ["XACK", keys.stream(kind), QueueKeys.workerGroup] + ids,
-            ["XDEL", keys.stream(kind)] + ids,
+            trimCommand(keys.stream(kind), group: QueueKeys.workerGroup),
         ])
     }
 
@@ -312,18 +313,26 @@ public struct WorkQueue: Sendable {
         return parseEntries(parts[1])
     }
 
-    /// Acknowledges and deletes applied events.
+    /// Acknowledges applied events and trims what every dispatcher is done with.
     public func acknowledgeEvents(_ ids: [String], on redis: RedisConnection) async throws(RedisError) {
         guard !ids.isEmpty else { return }
         _ = try await redis.pipeline([
             ["XACK", keys.events, QueueKeys.dispatcherGroup] + ids,
-            ["XDEL", keys.events] + ids,
+            trimCommand(keys.events, group: QueueKeys.dispatcherGroup),
         ])
+    }
+
+    /// Deletes the entries of `stream` that `group` acknowledged (see `Scripts.trimAcknowledged`).
+    /// Acknowledged entries stay until the next trim; readers of the stream count on the group
+    /// (pending list, last delivered id), never on the stream's length.
+    private func trimCommand(_ stream: String, group: String) -> [String] {
+        ["EVAL", Scripts.trimAcknowledged, "1", stream, group]
     }
 
     // MARK: Inspection (reconciler, fleet view)
 
-    /// Every attempt present in Redis for `kind`: waiting in its stream or leased.
+    /// Every attempt present in Redis for `kind`: waiting in its stream or leased (or finished
+    /// and not trimmed yet: its outcome is in the ledger and its result event on the way).
     public func attemptsPresent(kind: String, on redis: RedisConnection) async throws(RedisError) -> Set<AttemptKey> {
         var present: Set<AttemptKey> = []
         var start = "-"
@@ -357,14 +366,13 @@ public struct WorkQueue: Sendable {
         return present
     }
 
-    /// Length of a kind's stream (waiting plus leased entries) and of its pending list.
+    /// Entries of a kind's stream that are waiting or leased, and how many of them are leased.
+    /// (The stream's own length also counts finished entries not trimmed yet.) O(entries waiting).
     public func depth(kind: String, on redis: RedisConnection) async throws(RedisError) -> (length: Int64, pending: Int64) {
-        let replies = try await redis.pipeline([
-            ["XLEN", keys.stream(kind)],
-            ["XPENDING", keys.stream(kind), QueueKeys.workerGroup],
-        ])
-        let length = replies[0].integer ?? 0
-        let pending = replies[1].array?.first?.integer ?? 0
+        let reply = try await redis.command(["EVAL", Scripts.depth, "1", keys.stream(kind), QueueKeys.workerGroup])
+        guard let counts = reply.array, counts.count == 2, let length = counts[0].integer, let pending = counts[1].integer else {
+            throw .protocolViolation("the depth script answered \(reply)")
+        }
         return (length, pending)
     }
 
