@@ -75,7 +75,7 @@ public actor PostgresConnection {
             let sent: Int32
             if let name = PreparedStatements.name(for: statement.sql) {
                 if !PreparedStatements.isPrepared(name, on: conn), !preparing.contains(name) {
-                    guard PQsendPrepare(conn, name, statement.sql, Int32(statement.parameters.count), nil) == 1 else { try failPipeline(conn) }
+                    guard PQsendPrepare(conn, name, statement.sql, Int32(statement.parameters.count), nil) == 1 else { try abandon(conn) }
                     preparing.insert(name)
                     answers.append(name)
                 }
@@ -87,14 +87,14 @@ public actor PostgresConnection {
                     PQsendQueryParams(conn, statement.sql, Int32(statement.parameters.count), nil, values, nil, nil, 0)
                 }
             }
-            guard sent == 1 else { try failPipeline(conn) }
+            guard sent == 1 else { try abandon(conn) }
             answers.append(nil)
         }
-        guard PQpipelineSync(conn) == 1 else { try failPipeline(conn) }
+        guard PQpipelineSync(conn) == 1 else { try abandon(conn) }
         var results: [PostgresRows] = []
         var failure: PostgresError?
         for preparation in answers {
-            guard let result = PQgetResult(conn) else { try failPipeline(conn) }
+            guard let result = PQgetResult(conn) else { try abandon(conn) }
             if let preparation {
                 // The answer to a preparation: remembered when it worked, its error reported like a statement's.
                 if PQresultStatus(result) == PGRES_COMMAND_OK {
@@ -138,11 +138,37 @@ public actor PostgresConnection {
         return results
     }
 
-    /// A pipeline that could not be sent or read: the connection is in an unknown state, so it is closed.
-    private func failPipeline(_ conn: OpaquePointer) throws(PostgresError) -> Never {
+    /// An exchange (a pipeline, a COPY) that could not be sent or read: the connection is in
+    /// an unknown state, so it is closed.
+    private func abandon(_ conn: OpaquePointer) throws(PostgresError) -> Never {
         let message = Self.firstLine(PQerrorMessage(conn))
         disconnect()
         throw .connection(message)
+    }
+
+    /// Runs `COPY <table> (<columns>) FROM STDIN` with these rows and returns how many went in.
+    /// Inside the caller's transaction if one is open; a bad row fails the whole statement.
+    @discardableResult
+    func copy(into table: String, columns: [String], _ rows: PostgresCopyRows) throws(PostgresError) -> Int {
+        guard rows.count > 0 else { return 0 }
+        let conn = try connected()
+        guard let start = PQexec(conn, "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN") else {
+            try abandon(conn)
+        }
+        guard PQresultStatus(start) == PGRES_COPY_IN else {
+            try consume(start, conn)
+            throw .protocolViolation("COPY into \(table) did not start")
+        }
+        PQclear(start)
+        let sent = rows.bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                PQputCopyData(conn, $0, Int32(buffer.count))
+            }
+        }
+        guard sent == 1, PQputCopyEnd(conn, nil) == 1 else { try abandon(conn) }
+        let end = PQgetResult(conn)
+        if end != nil { while let extra = PQgetResult(conn) { PQclear(extra) } }
+        return try consume(end, conn).affected
     }
 
     /// Runs a script of statements without parameters (migrations).

@@ -1,0 +1,36 @@
+/// Rows in the text format of `COPY … FROM STDIN`: one line per row, columns
+/// separated by tabs, `\N` for NULL, and backslash, tab, newline and carriage
+/// return escaped with a backslash. The cheapest way to insert a batch: the server
+/// parses each value once, with no array to build and unnest, and fills heap pages
+/// several rows at a time.
+struct PostgresCopyRows: Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var count = 0
+
+    init(capacity: Int = 0) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// Appends one row; `nil` is NULL.
+    mutating func append(_ values: [String?]) {
+        for (index, value) in values.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: "\t")) }
+            guard let value else {
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(UInt8(ascii: "N"))
+                continue
+            }
+            for byte in value.utf8 {
+                switch byte {
+                case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                case UInt8(ascii: "\t"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+                case UInt8(ascii: "\n"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                case UInt8(ascii: "\r"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                default: bytes.append(byte)
+                }
+            }
+        }
+        bytes.append(UInt8(ascii: "\n"))
+        count += 1
+    }
+}
