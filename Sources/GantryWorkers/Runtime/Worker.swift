@@ -253,7 +253,7 @@ private final class Session: Sendable {
         control.register(delivery.id, deadline: deadline)
         group.addTask {
             let result = await self.execute(job, deliveryID: delivery.id, deadline: deadline)
-            self.control.remove(delivery.id)
+            _ = self.control.finish(delivery.id)  // when the executor never ran (a missing secret)
             self.mailbox.put(Finished(kind: delivery.kind, deliveryID: delivery.id, result: result))
         }
     }
@@ -308,20 +308,7 @@ private final class Session: Sendable {
             log: log, workerLogger: logger, lease: lease
         )
         let executor = registry.executor(for: job.kind)!
-        let ending: Ending = missingSecrets.isEmpty ? await withTaskGroup(of: Ending?.self) { inner in
-            inner.addTask {
-                do { return .finished(.success(try await executor.execute(context))) } catch { return .finished(.failure(error)) }
-            }
-            inner.addTask {
-                await self.control.waitForStop(deliveryID).map(Ending.stopped)
-            }
-            var first: Ending?
-            while first == nil, let next = await inner.next() {
-                first = next
-            }
-            inner.cancelAll()
-            return first ?? .stopped(.drain)
-        } : .finished(.failure(StepFailure(
+        let ending: Ending = missingSecrets.isEmpty ? await run(executor, context, deliveryID: deliveryID) : .finished(.failure(StepFailure(
             "secret \(missingSecrets.sorted().joined(separator: ", ")) is not available on worker \(configuration.id): "
                 + "set GANTRY_SECRET_\(missingSecrets.sorted()[0]) or put a file of that name in --secrets-dir"
         )))
@@ -368,6 +355,24 @@ private final class Session: Sendable {
         let status = result.status.rawValue
         liveLogs.withLock { $0[deliveryID]?.end = status }
         return result
+    }
+
+    /// Runs the executor in a task of its own that a stop (timeout, lost lease, drain, cancel)
+    /// cancels; waits for it to return either way. A stop asked for before it returned decides
+    /// how the attempt ends, whatever the executor made of its cancellation.
+    private func run(_ executor: any StepExecutor, _ context: StepContext, deliveryID: String) async -> Ending {
+        let control = control
+        let task = Task {
+            let result: Result<StepOutputs, any Error>
+            do { result = .success(try await executor.execute(context)) } catch { result = .failure(error) }
+            return control.finish(deliveryID).map(Ending.stopped) ?? .finished(result)
+        }
+        control.attach(deliveryID) { task.cancel() }
+        return await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
     /// `value` with every secret value in its strings (and keys) replaced by `***`.
