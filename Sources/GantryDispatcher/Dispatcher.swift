@@ -75,6 +75,7 @@ final class DispatcherCore: Sendable {
                 group.addTask { await self.reapLoop(redis: self.redis("reap"), db: self.postgres("reap")) }
                 group.addTask { await self.reconcileLoop(redis: self.redis("reconcile"), db: self.postgres("reconcile")) }
                 group.addTask { await self.deadlineLoop(redis: self.redis("deadlines"), db: self.postgres("deadlines")) }
+                group.addTask { await self.withdrawLoop(redis: self.redis("withdraw"), db: self.postgres("withdraw")) }
             }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .sequentiallyConsistent)
@@ -304,6 +305,54 @@ final class DispatcherCore: Sendable {
         return kinds.sorted()
     }
 
+    // MARK: Withdrawing canceled attempts no worker was given
+
+    /// A cancel reaches running attempts through their workers. An attempt still waiting in
+    /// its stream or in the delayed set has no worker to stop it (none of its kind may be
+    /// running), and its run would stay `running` until one came. Every second this pass reads
+    /// the cancels made since the last pass, takes such attempts out of Redis, records them
+    /// `canceled` and applies that: the run ends (or goes on to its `finally` steps) at once.
+    private func withdrawLoop(redis: RedisConnection, db: PostgresConnection) async {
+        // Cancels of the last hour (what workers remember too), so a restarted replica catches up.
+        var since = WallClock.nowMs() - 3_600_000
+        var handled: Set<String> = []
+        await everyPass("withdraw", interval: .seconds(1)) {
+            let (members, latest) = try await self.queue.cancels(sinceMs: since, on: redis)
+            let fresh = Set(members).subtracting(handled)
+            if !fresh.isEmpty { try await self.withdraw(fresh, redis: redis, db: db) }
+            // The next pass reads from the latest score again (a cancel may still come within that
+            // millisecond) and skips what this one read.
+            handled = Set(members)
+            since = latest
+        }
+    }
+
+    /// Takes these canceled attempts out of Redis where no worker was given them yet, and
+    /// records and applies them as `canceled`.
+    func withdraw(_ members: Set<String>, redis: RedisConnection, db: PostgresConnection) async throws {
+        let withdrawn = try await queue.withdraw(members, kinds: try await kinds(redis), on: redis)
+        guard !withdrawn.isEmpty else { return }
+        try await settleCanceled(withdrawn.map { ($0.job, $0.entryID ?? "delayed") }, db: db, redis: redis)
+        logger.info("withdrew canceled attempts no worker had taken", metadata: ["gantry.count": "\(withdrawn.count)"])
+    }
+
+    /// Records attempts that never reached a worker as `canceled` by this dispatcher, and applies
+    /// them; an attempt someone recorded first keeps that outcome.
+    private func settleCanceled(_ jobs: [(job: Job, entry: String)], db: PostgresConnection, redis: RedisConnection) async throws {
+        let nowUs = WallClock.nowUs()
+        let canceled = jobs.map { job, entry in
+            AttemptResult(
+                key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .canceled,
+                worker: eventsConsumer, error: "the run was canceled before this attempt started", retryable: false,
+                startedAtUs: nowUs, finishedAtUs: nowUs, deliveryID: entry
+            )
+        }
+        let outcomes = try await ledger.record(canceled, on: db)
+        let raced = canceled.filter { if case .stale? = outcomes[$0.key] { true } else { false } }.map(\.key)
+        let winners = raced.isEmpty ? [:] : try await ledger.current(raced, on: db)
+        await apply(canceled.map { winners[$0.key] ?? $0 }, writer: redis, db: db)
+    }
+
     // MARK: Reconciling Postgres and Redis
 
     private func reconcileLoop(redis: RedisConnection, db: PostgresConnection) async {
@@ -331,10 +380,21 @@ final class DispatcherCore: Sendable {
             await apply(Array(recorded.values), writer: redis, db: db)
             let nowUs = WallClock.nowUs()
             let nowMs = nowUs / 1_000
+            let unrecorded = missing.filter { recorded[AttemptKey(step: $0.key, attempt: $0.state.attempt)] == nil }
+            // Canceled attempts are not put back in the queue: they are recorded canceled (e.g. a
+            // dispatcher withdrew one and stopped before it recorded it).
+            let canceled = try await queue.canceled(
+                among: unrecorded.map { WorkQueue.cancelMember(AttemptKey(step: $0.key, attempt: $0.state.attempt)) }, on: redis
+            )
             var enqueue: [Job] = []
             var delayed: [(job: Job, dueAtMs: Int64)] = []
-            for step in missing where recorded[AttemptKey(step: step.key, attempt: step.state.attempt)] == nil {
+            var withdrawn: [(job: Job, entry: String)] = []
+            for step in unrecorded {
                 let job = step.job(attempt: step.state.attempt, nowUs: nowUs, recovered: true)
+                if canceled.contains(WorkQueue.cancelMember(AttemptKey(step: step.key, attempt: step.state.attempt))) {
+                    withdrawn.append((job, "reconciled"))
+                    continue
+                }
                 if step.state.status == .retrying, let due = step.state.dueAtMs, due > nowMs {
                     delayed.append((job, due))
                 } else {
@@ -343,9 +403,11 @@ final class DispatcherCore: Sendable {
             }
             try await queue.enqueue(enqueue, on: redis)
             try await queue.schedule(delayed, on: redis)
-            if !enqueue.isEmpty || !delayed.isEmpty || !recorded.isEmpty {
+            if !withdrawn.isEmpty { try await settleCanceled(withdrawn, db: db, redis: redis) }
+            if !enqueue.isEmpty || !delayed.isEmpty || !recorded.isEmpty || !withdrawn.isEmpty {
                 logger.warning("reconciled steps Redis had lost", metadata: [
                     "gantry.requeued": "\(enqueue.count + delayed.count)", "gantry.applied": "\(recorded.count)",
+                    "gantry.canceled": "\(withdrawn.count)",
                 ])
             }
         }

@@ -205,6 +205,92 @@ import Testing
         _ = (dispatcher, worker)
     }
 
+    @Test func aCanceledRunEndsAtOnceWhenNoWorkerOfItsStepsKindIsRunning() async throws {
+        // Found by hand: with no worker of the kind running, a canceled run stayed `running` until
+        // one came. The dispatcher now takes the waiting attempt out of the stream itself.
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: nobody-home
+            environment: staging
+            steps:
+              - { id: work, kind: noop }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        try await api.wait(id, token: token, for: "the step to be queued") { $0.steps.first?.status == "queued" }
+        let canceled = try await api.cli(["cancel", id], token: token)
+        #expect(canceled.status == 0, "\(canceled.err)")
+        let run = try await api.wait(id, token: token, timeout: .seconds(10))
+        #expect(run.status == "canceled")
+        let attempts = try #require(run.steps.first?.attempts)
+        #expect(attempts.map(\.status) == ["canceled"])
+        #expect(attempts.first?.error == "the run was canceled before this attempt started")
+        #expect(attempts.first?.worker.hasPrefix("dispatcher-") == true)
+        #expect(try await env.queue.depth(kind: "noop", on: env.redis()) == (0, 0))
+        // A worker that starts now has nothing to run.
+        let worker = try env.worker("late")
+        try await env.waitForHeartbeat(of: "late")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await api.run(id, token: token).steps.first?.attempts.count == 1)
+        _ = (dispatcher, worker)
+    }
+
+    @Test func theReconcilerRecordsACanceledAttemptRedisLostInsteadOfEnqueuingIt() async throws {
+        // As if a dispatcher withdrew the attempt and stopped before recording it: the job is gone
+        // from Redis, the cancel is on the list, the step still queued in Postgres. The dispatcher's
+        // withdraw pass (every second) finds nothing to withdraw; the reconciler, once the step has
+        // been quiet for 2.5 s, must record it canceled rather than put it back in the queue.
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env, extra: ["--reconcile-after", "2500ms", "--reconcile-interval", "300ms"])
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: lost-and-canceled
+            environment: staging
+            steps:
+              - { id: work, kind: noop }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        try await api.wait(id, token: token, for: "the step to be queued") { $0.steps.first?.status == "queued" }
+        let redis = env.redis()
+        let entries = try await redis.command(["XRANGE", env.keys.stream("noop"), "-", "+"]).array ?? []
+        #expect(entries.count == 1)
+        for entry in entries { try await redis.command(["XDEL", env.keys.stream("noop"), entry.array?[0].string ?? ""]) }
+        let canceled = try await api.cli(["cancel", id], token: token)
+        #expect(canceled.status == 0, "\(canceled.err)")
+        let run = try await api.wait(id, token: token, timeout: .seconds(10))
+        #expect(run.status == "canceled")
+        #expect(run.steps.first?.attempts.map(\.status) == ["canceled"])
+        #expect(run.steps.first?.attempts.first?.worker.hasPrefix("dispatcher-") == true)
+        #expect(try await redis.command(["XLEN", env.keys.stream("noop")]).integer == 0)
+        _ = dispatcher
+    }
+
+    @Test func aCanceledRunDoesNotWaitForARetryDueLater() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: slow-retry
+            environment: staging
+            steps:
+              - { id: flaky, kind: noop, retry: { max_attempts: 3, backoff: { initial: 60s, max: 60s } }, with: { fail_first: 1 } }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        try await api.wait(id, token: token, for: "the retry to be scheduled") { $0.steps.first?.status == "retrying" }
+        let redis = env.redis()
+        #expect(try await redis.command(["ZCARD", env.keys.delayed]).integer == 1)
+        let canceled = try await api.cli(["cancel", id], token: token)
+        #expect(canceled.status == 0, "\(canceled.err)")
+        let run = try await api.wait(id, token: token, timeout: .seconds(10))
+        #expect(run.status == "canceled")
+        #expect(run.steps.first?.attempts.map(\.status) == ["failed", "canceled"])
+        #expect(run.steps.first?.attempts.last?.attempt == 2)
+        #expect(try await redis.command(["ZCARD", env.keys.delayed]).integer == 0)
+        _ = (dispatcher, worker)
+    }
+
     @Test func retryOfOneFailedStepRunsItAndWhatItHeldUpAsNewAttempts() async throws {
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)

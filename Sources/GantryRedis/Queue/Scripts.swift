@@ -77,4 +77,88 @@ enum Scripts {
         local waiting = #redis.call('XRANGE', KEYS[1], '(' .. last, '+')
         return {waiting + pending[1], pending[1]}
         """
+
+    /// Takes out of a stream, one page at a time, the entries of these attempts that no
+    /// consumer of group ARGV[1] was given yet (after its last delivered id, or all of them
+    /// when the group does not exist yet): a canceled
+    /// attempt that waits for a worker must not wait for one to be recorded `canceled`.
+    /// KEYS[1] stream; ARGV[1] group, ARGV[2] where the page starts (exclusive; '' for the
+    /// group's last delivered id), ARGV[3] page size, ARGV[4…] attempts as `run/step/attempt`.
+    /// Returns {where the next page starts, or '' when done; the entries taken out}.
+    static let withdrawWaiting = """
+        local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
+        if groups.err then return {'', {}} end
+        local last = nil
+        for _, group in ipairs(groups) do
+          local name, delivered
+          for i = 1, #group - 1, 2 do
+            if group[i] == 'name' then name = group[i + 1] elseif group[i] == 'last-delivered-id' then delivered = group[i + 1] end
+          end
+          if name == ARGV[1] then last = delivered end
+        end
+        -- No group yet (no worker of the kind ever started): nothing was given to anyone.
+        if not last then last = '0-0' end
+        local function before(a, b)
+          local am, as = string.match(a, '^(%d+)-(%d+)$')
+          local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+          if not am or not bm then return true end
+          am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+          return am < bm or (am == bm and as < bs)
+        end
+        local start = ARGV[2]
+        if start == '' or before(start, last) then start = last end
+        local count = tonumber(ARGV[3])
+        local entries = redis.call('XRANGE', KEYS[1], '(' .. start, '+', 'COUNT', count)
+        local wanted = {}
+        for i = 4, #ARGV do wanted[ARGV[i]] = true end
+        local taken = {}
+        for _, entry in ipairs(entries) do
+          local fields = entry[2]
+          local run, step, attempt
+          for i = 1, #fields - 1, 2 do
+            local name = fields[i]
+            if name == 'run' then run = fields[i + 1] elseif name == 'step' then step = fields[i + 1] elseif name == 'attempt' then attempt = fields[i + 1] end
+          end
+          if run and step and attempt and wanted[run .. '/' .. step .. '/' .. attempt] then
+            redis.call('XDEL', KEYS[1], entry[1])
+            taken[#taken + 1] = entry
+          end
+        end
+        local following = ''
+        if #entries == count then following = entries[#entries][1] end
+        return {following, taken}
+        """
+
+    /// Takes these attempts' retries out of the delayed set.
+    /// KEYS[1] delayed set; ARGV[1…] attempts as `run/step/attempt`. Returns the members taken out.
+    static let withdrawDelayed = """
+        local wanted, runs = {}, {}
+        for i = 1, #ARGV do
+          wanted[ARGV[i]] = true
+          local run = string.match(ARGV[i], '^([^/]+)/')
+          if run then runs[#runs + 1] = run end
+        end
+        local taken = {}
+        for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+          local candidate = false
+          for _, run in ipairs(runs) do
+            if string.find(member, run, 1, true) then candidate = true break end
+          end
+          if candidate then
+            local ok, job = pcall(cjson.decode, member)
+            if ok and type(job) == 'table' and type(job.f) == 'table' then
+              local f = job.f
+              local run, step, attempt
+              for i = 1, #f - 1, 2 do
+                if f[i] == 'run' then run = f[i + 1] elseif f[i] == 'step' then step = f[i + 1] elseif f[i] == 'attempt' then attempt = f[i + 1] end
+              end
+              if run and step and attempt and wanted[run .. '/' .. step .. '/' .. attempt] then
+                redis.call('ZREM', KEYS[1], member)
+                taken[#taken + 1] = member
+              end
+            end
+          end
+        end
+        return taken
+        """
 }
