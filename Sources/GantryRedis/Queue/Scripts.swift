@@ -35,23 +35,49 @@ enum Scripts {
         return due
         """
 
+    /// Lua: `last_delivered(stream, group)`, the id of the last entry the group handed out, or
+    /// nil when the stream or the group does not exist. Prefixed to the scripts that need it.
+    private static let lastDelivered = """
+        local function last_delivered(stream, group)
+          local groups = redis.pcall('XINFO', 'GROUPS', stream)
+          if type(groups) ~= 'table' or groups.err then return nil end
+          for _, entry in ipairs(groups) do
+            local name, delivered
+            for i = 1, #entry - 1, 2 do
+              if entry[i] == 'name' then name = entry[i + 1] elseif entry[i] == 'last-delivered-id' then delivered = entry[i + 1] end
+            end
+            if name == group then return delivered end
+          end
+          return nil
+        end
+
+        """
+
+    /// Lua: `attempt_name(fields)`, `run/step/attempt` of a job's flat field list (as the
+    /// cancel list names attempts), or nil when a field is missing.
+    private static let attemptName = """
+        local function attempt_name(fields)
+          local run, step, attempt
+          for i = 1, #fields - 1, 2 do
+            local name = fields[i]
+            if name == 'run' then run = fields[i + 1] elseif name == 'step' then step = fields[i + 1] elseif name == 'attempt' then attempt = fields[i + 1] end
+          end
+          if run and step and attempt then return run .. '/' .. step .. '/' .. attempt end
+          return nil
+        end
+
+        """
+
     /// Deletes the entries group ARGV[1] is done with: every entry before its oldest pending
     /// one or, when none is pending, every entry it was given. Such entries were acknowledged
     /// (the group reads in id order), so nothing waiting or leased is touched. One trim
     /// instead of an XDEL per acknowledged id: XDEL cost ~3 µs per id (a seek and three
     /// in-place rewrites of the node), and a trim frees whole nodes at once.
     /// KEYS[1] stream; ARGV[1] group. Returns how many entries went.
-    static let trimAcknowledged = """
+    static let trimAcknowledged = lastDelivered + """
         local floor = redis.call('XPENDING', KEYS[1], ARGV[1])[2]
         if not floor then
-          local last = nil
-          for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-            local name, delivered
-            for i = 1, #group - 1, 2 do
-              if group[i] == 'name' then name = group[i + 1] elseif group[i] == 'last-delivered-id' then delivered = group[i + 1] end
-            end
-            if name == ARGV[1] then last = delivered end
-          end
+          local last = last_delivered(KEYS[1], ARGV[1])
           if not last then return 0 end
           local ms, seq = string.match(last, '^(%d+)-(%d+)$')
           if not ms then return 0 end
@@ -63,41 +89,24 @@ enum Scripts {
     /// How many entries of the stream are waiting or leased for group ARGV[1], and how many
     /// of those are leased: {waiting + leased, leased}. O(entries waiting).
     /// KEYS[1] stream; ARGV[1] group.
-    static let depth = """
+    static let depth = lastDelivered + """
         local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1])
         if type(pending) ~= 'table' or pending.err then return {0, 0} end
-        local last = '0-0'
-        for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-          local name, delivered
-          for i = 1, #group - 1, 2 do
-            if group[i] == 'name' then name = group[i + 1] elseif group[i] == 'last-delivered-id' then delivered = group[i + 1] end
-          end
-          if name == ARGV[1] then last = delivered end
-        end
+        local last = last_delivered(KEYS[1], ARGV[1]) or '0-0'
         local waiting = #redis.call('XRANGE', KEYS[1], '(' .. last, '+')
         return {waiting + pending[1], pending[1]}
         """
 
     /// Takes out of a stream, one page at a time, the entries of these attempts that no
     /// consumer of group ARGV[1] was given yet (after its last delivered id, or all of them
-    /// when the group does not exist yet): a canceled
-    /// attempt that waits for a worker must not wait for one to be recorded `canceled`.
+    /// when the group does not exist yet): a canceled attempt that waits for a worker must
+    /// not wait for one to be recorded `canceled`.
     /// KEYS[1] stream; ARGV[1] group, ARGV[2] where the page starts (exclusive; '' for the
     /// group's last delivered id), ARGV[3] page size, ARGV[4…] attempts as `run/step/attempt`.
     /// Returns {where the next page starts, or '' when done; the entries taken out}.
-    static let withdrawWaiting = """
-        local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
-        if groups.err then return {'', {}} end
-        local last = nil
-        for _, group in ipairs(groups) do
-          local name, delivered
-          for i = 1, #group - 1, 2 do
-            if group[i] == 'name' then name = group[i + 1] elseif group[i] == 'last-delivered-id' then delivered = group[i + 1] end
-          end
-          if name == ARGV[1] then last = delivered end
-        end
+    static let withdrawWaiting = lastDelivered + attemptName + """
         -- No group yet (no worker of the kind ever started): nothing was given to anyone.
-        if not last then last = '0-0' end
+        local last = last_delivered(KEYS[1], ARGV[1]) or '0-0'
         local function before(a, b)
           local am, as = string.match(a, '^(%d+)-(%d+)$')
           local bm, bs = string.match(b, '^(%d+)-(%d+)$')
@@ -113,13 +122,8 @@ enum Scripts {
         for i = 4, #ARGV do wanted[ARGV[i]] = true end
         local taken = {}
         for _, entry in ipairs(entries) do
-          local fields = entry[2]
-          local run, step, attempt
-          for i = 1, #fields - 1, 2 do
-            local name = fields[i]
-            if name == 'run' then run = fields[i + 1] elseif name == 'step' then step = fields[i + 1] elseif name == 'attempt' then attempt = fields[i + 1] end
-          end
-          if run and step and attempt and wanted[run .. '/' .. step .. '/' .. attempt] then
+          local name = attempt_name(entry[2])
+          if name and wanted[name] then
             redis.call('XDEL', KEYS[1], entry[1])
             taken[#taken + 1] = entry
           end
@@ -131,7 +135,7 @@ enum Scripts {
 
     /// Takes these attempts' retries out of the delayed set.
     /// KEYS[1] delayed set; ARGV[1…] attempts as `run/step/attempt`. Returns the members taken out.
-    static let withdrawDelayed = """
+    static let withdrawDelayed = attemptName + """
         local wanted, runs = {}, {}
         for i = 1, #ARGV do
           wanted[ARGV[i]] = true
@@ -147,12 +151,8 @@ enum Scripts {
           if candidate then
             local ok, job = pcall(cjson.decode, member)
             if ok and type(job) == 'table' and type(job.f) == 'table' then
-              local f = job.f
-              local run, step, attempt
-              for i = 1, #f - 1, 2 do
-                if f[i] == 'run' then run = f[i + 1] elseif f[i] == 'step' then step = f[i + 1] elseif f[i] == 'attempt' then attempt = f[i + 1] end
-              end
-              if run and step and attempt and wanted[run .. '/' .. step .. '/' .. attempt] then
+              local name = attempt_name(job.f)
+              if name and wanted[name] then
                 redis.call('ZREM', KEYS[1], member)
                 taken[#taken + 1] = member
               end
