@@ -18,9 +18,12 @@ trap stop EXIT
 . .gantry/env
 swift build --build-tests
 GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" .build/debug/gantry migrate
-# Each integration test works in a schema and a Redis namespace of its own; drop the last run's.
+# Each integration test works in a schema and a Redis namespace of its own; drop the earlier
+# runs' schemas (their Redis keys go when the disruptive phase flushes Redis). One transaction
+# per schema: after many runs against the same server, dropping them all in one ran out of
+# lock slots ("out of shared memory", max_locks_per_transaction).
 psql "$GANTRY_ADMIN_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "DO \$\$ DECLARE s text; BEGIN
-  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\_%' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END \$\$;"
+  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\_%' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); COMMIT; END LOOP; END \$\$;"
 rm -rf .gantry/test-logs
 # The tests start gantry processes from this build.
 export GANTRY_TEST_BINARY="$PWD/.build/debug/gantry"
