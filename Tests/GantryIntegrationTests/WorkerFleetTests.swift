@@ -276,3 +276,30 @@ import Testing
         _ = dispatcher
     }
 }
+
+/// `gantry bench` itself, small: it drains its steps through a real fleet and says so, and what
+/// it could not measure it reports as not measured, never as a zero.
+@Suite struct BenchCommandTests {
+    @Test func aSmallBenchDrainsItsStepsAndReportsWhatItCouldNotMeasureAsNull() async throws {
+        let env = try await TestEnvironment.make()
+        let bench = try env.start(
+            ["bench", "--steps", "300", "--latency-samples", "0", "--workers", "1", "--concurrency", "8", "--output", "json"],
+            name: "bench"
+        )
+        #expect(await bench.waitForExit(timeout: .seconds(90)) == 0)
+        let log = try String(contentsOfFile: bench.logPath, encoding: .utf8)
+        let line = try #require(log.split(separator: "\n").last { $0.hasPrefix("{") }, "no JSON line in \(bench.logPath)")
+        let report = try #require(JSONValue.parseObject(String(line)))
+        #expect(report["steps"]?.intValue == 300)
+        #expect(report["lost"]?.intValue == 0 && report["failed"]?.intValue == 0)
+        #expect((report["end_to_end_per_s"]?.doubleValue ?? 0) > 0)
+        #expect(report["pickup_p50_ms"] == .null && report["pickup_p99_ms"] == .null)
+        // 300 no-op steps are far under 2 s of CPU: too coarse to divide by steps.
+        #expect(report["cpu_us_per_step"] == .null)
+        let runs = try await env.db().run(
+            "SELECT count(*) AS n, count(*) FILTER (WHERE status = 'succeeded') AS ok FROM runs WHERE pipeline = $1",
+            ["bench:\(env.namespace)"]
+        )
+        #expect(runs[0].int("n") == 300 && runs[0].int("ok") == 300)
+    }
+}

@@ -13,11 +13,13 @@ struct Bench: AsyncParsableCommand {
         abstract: "Measure the whole path with no-op steps (enqueue, delivery, ledger commit, ack, dispatcher), or pipeline runs through the API (--pipeline).",
         discussion: """
             Starts its own dispatcher and worker processes (this binary) against the configured \
-            Redis and Postgres, in a Redis namespace of its own. First it measures pickup latency \
+            Redis and Postgres, in a Redis namespace of its own (removed from Redis when it is done, unless \
+            --namespace named it; the runs stay in Postgres). First it measures pickup latency \
             at low load (one step at a time), then drains --steps no-op steps and reports \
             throughput, worker memory, lost or failed steps, and the CPU a step costs in each part \
             (Postgres when its server is on this host, Redis, workers, dispatcher, the bench's \
-            enqueuer), read from /proc and Redis INFO while the steps drain. With --pipeline the dispatcher also \
+            enqueuer), read from /proc and Redis INFO while the steps drain (shown once the steps used 2 s of CPU \
+            in all; below that the 10 ms ticks of /proc dominate). With --pipeline the dispatcher also \
             serves the API and the bench submits 20-step DAG runs: one at a time (submit to succeeded), \
             then --runs at once while it measures GET /v1/runs/{id}. `make bench` starts the services \
             and records nothing by itself: copy the figures into docs/benchmarks.md with the command.
@@ -35,7 +37,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Concurrency of each worker.")
     var concurrency: Int = 64
 
-    @Option(name: .customLong("latency-samples"), help: "Steps sent one at a time for pickup latency.")
+    @Option(name: .customLong("latency-samples"), help: "Steps sent one at a time for pickup latency (0: not measured).")
     var latencySamples: Int = 300
 
     @Flag(help: "Measure pipeline runs through the API instead: a 20-step no-op DAG (fan-out 8, depth 5).")
@@ -223,8 +225,8 @@ struct Bench: AsyncParsableCommand {
             steps: steps,
             enqueuePerSecond: Double(steps) / enqueueTime,
             endToEndPerSecond: Double(steps) / elapsed,
-            pickupP50Ms: Double(pickup.valueAtPercentile(50)) / 1_000,
-            pickupP99Ms: Double(pickup.valueAtPercentile(99)) / 1_000,
+            pickupP50Ms: pickup.totalCount == 0 ? nil : Double(pickup.valueAtPercentile(50)) / 1_000,
+            pickupP99Ms: pickup.totalCount == 0 ? nil : Double(pickup.valueAtPercentile(99)) / 1_000,
             workerRSSIdleMB: idleRSS,
             workerRSSMB: finalRSS,
             workerRSSMaxMB: (rssSamples + [finalRSS]).max() ?? finalRSS,
@@ -242,8 +244,9 @@ private struct BenchReport {
     let steps: Int
     let enqueuePerSecond: Double
     let endToEndPerSecond: Double
-    let pickupP50Ms: Double
-    let pickupP99Ms: Double
+    /// Nil when no step was sent one at a time (`--latency-samples 0`).
+    let pickupP50Ms: Double?
+    let pickupP99Ms: Double?
     let workerRSSIdleMB: Double
     let workerRSSMB: Double
     let workerRSSMaxMB: Double
@@ -256,6 +259,9 @@ private struct BenchReport {
     /// Microseconds of CPU per step, by part.
     private func perStep(_ part: BenchCPU.Part) -> Double { part.seconds * 1_000_000 / Double(steps) }
     private var totalPerStep: Double { cpu.reduce(0) { $0 + perStep($1) } }
+    /// Processes are read in clock ticks (10 ms): under 2 s of CPU in all, a part's share is
+    /// mostly rounding (one step showed 10,000 µs in three parts and 0 in Postgres).
+    private var cpuMeasured: Bool { cpu.reduce(0) { $0 + $1.seconds } >= 2 }
 
     var json: String {
         func round(_ value: Double, _ places: Double = 1_000) -> JSONValue { .number((value * places).rounded() / places) }
@@ -263,16 +269,16 @@ private struct BenchReport {
             "steps": .number(Double(steps)),
             "enqueue_per_s": round(enqueuePerSecond, 1),
             "end_to_end_per_s": round(endToEndPerSecond, 1),
-            "pickup_p50_ms": round(pickupP50Ms),
-            "pickup_p99_ms": round(pickupP99Ms),
+            "pickup_p50_ms": pickupP50Ms.map { round($0) } ?? .null,
+            "pickup_p99_ms": pickupP99Ms.map { round($0) } ?? .null,
             "worker_rss_mb": round(workerRSSMB, 10),
             "worker_rss_idle_mb": round(workerRSSIdleMB, 10),
             "worker_rss_max_mb": round(workerRSSMaxMB, 10),
             "lost": .number(Double(lost)),
             "failed": .number(Double(failed)),
-            "cpu_us_per_step": .object(Dictionary(
+            "cpu_us_per_step": cpuMeasured ? .object(Dictionary(
                 uniqueKeysWithValues: cpu.map { ($0.name, round(perStep($0), 10)) } + [("total", round(totalPerStep, 10))]
-            )),
+            )) : .null,
         ]).jsonText
     }
 
@@ -281,12 +287,26 @@ private struct BenchReport {
         steps              \(steps)
         enqueue            \(Int(enqueuePerSecond)) steps/s
         end to end         \(Int(endToEndPerSecond)) steps/s
-        pickup latency     p50 \(String(format: "%.3f", pickupP50Ms)) ms, p99 \(String(format: "%.3f", pickupP99Ms)) ms (idle, one at a time)
+        pickup latency     \(pickupText)
         worker RSS         idle \(String(format: "%.1f", workerRSSIdleMB)) MB, end \(String(format: "%.1f", workerRSSMB)) MB, max \(String(format: "%.1f", workerRSSMaxMB)) MB (largest worker)
         lost               \(lost)
         failed             \(failed)
-        CPU per step       \(cpu.map { "\($0.name) \(Int(perStep($0).rounded())) µs" }.joined(separator: ", ")); total \(Int(totalPerStep.rounded())) µs (at that cost \(cores) cores drain at most \(totalPerStep > 0 ? Int(Double(cores) * 1_000_000 / totalPerStep) : 0) steps/s)
+        CPU per step       \(cpuText)
         """
+    }
+
+    private var pickupText: String {
+        guard let p50 = pickupP50Ms, let p99 = pickupP99Ms else { return "not measured (--latency-samples 0)" }
+        return "p50 \(String(format: "%.3f", p50)) ms, p99 \(String(format: "%.3f", p99)) ms (idle, one at a time)"
+    }
+
+    private var cpuText: String {
+        guard cpuMeasured else {
+            return "not measured: under 2 s of CPU in all, and processes are read in 10 ms ticks (use --steps 20000 or more)"
+        }
+        let parts = cpu.map { "\($0.name) \(Int(perStep($0).rounded())) µs" }.joined(separator: ", ")
+        let most = totalPerStep > 0 ? Int(Double(cores) * 1_000_000 / totalPerStep) : 0
+        return "\(parts); total \(Int(totalPerStep.rounded())) µs (at that cost \(cores) cores drain at most \(most) steps/s)"
     }
 }
 
