@@ -277,6 +277,33 @@ import Testing
     }
 }
 
+/// `gantry enqueue --wait` with nobody to run the steps says so instead of waiting in silence.
+@Suite struct EnqueueWaitTests {
+    @Test func enqueueWaitSaysWhenNoWorkerTakesTheKindAndEndsOnceOneDoes() async throws {
+        let env = try await TestEnvironment.make()
+        let dispatcher = try env.dispatcher()
+        let waiting = try env.start(["enqueue", "--kind", "noop", "--count", "2", "--wait"], name: "enqueue")
+        let hint = "no worker of kind noop is running in namespace \(env.namespace); the runs wait for one"
+        let deadline = ContinuousClock.now + .seconds(15)
+        var log = ""
+        while ContinuousClock.now < deadline {
+            log = (try? String(contentsOfFile: waiting.logPath, encoding: .utf8)) ?? ""
+            if log.contains(hint) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(log.contains(hint), "\(log)")
+        #expect(log.contains("0/2 runs ended"))
+        let worker = try env.worker("w1")
+        #expect(await waiting.waitForExit(timeout: .seconds(30)) == 0)
+        let redis = env.redis()
+        #expect(try await env.queue.liveWorkers(kind: "noop", nowMs: WallClock.nowMs(), on: redis) == ["w1"])
+        #expect(try await env.queue.liveWorkers(kind: "build", nowMs: WallClock.nowMs(), on: redis).isEmpty)
+        // A heartbeat older than its lease is a worker that died without saying so.
+        #expect(try await env.queue.liveWorkers(kind: "noop", nowMs: WallClock.nowMs() + 60_000, on: redis).isEmpty)
+        _ = (dispatcher, worker)
+    }
+}
+
 /// `gantry bench` itself, small: it drains its steps through a real fleet and says so, and what
 /// it could not measure it reports as not measured, never as a zero.
 @Suite struct BenchCommandTests {

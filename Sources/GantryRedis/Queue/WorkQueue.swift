@@ -376,6 +376,24 @@ public struct WorkQueue: Sendable {
         return (length, pending)
     }
 
+    // MARK: Fleet
+
+    /// The workers whose heartbeat says they take `kind` and that were seen within their lease.
+    /// (A worker that stops removes its heartbeat; one that was killed leaves it to go stale.)
+    public func liveWorkers(kind: String, nowMs: Int64, on redis: RedisConnection) async throws(RedisError) -> [String] {
+        let reply = try await redis.command(["HGETALL", keys.workers]).orThrow()
+        var live: [String] = []
+        for (worker, description) in reply.pairs ?? [] {
+            guard let fields = JSONValue.parseObject(description),
+                  case .array(let kinds)? = fields["kinds"], kinds.contains(.string(kind)),
+                  let seen = fields["seen_ms"]?.intValue, let lease = fields["lease_ms"]?.intValue,
+                  nowMs - Int64(seen) <= Int64(lease)
+            else { continue }
+            live.append(worker)
+        }
+        return live.sorted()
+    }
+
     // MARK: Removing
 
     /// Deletes every key of this namespace (streams, groups, delayed retries, logs, heartbeats):

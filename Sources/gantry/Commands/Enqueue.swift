@@ -44,7 +44,7 @@ struct Enqueue: AsyncParsableCommand {
     @Option(name: .customLong("retry-exit-codes"), help: "Only these exit codes are retried, comma-separated (default: any).")
     var retryExitCodes: String?
 
-    @Flag(help: "Wait until every run has ended and report how.")
+    @Flag(help: "Wait until every run has ended and report how (progress on stderr; says so when no worker of the kind is running).")
     var wait = false
 
     @Option var output: OutputFormat = .text
@@ -104,6 +104,8 @@ struct Enqueue: AsyncParsableCommand {
         }
         var unfinished = ids.count
         var lastShown = -1
+        // Said once, if nothing has ended after a few seconds and no worker takes the kind.
+        var checkWorkersAt: ContinuousClock.Instant? = .now + .seconds(3)
         while unfinished > 0 {
             do { unfinished = try await RunStore().unfinishedCount(ids, on: db) } catch {
                 FileHandle.standardError.write(Data("waiting: \(error)\n".utf8))
@@ -111,6 +113,15 @@ struct Enqueue: AsyncParsableCommand {
             if unfinished != lastShown {
                 FileHandle.standardError.write(Data("\(ids.count - unfinished)/\(ids.count) runs ended\n".utf8))
                 lastShown = unfinished
+            }
+            if let at = checkWorkersAt, ContinuousClock.now >= at {
+                checkWorkersAt = nil
+                let keys = connection.keys
+                if unfinished == ids.count, (try? await WorkQueue(keys: keys).liveWorkers(kind: kind, nowMs: WallClock.nowMs(), on: redis))?.isEmpty == true {
+                    FileHandle.standardError.write(Data(
+                        "no worker of kind \(kind) is running in namespace \(keys.namespace); the runs wait for one (gantry worker --kind \(kind) --namespace \(keys.namespace))\n".utf8
+                    ))
+                }
             }
             if unfinished > 0 { try await Task.sleep(for: .milliseconds(200)) }
         }
