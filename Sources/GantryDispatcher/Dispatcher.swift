@@ -309,14 +309,14 @@ final class DispatcherCore: Sendable {
 
     /// A cancel reaches running attempts through their workers. An attempt still waiting in
     /// its stream or in the delayed set has no worker to stop it (none of its kind may be
-    /// running), and its run would stay `running` until one came. Every second this pass reads
+    /// running), and its run would stay `running` until one came. Every `--withdraw-interval` (1 s) this pass reads
     /// the cancels made since the last pass, takes such attempts out of Redis, records them
     /// `canceled` and applies that: the run ends (or goes on to its `finally` steps) at once.
     private func withdrawLoop(redis: RedisConnection, db: PostgresConnection) async {
         // Cancels of the last hour (what workers remember too), so a restarted replica catches up.
         var since = WallClock.nowMs() - 3_600_000
         var handled: Set<String> = []
-        await everyPass("withdraw", interval: .seconds(1)) {
+        await everyPass("withdraw", interval: configuration.withdrawInterval) {
             let (members, latest) = try await self.queue.cancels(sinceMs: since, on: redis)
             let fresh = Set(members).subtracting(handled)
             if !fresh.isEmpty { try await self.withdraw(fresh, redis: redis, db: db) }
@@ -380,18 +380,16 @@ final class DispatcherCore: Sendable {
             await apply(Array(recorded.values), writer: redis, db: db)
             let nowUs = WallClock.nowUs()
             let nowMs = nowUs / 1_000
-            let unrecorded = missing.filter { recorded[AttemptKey(step: $0.key, attempt: $0.state.attempt)] == nil }
+            let unrecorded = zip(missing, keys).filter { recorded[$0.1] == nil }
             // Canceled attempts are not put back in the queue: they are recorded canceled (e.g. a
             // dispatcher withdrew one and stopped before it recorded it).
-            let canceled = try await queue.canceled(
-                among: unrecorded.map { WorkQueue.cancelMember(AttemptKey(step: $0.key, attempt: $0.state.attempt)) }, on: redis
-            )
+            let canceled = try await queue.canceled(among: unrecorded.map { WorkQueue.cancelMember($0.1) }, on: redis)
             var enqueue: [Job] = []
             var delayed: [(job: Job, dueAtMs: Int64)] = []
             var withdrawn: [(job: Job, entry: String)] = []
-            for step in unrecorded {
+            for (step, key) in unrecorded {
                 let job = step.job(attempt: step.state.attempt, nowUs: nowUs, recovered: true)
-                if canceled.contains(WorkQueue.cancelMember(AttemptKey(step: step.key, attempt: step.state.attempt))) {
+                if canceled.contains(WorkQueue.cancelMember(key)) {
                     withdrawn.append((job, "reconciled"))
                     continue
                 }

@@ -16,6 +16,8 @@ public struct DispatcherConfiguration: Sendable {
     public var reconcileInterval: Duration
     /// How long a step must have been unchanged before the reconciler checks it.
     public var reconcileAfter: Duration
+    /// How often new cancels are read to take their attempts no worker was given out of Redis.
+    public var withdrawInterval: Duration
     /// The most events applied in one transaction.
     public var eventBatch: Int
     /// The HTTP API, when this replica serves it (`--listen`).
@@ -25,7 +27,7 @@ public struct DispatcherConfiguration: Sendable {
         id: String, redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(),
         reapInterval: Duration = .milliseconds(500), defaultLease: Duration = .seconds(30),
         reconcileInterval: Duration = .seconds(15), reconcileAfter: Duration = .seconds(60),
-        eventBatch: Int = 1_000, api: APIConfiguration? = nil
+        withdrawInterval: Duration = .seconds(1), eventBatch: Int = 1_000, api: APIConfiguration? = nil
     ) {
         self.id = id
         self.redis = redis
@@ -35,6 +37,7 @@ public struct DispatcherConfiguration: Sendable {
         self.defaultLease = defaultLease
         self.reconcileInterval = reconcileInterval
         self.reconcileAfter = reconcileAfter
+        self.withdrawInterval = withdrawInterval
         self.eventBatch = eventBatch
         self.api = api
     }

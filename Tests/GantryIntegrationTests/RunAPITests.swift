@@ -181,9 +181,11 @@ import Testing
 
     @Test func aStepCanceledWhileItWaitedInTheQueueNeverRunsOnAWorkerThatStartsLater() async throws {
         // Found by hand: cancel a run whose step waits for a worker, start a worker, and the step
-        // ran — the new worker's first read came before its first look at the cancel list.
+        // ran — the new worker's first read came before its first look at the cancel list. The
+        // dispatcher's withdrawal of such attempts is held off (its first pass runs at start), so
+        // it is the worker that must recognise the canceled attempt it is handed.
         let env = try await TestEnvironment.make()
-        let (api, dispatcher) = try await APIHarness.start(env)
+        let (api, dispatcher) = try await APIHarness.start(env, extra: ["--withdraw-interval", "1h"])
         let token = try await api.token("ci", [.submitter], env: ["staging"])
         let pipeline = """
             pipeline: waits
@@ -202,6 +204,7 @@ import Testing
         #expect(run.steps.map(\.status) == ["canceled", "succeeded"])
         #expect(run.steps[0].attempts.map(\.status) == ["canceled"])
         #expect(run.steps[0].attempts.first?.error == "the run was canceled before this attempt started")
+        #expect(run.steps[0].attempts.first?.worker == "late")
         _ = (dispatcher, worker)
     }
 
@@ -267,6 +270,7 @@ import Testing
     }
 
     @Test func aCanceledRunDoesNotWaitForARetryDueLater() async throws {
+        // The retry is due in exactly 60 s (no jitter: full jitter could make it due at once).
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)
         let worker = try env.worker("w1")
@@ -275,7 +279,7 @@ import Testing
             pipeline: slow-retry
             environment: staging
             steps:
-              - { id: flaky, kind: noop, retry: { max_attempts: 3, backoff: { initial: 60s, max: 60s } }, with: { fail_first: 1 } }
+              - { id: flaky, kind: noop, retry: { max_attempts: 3, backoff: { initial: 60s, max: 60s, jitter: none } }, with: { fail_first: 1 } }
             """
         let id = try await api.submit(pipeline, token: token).json.id
         try await api.wait(id, token: token, for: "the retry to be scheduled") { $0.steps.first?.status == "retrying" }

@@ -29,6 +29,9 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(name: .customLong("reconcile-after"), help: "How long a step must be unchanged before the reconciler checks it.")
     var reconcileAfter: String = "60s"
 
+    @Option(name: .customLong("withdraw-interval"), help: "How often to read new cancels and take their attempts no worker was given out of Redis (recorded canceled).")
+    var withdrawInterval: String = "1s"
+
     @Option(help: "Serve the HTTP API on HOST:PORT (e.g. 127.0.0.1:8080).")
     var listen: String?
 
@@ -71,6 +74,7 @@ struct DispatcherCommand: AsyncParsableCommand {
             defaultLease: try parseDuration(defaultLease, flag: "--default-lease"),
             reconcileInterval: try parseDuration(reconcileInterval, flag: "--reconcile-interval"),
             reconcileAfter: try parseDuration(reconcileAfter, flag: "--reconcile-after"),
+            withdrawInterval: try parseDuration(withdrawInterval, flag: "--withdraw-interval"),
             api: api
         )
         let group = ServiceGroup(configuration: .init(
