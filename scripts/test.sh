@@ -28,10 +28,11 @@ rm -rf .gantry/test-logs
 # The tests start gantry processes from this build.
 export GANTRY_TEST_BINARY="$PWD/.build/debug/gantry"
 # Three phases on a two-core machine: the bulk in parallel; then the suites that load the
-# machine (a 100 MiB upload through the S3 server, nginx and service instances, a Prometheus),
+# machine (a 100 MiB upload through the S3 server, nginx and service instances, a Prometheus,
+# a benchmark's own fleet),
 # which would otherwise starve the timing-sensitive tests; then the disruptive ones (they
 # stop Postgres or restart Redis), alone.
-heavy='BackupTests|DeployTests|DeployKubernetesFakeTests|MetricsWatchTests'
+heavy='BackupTests|DeployTests|DeployKubernetesFakeTests|MetricsWatchTests|BenchCommandTests'
 swift test --skip-build --skip "Disruptive|$heavy"
 swift test --skip-build --filter "$heavy"
 swift test --skip-build --filter Disruptive
