@@ -5,7 +5,8 @@ import Synchronization
 /// server neither parses nor plans them again: the read path of the API, where
 /// planning was half of a run view's database time.
 ///
-/// Only statements that look rows up by key belong here. A prepared statement may
+/// Only statements that look rows up by key, or whose plan cannot depend on their
+/// parameters (the ledger's insert from arrays), belong here. A prepared statement may
 /// be run with a generic plan (PostgreSQL's `plan_cache_mode = auto`), which is
 /// right for `WHERE run_id = $1` and can be wrong for `= ANY` over arrays of any
 /// length, so the transitions are not prepared.

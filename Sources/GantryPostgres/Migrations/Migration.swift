@@ -14,6 +14,7 @@ extension Migration {
         Migration(version: 3, name: "the SHA-256 of each attempt's full log", sql: Schema.v3),
         Migration(version: 4, name: "the deployments view (DORA figures) over the ledger", sql: Schema.v4),
         Migration(version: 5, name: "steps without the per-row foreign-key check on runs", sql: Schema.v5),
+        Migration(version: 6, name: "runs without the index of running runs no query uses", sql: Schema.v6),
     ]
 }
 
@@ -275,5 +276,13 @@ enum Schema {
         -- row FOR KEY SHARE, which writes the row and the WAL again). Measured with COPY and
         -- INSERT … unnest of 20,000 one-step runs, docs/benchmarks.md.
         ALTER TABLE steps DROP CONSTRAINT IF EXISTS steps_run_id_fkey;
+        """
+
+    static let v6 = """
+        -- No query of Gantry's reads runs by `status = 'running'` alone (listing filters by
+        -- namespace and orders by id, concurrency groups and deadlines have their own partial
+        -- indexes, `finished_at IS NULL`), yet every run created wrote an entry into it, and
+        -- every entry stayed until a vacuum. Only the benchmark's progress count used it.
+        DROP INDEX IF EXISTS runs_status;
         """
 }

@@ -81,6 +81,8 @@ public actor RedisConnection {
 
     /// The value of `socket` once `interrupt()` has shut the live context's socket down.
     private static let interrupted: Int32 = -2
+    /// How much of a connection's read buffer hiredis keeps between replies.
+    private static let readerBufferKept = 1 << 20
 
     /// Closes the connection now.
     public func close() {
@@ -177,6 +179,10 @@ public actor RedisConnection {
             throw .connection("\(url.host):\(url.port): \(message)")
         }
         chiredis_set_timeout(fresh, Int(configuration.commandTimeout.milliseconds))
+        // hiredis frees its read buffer whenever it is empty and more than 16 KB unused, so every
+        // reply above that (a worker's XREADGROUP of 64 jobs is ~40 KB) grew a new buffer by
+        // doubling reallocations and freed it again. Keep up to 1 MB between replies.
+        fresh.pointee.reader.pointee.maxbuf = RedisConnection.readerBufferKept
         context = fresh
         socket.withLock { $0 = fresh.pointee.fd }
         do throws(RedisError) {

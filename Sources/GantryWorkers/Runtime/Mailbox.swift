@@ -36,9 +36,16 @@ final class Mailbox<Item: Sendable>: Sendable {
         while true {
             let batch: [Item]? = state.withLock { state in
                 guard !state.items.isEmpty else { return state.closed ? [] : nil }
-                let count = Swift.min(max, state.items.count)
-                let batch = Array(state.items.prefix(count))
-                state.items.removeFirst(count)
+                guard state.items.count > max else {
+                    // All of them (the usual case): hand the array over instead of copying it and
+                    // shifting what is left, and size the next one once.
+                    let batch = state.items
+                    state.items = []
+                    state.items.reserveCapacity(batch.count)
+                    return batch
+                }
+                let batch = Array(state.items.prefix(max))
+                state.items.removeFirst(max)
                 return batch
             }
             if let batch { return batch.isEmpty ? nil : batch }

@@ -436,6 +436,7 @@ private final class Session: Sendable {
         }
         var acks: [(kind: String, id: String, event: [(String, String)])] = []
         var dropped: [String] = []
+        acks.reserveCapacity(batch.count)
         for (finished, result) in zip(batch, results) {
             switch outcomes[result.key] {
             case .recorded?, .alreadyRecorded?:
