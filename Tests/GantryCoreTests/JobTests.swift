@@ -47,8 +47,49 @@ import Testing
         }
     }
 
+    @Test func theCompactFormatRoundTripsAndIsTwoFieldPairs() throws {
+        for recovered in [false, true] {
+            var original = job(recovered: recovered)
+            #expect(original.fields(.compact).map(\.0) == ["job", "with"])
+            #expect(try Job(fields: original.fields(.compact)) == original)
+            original.bindings = #"{"run.sha":"3f2a"}"#
+            #expect(original.fields(.compact).map(\.0) == ["job", "with", "x"])
+            #expect(try Job(fields: original.fields(.compact)) == original)
+        }
+        let header = job(recovered: true).fields(.compact)[0].1
+        #expect(header == "\(Self.runID) deploy-api 2 noop 30000 rec 1732000000000000")
+    }
+
+    /// A bad word of the compact `job` field is named as the field it stands for.
+    @Test(arguments: [
+        (0, "not-a-uuid", "run"), (1, "Deploy", "step"), (2, "0", "attempt"), (2, "two", "attempt"),
+        (3, "No-Op", "kind"), (4, "0", "timeout_ms"), (5, "recovered", "job"), (6, "yesterday", "enq"),
+    ])
+    func aBadCompactWordIsNamed(word: Int, value: String, named: String) {
+        var words = job().fields(.compact)[0].1.split(separator: " ").map(String.init)
+        words[word] = value
+        do {
+            _ = try Job(fields: [("job", words.joined(separator: " ")), ("with", "{}")])
+            Issue.record("accepted \(words)")
+        } catch {
+            #expect(error.field == named)
+        }
+    }
+
+    @Test func aCompactJobWithTheWrongNumberOfWordsOrNoInputsIsRefused() {
+        let header = job().fields(.compact)[0].1
+        for text in ["", header + " extra", String(header.dropLast(17)), header.replacingOccurrences(of: " ", with: "  ")] {
+            #expect(throws: JobDecodingError(field: "job", problem: "must be 7 words (run step attempt kind timeout_ms flags enqueued_us), not \(text.split(separator: " ", omittingEmptySubsequences: false).count)")) {
+                try Job(fields: [("job", text), ("with", "{}")])
+            }
+        }
+        #expect(throws: JobDecodingError(field: "with", problem: "is missing")) { try Job(fields: [("job", header)]) }
+    }
+
     @Test func garbageIsRefusedNotCrashedOn() {
-        let garbage: [[(String, String)]] = [[], [("hello", "world")], [("v", "1")], [("v", "\u{0}")]]
+        let garbage: [[(String, String)]] = [
+            [], [("hello", "world")], [("v", "1")], [("v", "\u{0}")], [("job", "\u{0}")], [("job", " "), ("with", "{}")],
+        ]
         for fields in garbage {
             #expect(throws: JobDecodingError.self) { try Job(fields: fields) }
         }

@@ -123,6 +123,82 @@ import Testing
         #expect(try await redis.command(["XLEN", env.keys.events]).integer == 0)
     }
 
+    /// Rolling upgrades: a kind's jobs go in the compact format only while every live worker of the
+    /// kind says it reads it. A worker of an earlier release (no `jobs` in its heartbeat) keeps them
+    /// in the first format; a heartbeat older than its lease does not count; no live worker at all
+    /// means the first format (the next to start may be old). Each kind is decided on its own.
+    @Test func jobsAreWrittenCompactOnlyWhileEveryLiveWorkerOfTheKindReadsThem() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        try await env.queue.prepare(kinds: ["noop", "build"], on: redis)
+        func heartbeat(_ id: String, kinds: [String], jobs: Int?, seenAgoMs: Int64 = 0) async throws {
+            var fields: [String: JSONValue] = [
+                "kinds": .array(kinds.map(JSONValue.string)), "lease_ms": .number(30_000),
+                "seen_ms": .number(Double(WallClock.nowMs() - seenAgoMs)),
+            ]
+            if let jobs { fields["jobs"] = .number(Double(jobs)) }
+            try await redis.command(["HSET", env.keys.workers, id, JSONValue.object(fields).jsonText])
+        }
+        /// Enqueues one job of each kind through a new queue (its formats are read afresh)
+        /// and returns, by kind, the field names the worker is handed.
+        func written(_ kinds: [String]) async throws -> [String: [String]] {
+            let jobs = kinds.map { kind -> Job in
+                var job = job(env)
+                job.kind = kind
+                return job
+            }
+            try await WorkQueue(keys: env.keys).enqueue(jobs, on: redis)
+            let delivered = try await env.queue.read(kinds: kinds, consumer: "t", count: 10, block: .milliseconds(100), on: redis)
+            var out: [String: [String]] = [:]
+            for delivery in delivered {
+                let job = try Job(fields: delivery.fields)
+                #expect(jobs.contains(job))
+                out[delivery.kind] = delivery.fields.map(\.0)
+            }
+            return out
+        }
+        let first = ["v", "run", "step", "attempt", "kind", "timeout_ms", "with", "enq"], compact = ["job", "with"]
+
+        #expect(try await written(["noop"]) == ["noop": first])
+        try await heartbeat("new-1", kinds: ["noop", "build"], jobs: 2)
+        #expect(try await written(["noop", "build"]) == ["noop": compact, "build": compact])
+        try await heartbeat("old-1", kinds: ["build"], jobs: nil)
+        #expect(try await written(["noop", "build"]) == ["noop": compact, "build": first])
+        try await heartbeat("old-1", kinds: ["build"], jobs: nil, seenAgoMs: 60_000)
+        #expect(try await written(["build"]) == ["build": compact])
+        try await heartbeat("newer-1", kinds: ["noop"], jobs: 3)
+        #expect(try await written(["noop"]) == ["noop": compact])
+    }
+
+    /// Compact jobs through the delayed set and the cancel path: the mover restamps the enqueue
+    /// time (the header's last word), and withdrawal finds waiting and delayed ones by attempt.
+    @Test func compactJobsAreMovedWhenDueAndWithdrawnWhenCanceled() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        try await env.queue.prepare(kinds: ["noop"], on: redis)
+        try await redis.command([
+            "HSET", env.keys.workers, "new-1", #"{"kinds":["noop"],"lease_ms":30000,"seen_ms":\#(WallClock.nowMs()),"jobs":2}"#,
+        ])
+        let queue = WorkQueue(keys: env.keys)
+        let due = job(env, attempt: 2), later = job(env, attempt: 3), waiting = job(env)
+        let nowMs = WallClock.nowMs()
+        try await queue.schedule([(due, nowMs - 10), (later, nowMs + 60_000)], on: redis)
+        let members = try await redis.command(["ZRANGE", env.keys.delayed, "0", "-1"]).array?.compactMap(\.string) ?? []
+        #expect(members.count == 2 && members.allSatisfy { $0.contains(#""f":["job","#) })
+        #expect(try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis).map(\.key) == [due.key])
+        let delivered = try #require(try await queue.read(kinds: ["noop"], consumer: "w", count: 10, block: .milliseconds(100), on: redis).first)
+        #expect(delivered.fields.map(\.0) == ["job", "with"])
+        let moved = try Job(fields: delivered.fields)
+        #expect(moved.key == due.key && moved.attempt == 2 && moved.enqueuedAtUs > due.enqueuedAtUs)
+
+        try await queue.enqueue([waiting], on: redis)
+        let names = Set([later, waiting].map { WorkQueue.cancelMember(AttemptKey(step: $0.key, attempt: $0.attempt)) })
+        let withdrawn = try await queue.withdraw(names, kinds: ["noop"], on: redis)
+        #expect(withdrawn.map(\.job).sorted { $0.attempt < $1.attempt } == [waiting, later])
+        #expect(try await redis.command(["ZCARD", env.keys.delayed]).integer == 0)
+        #expect(try await queue.read(kinds: ["noop"], consumer: "w", count: 10, block: .milliseconds(100), on: redis).isEmpty)
+    }
+
     @Test func aPoisonMessageGoesToTheDeadLetterStreamWithItsReason() async throws {
         let env = try await TestEnvironment.make()
         let redis = env.redis()

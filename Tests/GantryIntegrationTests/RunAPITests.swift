@@ -165,7 +165,9 @@ import Testing
             finally:
               - { id: cleanup, kind: noop }
             """
-        let id = try await api.submit(pipeline, token: token).json.id
+        let submitted = try await api.submit(pipeline, token: token)
+        try #require(submitted.status == 201, "\(submitted.json)")
+        let id = submitted.json.id
         try await env.eventually("the step to be held by the worker") {
             try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: env.redis()).count == 1
         }

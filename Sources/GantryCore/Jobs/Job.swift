@@ -41,30 +41,49 @@ public struct Job: Sendable, Equatable {
     /// The step this attempt belongs to.
     public var key: StepKey { StepKey(runID: runID, stepID: stepID) }
 
-    /// The stream fields, in a fixed order.
-    public var fields: [(String, String)] {
-        var out: [(String, String)] = [
-            ("v", "1"),
-            ("run", runID),
-            ("step", stepID),
-            ("attempt", String(attempt)),
-            ("kind", kind),
-            ("timeout_ms", String(timeout.milliseconds)),
-            ("with", inputs),
-            ("enq", String(enqueuedAtUs)),
-        ]
-        if recovered { out.append(("rec", "1")) }
-        if bindings != "{}" { out.append(("x", bindings)) }
-        return out
+    /// The stream fields of the first format (`JobFormat.fields`), in a fixed order.
+    public var fields: [(String, String)] { fields(.fields) }
+
+    /// The stream fields in `format`.
+    public func fields(_ format: JobFormat) -> [(String, String)] {
+        switch format {
+        case .fields:
+            var out: [(String, String)] = [
+                ("v", "1"),
+                ("run", runID),
+                ("step", stepID),
+                ("attempt", String(attempt)),
+                ("kind", kind),
+                ("timeout_ms", String(timeout.milliseconds)),
+                ("with", inputs),
+                ("enq", String(enqueuedAtUs)),
+            ]
+            if recovered { out.append(("rec", "1")) }
+            if bindings != "{}" { out.append(("x", bindings)) }
+            return out
+        case .compact:
+            // Seven words; the enqueue time last, where the delayed-retry mover restamps it.
+            var header = runID
+            header.reserveCapacity(runID.utf8.count + stepID.utf8.count + kind.utf8.count + 40)
+            for word in [stepID, String(attempt), kind, String(timeout.milliseconds), recovered ? "rec" : "-", String(enqueuedAtUs)] {
+                header += " "
+                header += word
+            }
+            var out = [("job", header), ("with", inputs)]
+            if bindings != "{}" { out.append(("x", bindings)) }
+            return out
+        }
     }
 
-    /// Decodes and validates stream fields; a bad field is named in the error.
+    /// Decodes and validates stream fields of either format; a bad field is named in the error.
     public init(fields: [(String, String)]) throws(JobDecodingError) {
         // One pass over the fields into named slots, no dictionary: every delivery is decoded.
         var version: String?, runText: String?, stepText: String?, attemptText: String?, kindText: String?
         var timeoutText: String?, with: String?, enqueuedText: String?, recovered: String?, bindingsText: String?
+        var header: String?
         for (name, value) in fields {
             switch name {
+            case "job": header = value
             case "v": version = value
             case "run": runText = value
             case "step": stepText = value
@@ -82,9 +101,39 @@ public struct Job: Sendable, Equatable {
             guard let value else { throw JobDecodingError(field: name, problem: "is missing") }
             return value
         }
-        guard try field(version, "v") == "1" else {
-            throw JobDecodingError(field: "v", problem: "is \(version ?? ""), this worker reads version 1")
+        if let header {
+            // The compact format: seven words, split on the UTF-8 bytes.
+            var words: [Substring] = []
+            words.reserveCapacity(7)
+            let bytes = header.utf8
+            var start = bytes.startIndex, index = start
+            while index != bytes.endIndex {
+                if bytes[index] == UInt8(ascii: " ") {
+                    words.append(header[start..<index])
+                    start = bytes.index(after: index)
+                }
+                index = bytes.index(after: index)
+            }
+            words.append(header[start...])
+            guard words.count == 7 else {
+                throw JobDecodingError(field: "job", problem: "must be 7 words (run step attempt kind timeout_ms flags enqueued_us), not \(words.count)")
+            }
+            guard words[5] == "-" || words[5] == "rec" else {
+                throw JobDecodingError(field: "job", problem: "flags must be '-' or 'rec'")
+            }
+            runText = String(words[0])
+            stepText = String(words[1])
+            attemptText = String(words[2])
+            kindText = String(words[3])
+            timeoutText = String(words[4])
+            recovered = words[5] == "rec" ? "1" : nil
+            enqueuedText = String(words[6])
+        } else {
+            guard try field(version, "v") == "1" else {
+                throw JobDecodingError(field: "v", problem: "is \(version ?? ""), this worker reads version 1 and the compact 'job' field")
+            }
         }
+        // In the compact format a bad word is reported under the name its field has in the first.
         let run = try field(runText, "run")
         guard Identifiers.isValidRunID(run) else { throw JobDecodingError(field: "run", problem: "is not a run id") }
         let step = try field(stepText, "step")
@@ -116,6 +165,20 @@ public struct Job: Sendable, Equatable {
             enqueuedAtUs: enqueued, recovered: recovered == "1", bindings: bindings
         )
     }
+}
+
+/// How a job is written into its kind's stream. Workers read both formats; a writer uses
+/// `.compact` only for a kind whose live workers all say they read it (their heartbeats),
+/// so workers of a release before it keep getting jobs they can read during a rolling upgrade.
+public enum JobFormat: Int, Sendable, Comparable, CaseIterable {
+    /// Eight field pairs (`v=1`, `run`, `step`, `attempt`, `kind`, `timeout_ms`, `with`, `enq`).
+    case fields = 1
+    /// Two field pairs: `job` (run, step, attempt, kind, timeout_ms, flags and enqueue time in
+    /// µs, as words) and `with`; `x` when there are bindings. A third of the strings Redis
+    /// parses and sends, and a worker allocates, per delivery.
+    case compact = 2
+
+    public static func < (a: JobFormat, b: JobFormat) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// Why stream fields are not a job: which field, and what is wrong with it.

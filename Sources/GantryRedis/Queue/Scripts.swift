@@ -17,7 +17,8 @@ enum Scripts {
         """
 
     /// Moves due delayed retries to their streams and removes them from the set,
-    /// stamping the enqueue time with ARGV[3] so pickup latency counts from now.
+    /// stamping the enqueue time with ARGV[3] so pickup latency counts from now (the `enq`
+    /// field, or the last word of the compact `job` field).
     /// KEYS[1] delayed set; ARGV[1] now (ms), ARGV[2] limit, ARGV[3] now (µs).
     static let moveDue = """
         local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -26,7 +27,8 @@ enum Scripts {
           if ok and type(job) == 'table' and type(job.s) == 'string' and type(job.f) == 'table' then
             local fields = job.f
             for i = 1, #fields - 1, 2 do
-              if fields[i] == 'enq' then fields[i + 1] = ARGV[3] end
+              if fields[i] == 'enq' then fields[i + 1] = ARGV[3]
+              elseif fields[i] == 'job' then fields[i + 1] = (string.gsub(fields[i + 1], '%S+$', ARGV[3])) end
             end
             redis.call('XADD', job.s, '*', unpack(fields))
           end
@@ -53,14 +55,15 @@ enum Scripts {
 
         """
 
-    /// Lua: `attempt_name(fields)`, `run/step/attempt` of a job's flat field list (as the
-    /// cancel list names attempts), or nil when a field is missing.
+    /// Lua: `attempt_name(fields)`, `run/step/attempt` of a job's flat field list in either
+    /// format (as the cancel list names attempts), or nil when a field is missing.
     private static let attemptName = """
         local function attempt_name(fields)
           local run, step, attempt
           for i = 1, #fields - 1, 2 do
             local name = fields[i]
-            if name == 'run' then run = fields[i + 1] elseif name == 'step' then step = fields[i + 1] elseif name == 'attempt' then attempt = fields[i + 1] end
+            if name == 'run' then run = fields[i + 1] elseif name == 'step' then step = fields[i + 1] elseif name == 'attempt' then attempt = fields[i + 1]
+            elseif name == 'job' then run, step, attempt = string.match(fields[i + 1], '^(%S+) (%S+) (%S+) ') end
           end
           if run and step and attempt then return run .. '/' .. step .. '/' .. attempt end
           return nil

@@ -12,6 +12,8 @@ import GantryCore
 ///   trimmed in bulk behind the oldest pending one, not deleted one by one.
 public struct WorkQueue: Sendable {
     public let keys: QueueKeys
+    /// The format each kind's jobs are written in (see `jobFormats`).
+    private let formats = JobFormatCache()
 
     public init(keys: QueueKeys = QueueKeys()) {
         self.keys = keys
@@ -24,10 +26,11 @@ public struct WorkQueue: Sendable {
     /// `announcing` lists runs whose change to announce in the same round trip (see `publishChanges`).
     public func enqueue(_ jobs: [Job], announcing runIDs: [String] = [], on redis: RedisConnection) async throws(RedisError) {
         guard !jobs.isEmpty else { return try await publishChanges(runIDs, on: redis) }
+        let format = await formats.current(self, on: redis)
         var commands = jobs.map { job in
             var command = ["XADD", keys.stream(job.kind), "*"]
-            command.reserveCapacity(3 + 2 * 9)
-            for (name, value) in job.fields {
+            command.reserveCapacity(3 + 2 * 10)
+            for (name, value) in job.fields(format[job.kind] ?? .fields) {
                 command.append(name)
                 command.append(value)
             }
@@ -40,21 +43,22 @@ public struct WorkQueue: Sendable {
     /// Puts jobs in the delayed set, each due at its time (ms since epoch).
     public func schedule(_ jobs: [(job: Job, dueAtMs: Int64)], on redis: RedisConnection) async throws(RedisError) {
         guard !jobs.isEmpty else { return }
+        let format = await formats.current(self, on: redis)
         var command = ["ZADD", keys.delayed]
         for (job, due) in jobs {
             command.append(String(due))
-            command.append(delayedMember(job))
+            command.append(delayedMember(job, format: format[job.kind] ?? .fields))
         }
         try await redis.command(command)
     }
 
     /// The delayed-set member for a job: its target stream and fields as JSON,
     /// which the mover script reads with cjson.
-    func delayedMember(_ job: Job) -> String {
+    func delayedMember(_ job: Job, format: JobFormat = .fields) -> String {
         var out = "{\"s\":"
         JSONValue.writeString(keys.stream(job.kind), to: &out)
         out += ",\"f\":["
-        for (index, (name, value)) in job.fields.enumerated() {
+        for (index, (name, value)) in job.fields(format).enumerated() {
             if index > 0 { out += "," }
             JSONValue.writeString(name, to: &out)
             out += ","

@@ -506,6 +506,8 @@ private final class Session: Sendable {
         description += "\"kinds\":\(JSONValue.array(configuration.kinds.map(JSONValue.string)).jsonText)"
         description += ",\"concurrency\":\(configuration.concurrency)"
         description += ",\"lease_ms\":\(configuration.lease.milliseconds)"
+        // The newest job format this worker reads: writers use it once every live worker of a kind does.
+        description += ",\"jobs\":\(JobFormat.allCases.max()!.rawValue)"
         description += ",\"pid\":\(getpid())"
         description += ",\"host\":\(JSONValue.string(ProcessInfo.processInfo.hostName).jsonText)"
         description += ",\"started_ms\":\(startedMs)"
