@@ -33,9 +33,13 @@ public struct Enqueuer: Sendable {
     public let keys: QueueKeys
     /// Runs created per transaction and per pipelined write.
     public var batchSize = 2_000
+    /// Kept across calls: it remembers the kinds' job formats for a second (`WorkQueue.jobFormats`), so a
+    /// caller enqueuing one run at a time does not read the workers' heartbeats before each.
+    private let queue: WorkQueue
 
     public init(keys: QueueKeys) {
         self.keys = keys
+        self.queue = WorkQueue(keys: keys)
     }
 
     /// Creates `count` runs of one step each and enqueues them; returns their ids in order.
@@ -65,7 +69,7 @@ public struct Enqueuer: Sendable {
             try await RunStore().create(runs, on: db)
             let nowUs = WallClock.nowUs()
             let jobs = runs.flatMap { $0.steps.map { $0.job(attempt: 1, nowUs: nowUs) } }
-            try await WorkQueue(keys: keys).enqueue(jobs, on: redis)
+            try await queue.enqueue(jobs, on: redis)
             enqueued += jobs
         }
         return enqueued
