@@ -199,6 +199,23 @@ import Testing
         #expect(try await queue.read(kinds: ["noop"], consumer: "w", count: 10, block: .milliseconds(100), on: redis).isEmpty)
     }
 
+    /// A busy worker acknowledges without trimming most of the time; the entries it leaves go with
+    /// a later trim, and nothing waiting goes with them.
+    @Test func acknowledgingWithoutTrimmingLeavesTheEntriesForALaterTrim() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        let queue = env.queue
+        try await queue.prepare(kinds: ["noop"], on: redis)
+        try await queue.enqueue((0..<4).map { _ in job(env) }, on: redis)
+        let taken = try await queue.read(kinds: ["noop"], consumer: "w", count: 3, block: .milliseconds(100), on: redis)
+        try await queue.complete(taken.map { (kind: "noop", id: $0.id, event: [("result", "r")]) }, trimming: [], on: redis)
+        #expect(try await redis.command(["XLEN", env.keys.stream("noop")]).integer == 4)
+        #expect(try await queue.depth(kind: "noop", on: redis) == (1, 0))
+        try await queue.trim(kinds: ["noop"], on: redis)
+        #expect(try await redis.command(["XLEN", env.keys.stream("noop")]).integer == 1)
+        #expect(try await queue.read(kinds: ["noop"], consumer: "w", count: 10, block: .milliseconds(100), on: redis).count == 1)
+    }
+
     @Test func aPoisonMessageGoesToTheDeadLetterStreamWithItsReason() async throws {
         let env = try await TestEnvironment.make()
         let redis = env.redis()

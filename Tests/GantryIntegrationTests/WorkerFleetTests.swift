@@ -26,6 +26,22 @@ import Testing
         _ = (dispatcher, worker)
     }
 
+    /// Workers trim acknowledged entries a few times a second, not after every batch; what the
+    /// last batches left goes with the next heartbeat (every lease / 3), so a worker that falls
+    /// idle leaves an empty stream behind.
+    @Test func aWorkerThatFallsIdleLeavesAnEmptyStreamBehind() async throws {
+        let env = try await TestEnvironment.make()
+        let dispatcher = try env.dispatcher()
+        let worker = try env.worker("w1", lease: "1500ms")
+        let ids = try await env.enqueue(count: 300)
+        #expect(try await env.waitForRuns(ids).allSatisfy { $0.status == "succeeded" })
+        let redis = env.redis()
+        try await env.eventually("the stream to be trimmed", timeout: .seconds(5)) {
+            try await redis.command(["XLEN", env.keys.stream("noop")]).integer == 0
+        }
+        _ = (dispatcher, worker)
+    }
+
     @Test func aNameRedisWouldRefuseIsRefusedAtStartNamingTheFlag() async throws {
         // A worker or replica name with a space used to start, fail CLIENT SETNAME, and retry forever.
         let env = try await TestEnvironment.make()

@@ -105,6 +105,10 @@ private final class Session: Sendable {
     let canceled = Mutex<[String: ContinuousClock.Instant]>([:])
     /// The latest score read from the cancel list; the next read starts there.
     private let cancelsReadUpTo = Mutex<Int64>(0)
+    /// When this worker last trimmed its kinds' streams, and the kinds it acknowledged since.
+    private let trims = Mutex<(last: ContinuousClock.Instant, untrimmed: Set<String>)>((.now, []))
+    /// How often a busy worker trims acknowledged entries from its streams (WorkQueue.complete).
+    static let trimInterval = Duration.milliseconds(250)
     let draining = Atomic<Bool>(false)
     let stopped = Atomic<Bool>(false)
     let startedMs = WallClock.nowMs()
@@ -451,10 +455,23 @@ private final class Session: Sendable {
         }
         // From here the entries leave the pending list; the heartbeat must not take that for a lost lease.
         book.withLock { book in for ack in acks { book[ack.id]?.acking = true } }
+        let trimming = trimsDue(adding: acks.map(\.kind))
         await untilSuccess("acknowledge \(acks.count) deliveries") { () throws(RedisError) in
-            try await self.queue.complete(acks, on: self.writer)
+            try await self.queue.complete(acks, trimming: trimming, on: self.writer)
         }
         settle(acks.map(\.id) + dropped)
+    }
+
+    /// Notes these kinds as acknowledged and returns the kinds to trim now: all noted since
+    /// the last trim once `trimInterval` has passed, else none.
+    private func trimsDue(adding kinds: [String]) -> Set<String> {
+        trims.withLock { trims in
+            trims.untrimmed.formUnion(kinds)
+            guard ContinuousClock.now - trims.last >= Self.trimInterval else { return [] }
+            trims.last = .now
+            defer { trims.untrimmed = [] }
+            return trims.untrimmed
+        }
     }
 
     private func settle(_ ids: [String]) {
@@ -469,6 +486,13 @@ private final class Session: Sendable {
         while !stopped.load(ordering: .sequentiallyConsistent) && !Task.isCancelled {
             await renewLeases()
             await announce()
+            // What the last busy moments acknowledged and did not trim yet.
+            let leftovers = trimsDue(adding: [])
+            if !leftovers.isEmpty {
+                do { try await queue.trim(kinds: leftovers, on: heartbeat) } catch {
+                    trims.withLock { $0.untrimmed.formUnion(leftovers) }
+                }
+            }
             // Leases must be renewed through a drain, so this loop ends on `stopped`,
             // which it checks often enough for a prompt exit.
             let next = ContinuousClock.now + interval
