@@ -115,6 +115,7 @@ import Testing
         for _ in 0..<2_000 {
             let id = Identifiers.newRunID(nowMs: ms, using: &random)
             #expect(id.hasPrefix("01934a5b-6c7d-7"))
+            #expect("89ab".contains(id[id.index(id.startIndex, offsetBy: 19)]), "variant 10 in \(id)")
             let uuid = try #require(UUID(uuidString: id))
             #expect(uuid.uuidString.lowercased() == id)
             seen.insert(id)

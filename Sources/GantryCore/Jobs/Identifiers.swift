@@ -44,14 +44,23 @@ public enum Identifiers {
         // 48 bits of time, version 7, 12 random bits; variant 10, 62 random bits.
         let first = ts << 16 | 0x7000 | (high & 0x0FFF)
         let second = 0x8000_0000_0000_0000 | (low & 0x3FFF_FFFF_FFFF_FFFF)
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(16)
-        for word in [first, second] {
-            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+        // Written straight into the string's storage: 32 lowercase hex digits, a dash before
+        // digits 8, 12, 16 and 20 (8-4-4-4-12). Building bytes, hex text and inserting the dashes
+        // was a twelfth of the CPU of an enqueue.
+        return String(unsafeUninitializedCapacity: 36) { out in
+            var at = 0
+            for digit in 0..<32 {
+                if digit == 8 || digit == 12 || digit == 16 || digit == 20 {
+                    out[at] = UInt8(ascii: "-")
+                    at += 1
+                }
+                let word = digit < 16 ? first : second
+                let nibble = UInt8(truncatingIfNeeded: word >> UInt64((15 - digit % 16) * 4)) & 0x0F
+                out[at] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+                at += 1
+            }
+            return at
         }
-        var text = Array(Hex.encode(bytes).utf8)
-        for index in [20, 16, 12, 8] { text.insert(UInt8(ascii: "-"), at: index) }
-        return String(decoding: text, as: UTF8.self)
     }
 
     private static func isLowerHex(_ byte: UInt8) -> Bool {

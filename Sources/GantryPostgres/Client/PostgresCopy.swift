@@ -20,6 +20,14 @@ struct PostgresCopyRows: Sendable {
                 bytes.append(UInt8(ascii: "N"))
                 continue
             }
+            // Nearly every value needs no escape: copy it whole when none does.
+            let copied = value.utf8.withContiguousStorageIfAvailable { text -> Bool in
+                guard !text.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") })
+                else { return false }
+                bytes.append(contentsOf: text)
+                return true
+            }
+            if copied == true { continue }
             for byte in value.utf8 {
                 switch byte {
                 case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])

@@ -17,12 +17,18 @@ public struct RunStore: Sendable {
         guard !runs.isEmpty else { return }
         var runRows = PostgresCopyRows(capacity: runs.count * 96)
         var stepRows = PostgresCopyRows(capacity: runs.count * 320)
+        // The steps of a batch nearly always share one policy: its JSON is written once, not per
+        // step (that was a fifth of the CPU of an enqueue).
+        var policyText: (policy: RetryPolicy, text: String)?
         for run in runs {
             runRows.append([run.id, run.namespace, run.pipeline, run.submitter, "running"])
             for step in run.steps {
+                if policyText?.policy != step.state.policy {
+                    policyText = (step.state.policy, step.state.policy.json.jsonText)
+                }
                 stepRows.append([
                     step.key.runID, step.key.stepID, run.namespace, step.kind, step.state.status.rawValue,
-                    String(step.state.attempt), "0", step.state.policy.json.jsonText, String(step.timeout.milliseconds), step.inputs,
+                    String(step.state.attempt), "0", policyText!.text, String(step.timeout.milliseconds), step.inputs,
                 ])
             }
         }
