@@ -116,13 +116,21 @@ final class DispatcherCore: Sendable {
                 var results: [AttemptResult] = []
                 results.reserveCapacity(events.count)
                 for event in events {
-                    if let result = AttemptResult(eventFields: event.fields) {
-                        results.append(result)
-                    } else {
-                        logger.warning("ignored an event that is not an attempt outcome", metadata: ["gantry.event": "\(event.id)"])
+                    let (outcomes, malformed) = AttemptResult.outcomes(inEvent: event.fields)
+                    results += outcomes
+                    if malformed > 0 {
+                        logger.warning("ignored an event, or part of one, that is not an attempt outcome", metadata: [
+                            "gantry.event": "\(event.id)", "gantry.count": "\(malformed)",
+                        ])
                     }
                 }
-                await apply(results, writer: writer, db: db)
+                // An event holds a worker's batch: apply at most eventBatch outcomes per transaction.
+                var start = 0
+                while start < results.count {
+                    let end = min(start + configuration.eventBatch, results.count)
+                    await apply(Array(results[start..<end]), writer: writer, db: db)
+                    start = end
+                }
                 await untilSuccess("acknowledge events") { () throws(RedisError) in
                     try await self.queue.acknowledgeEvents(events.map(\.id), on: writer)
                 }

@@ -129,11 +129,12 @@ import Testing
             status: .failed, worker: "w1", exitCode: 2, error: "exit 2", retryable: false,
             startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
         )
-        var decoded = AttemptResult(eventFields: result.eventFields)
+        let decoded = AttemptResult.outcomes(inEvent: result.eventFields)
         // Outputs and log stay in the ledger; events carry what the dispatcher decides on.
-        decoded?.outputs = result.outputs
-        #expect(decoded == result)
+        #expect(decoded.malformed == 0)
+        #expect(decoded.outcomes.map { var copy = $0; copy.outputs = result.outputs; return copy } == [result])
         #expect(AttemptResult(eventFields: [("type", "attempt")]) == nil)
+        #expect(AttemptResult.outcomes(inEvent: [("type", "attempt")]).malformed == 1)
     }
 
     @Test func processNamesAreWhatRedisAcceptsAsClientNames() {
@@ -152,20 +153,41 @@ import Testing
             status: .succeeded, worker: "worker on host a 7", startedAtUs: 1_764_000_000_000_001,
             finishedAtUs: 1_764_000_000_250_002, deliveryID: "1764000000000-17"
         )
-        #expect(succeeded.eventFields.map(\.0) == ["result"])
-        var decoded = AttemptResult(eventFields: succeeded.eventFields)
-        decoded?.outputs = succeeded.outputs
-        #expect(decoded == succeeded)
+        #expect(succeeded.eventFields.map(\.0) == ["r"])
+        #expect(AttemptResult.outcomes(inEvent: succeeded.eventFields).outcomes == [succeeded])
         // A negative exit code and an error line with spaces, tabs and a newline: the error has a field of its own.
         var failed = succeeded
         failed.status = .timedOut
         failed.exitCode = -9
         failed.error = "killed after 2s:\tno output\nlast line"
         failed.retryable = false
-        #expect(failed.eventFields.map(\.0) == ["result", "error"])
-        decoded = AttemptResult(eventFields: failed.eventFields)
-        decoded?.outputs = failed.outputs
-        #expect(decoded == failed)
+        #expect(failed.eventFields.map(\.0) == ["r", "e"])
+        #expect(AttemptResult.outcomes(inEvent: failed.eventFields).outcomes == [failed])
+
+        // A worker's batch is one event: each error stays with its own outcome, in order.
+        var other = succeeded
+        other.key.attempt = 2
+        let batch = succeeded.eventFields + failed.eventFields + other.eventFields
+        #expect(batch.map(\.0) == ["r", "r", "e", "r"])
+        #expect(AttemptResult.outcomes(inEvent: batch).outcomes == [succeeded, failed, other])
+        // A malformed outcome, or a stray error line, is counted and the rest still apply.
+        let damaged = succeeded.eventFields + [("r", "not words"), ("e", "its error")] + [("e", "stray")] + other.eventFields
+        let decoded = AttemptResult.outcomes(inEvent: damaged)
+        #expect(decoded.outcomes == [succeeded, other])
+        #expect(decoded.malformed == 2)
+    }
+
+    @Test func oneOutcomeEventsOfTheReleaseBeforeStillDecode() {
+        // Workers of the release before the batch form wrote one event per outcome, `result` and `error`.
+        var failed = AttemptResult(
+            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "build"), attempt: 2), kind: "noop",
+            status: .failed, worker: "w 1", exitCode: 3, error: "exit 3", retryable: false,
+            startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
+        )
+        let words = failed.eventFields[0].1
+        #expect(AttemptResult.outcomes(inEvent: [("result", words), ("error", "exit 3")]).outcomes == [failed])
+        failed.error = nil
+        #expect(AttemptResult.outcomes(inEvent: [("result", words)]).outcomes == [failed])
     }
 
     @Test func resultEventsOfEarlierWorkersStillDecode() {
@@ -182,6 +204,7 @@ import Testing
             startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
         )
         #expect(AttemptResult(eventFields: fields) == expected)
+        #expect(AttemptResult.outcomes(inEvent: fields).outcomes == [expected])
     }
 
     @Test(arguments: [
@@ -198,5 +221,6 @@ import Testing
     ])
     func malformedResultEventsAreRefused(_ text: String) {
         #expect(AttemptResult(eventFields: [("result", text)]) == nil)
+        #expect(AttemptResult.outcomes(inEvent: [("r", text)]) == ([], 1))
     }
 }

@@ -43,15 +43,23 @@ public struct AttemptResult: Sendable, Equatable {
         self.deliveryID = deliveryID
     }
 
-    /// Fields of the result event on the events stream: everything the dispatcher decides
-    /// on in one field, `result`, as space-separated words
+    /// This outcome's fields in a result event: everything the dispatcher decides on in one
+    /// field, `r`, as space-separated words
     /// `RUN STEP ATTEMPT KIND STATUS RETRYABLE(1|0) STARTED_US FINISHED_US DELIVERY EXIT(-) WORKER`
-    /// (the worker's name last: it may contain spaces), and the error line in a field of its own.
+    /// (the worker's name last: it may contain spaces), then the error line, `e`, when there is one.
     ///
-    /// One field instead of twelve name/value pairs: every event is written by a worker,
-    /// stored by Redis and read back by a dispatcher, and each pair was two strings to
-    /// format, store, parse and allocate at each of the three (see docs/benchmarks.md).
+    /// A worker writes the outcomes of a batch into one event, these pairs one after another (an
+    /// `e` belongs to the `r` before it): one stream entry, one XADD and one XACK per batch instead
+    /// of per attempt. One field instead of twelve name/value pairs per outcome for the same
+    /// reason: each pair was two strings to format, store, parse and allocate (docs/benchmarks.md).
     public var eventFields: [(String, String)] {
+        var fields = [("r", eventWords)]
+        if let error { fields.append(("e", error)) }
+        return fields
+    }
+
+    /// The words of the `r` field (and of the one-outcome `result` field before it).
+    var eventWords: String {
         var text = key.step.runID
         text.reserveCapacity(key.step.runID.utf8.count + key.step.stepID.utf8.count + kind.utf8.count + worker.utf8.count + 80)
         for word in [
@@ -61,14 +69,41 @@ public struct AttemptResult: Sendable, Equatable {
             text += " "
             text += word
         }
-        var fields = [("result", text)]
-        if let error { fields.append(("error", error)) }
-        return fields
+        return text
     }
 
-    /// Decodes a result event; `nil` when a field is missing or malformed. Reads the one-field
-    /// form of `eventFields` and the twelve-field form that workers before it wrote
-    /// (`type=attempt`, `run`, `step`, …), so events in the stream survive a rolling upgrade.
+    /// The outcomes in a result event, in order, and how many of its outcomes were malformed.
+    /// Reads the batch form of `eventFields`, the one-outcome form of the release before it
+    /// (`result`, `error`) and the twelve-field form of releases before that (`type=attempt`,
+    /// `run`, `step`, …), so events in the stream survive a rolling upgrade.
+    public static func outcomes(inEvent fields: [(String, String)]) -> (outcomes: [AttemptResult], malformed: Int) {
+        guard fields.first?.0 == "r" else {
+            guard let single = AttemptResult(eventFields: fields) else { return ([], 1) }
+            return ([single], 0)
+        }
+        var outcomes: [AttemptResult] = []
+        outcomes.reserveCapacity(fields.count)
+        var malformed = 0
+        var index = 0
+        while index < fields.count {
+            let (name, words) = fields[index]
+            index += 1
+            guard name == "r" else {
+                malformed += 1
+                continue
+            }
+            var error: String?
+            if index < fields.count, fields[index].0 == "e" {
+                error = fields[index].1
+                index += 1
+            }
+            if let outcome = AttemptResult(words: words, error: error) { outcomes.append(outcome) } else { malformed += 1 }
+        }
+        return (outcomes, malformed)
+    }
+
+    /// Decodes a one-outcome result event; `nil` when a field is missing or malformed: the
+    /// `result` form and the twelve-field form of earlier releases (see `outcomes(inEvent:)`).
     public init?(eventFields fields: [(String, String)]) {
         var compact: String?, error: String?
         for (name, value) in fields {
@@ -78,6 +113,11 @@ public struct AttemptResult: Sendable, Equatable {
             self.init(legacyEventFields: fields)
             return
         }
+        self.init(words: compact, error: error)
+    }
+
+    /// An outcome from its event words and error line.
+    init?(words compact: String, error: String?) {
         // Ten words, then the worker's name (the rest of the text, spaces and all). Split on the
         // UTF-8 bytes: `split(separator:)` walks Characters, and it was a sixth of a dispatcher's CPU.
         var words: [Substring] = []

@@ -8,7 +8,7 @@ import GantryCore
 /// - the reaper finds entries idle past their lease (`XPENDING IDLE`) and takes
 ///   them with `XCLAIM` (which re-checks the idle time atomically);
 /// - delayed retries wait in a sorted set and a Lua script moves due ones;
-/// - acks are pipelined with the result event in one `MULTI`; acknowledged entries are
+/// - acks are pipelined with the batch's result event in one `MULTI`; acknowledged entries are
 ///   trimmed in bulk behind the oldest pending one, not deleted one by one.
 public struct WorkQueue: Sendable {
     public let keys: QueueKeys
@@ -158,7 +158,8 @@ public struct WorkQueue: Sendable {
 
     /// Acknowledges finished deliveries and publishes their result events, in one
     /// `MULTI` so an ack never goes out without its event. Call only after the
-    /// attempt records are committed in Postgres.
+    /// attempt records are committed in Postgres. The events go out as one entry: each
+    /// item's `event` is its fields in the batch form (`AttemptResult.eventFields`).
     ///
     /// `trimming` names the kinds whose streams are trimmed in the same transaction (nil: the
     /// kinds of `finished`). A trim costs Redis ~60 µs whatever it frees (the pending summary,
@@ -167,15 +168,17 @@ public struct WorkQueue: Sendable {
         _ finished: [(kind: String, id: String, event: [(String, String)])], trimming: Set<String>? = nil, on redis: RedisConnection
     ) async throws(RedisError) {
         guard !finished.isEmpty else { return }
-        var commands: [[String]] = [["MULTI"]]
+        // One event for the whole batch: the items' fields one after another (see
+        // AttemptResult.eventFields), one entry to store, read and acknowledge.
+        var xadd = ["XADD", keys.events, "*"]
+        xadd.reserveCapacity(3 + 2 * finished.count)
         for item in finished {
-            var xadd = ["XADD", keys.events, "*"]
             for (name, value) in item.event {
                 xadd.append(name)
                 xadd.append(value)
             }
-            commands.append(xadd)
         }
+        var commands: [[String]] = [["MULTI"], xadd]
         var idsByKind: [String: [String]] = [:]
         for item in finished { idsByKind[item.kind, default: []].append(item.id) }
         for (kind, ids) in idsByKind.sorted(by: { $0.key < $1.key }) {
