@@ -123,12 +123,17 @@ import Testing
         #expect(seen.count == 2_000)
     }
 
-    @Test func resultEventRoundTrips() {
-        let result = AttemptResult(
-            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "build"), attempt: 3), kind: "noop",
-            status: .failed, worker: "w1", exitCode: 2, error: "exit 2", retryable: false,
+    /// A failed, non-retryable attempt of step `build` with error "exit N".
+    func failedBuild(attempt: Int, worker: String, exit: Int32) -> AttemptResult {
+        AttemptResult(
+            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "build"), attempt: attempt), kind: "noop",
+            status: .failed, worker: worker, exitCode: exit, error: "exit \(exit)", retryable: false,
             startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
         )
+    }
+
+    @Test func resultEventRoundTrips() {
+        let result = failedBuild(attempt: 3, worker: "w1", exit: 2)
         let decoded = AttemptResult.outcomes(inEvent: result.eventFields)
         // Outputs and log stay in the ledger; events carry what the dispatcher decides on.
         #expect(decoded.malformed == 0)
@@ -179,11 +184,7 @@ import Testing
 
     @Test func oneOutcomeEventsOfTheReleaseBeforeStillDecode() {
         // Workers of the release before the batch form wrote one event per outcome, `result` and `error`.
-        var failed = AttemptResult(
-            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "build"), attempt: 2), kind: "noop",
-            status: .failed, worker: "w 1", exitCode: 3, error: "exit 3", retryable: false,
-            startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
-        )
+        var failed = failedBuild(attempt: 2, worker: "w 1", exit: 3)
         let words = failed.eventFields[0].1
         #expect(AttemptResult.outcomes(inEvent: [("result", words), ("error", "exit 3")]).outcomes == [failed])
         failed.error = nil
@@ -198,11 +199,7 @@ import Testing
             ("status", "failed"), ("worker", "w1"), ("retryable", "0"), ("started", "10"), ("finished", "20"),
             ("delivery", "1-0"), ("exit", "3"), ("error", "exit 3"),
         ]
-        let expected = AttemptResult(
-            key: AttemptKey(step: StepKey(runID: Self.runID, stepID: "build"), attempt: 2), kind: "noop",
-            status: .failed, worker: "w1", exitCode: 3, error: "exit 3", retryable: false,
-            startedAtUs: 10, finishedAtUs: 20, deliveryID: "1-0"
-        )
+        let expected = failedBuild(attempt: 2, worker: "w1", exit: 3)
         #expect(AttemptResult(eventFields: fields) == expected)
         #expect(AttemptResult.outcomes(inEvent: fields).outcomes == [expected])
     }
