@@ -33,7 +33,14 @@ public struct Dispatcher: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await core.run() }
             group.addTask { try await server.run() }
-            try await group.waitForAll()
+            // An API that fails (its address taken) ends the replica at once: a dispatcher left
+            // running without the API it was asked to serve looks healthy and answers nothing.
+            do {
+                while try await group.next() != nil {}
+            } catch {
+                group.cancelAll()
+                throw error
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryHTTP
 import GantryPostgres
 import GantryRedis
 import Testing
@@ -26,6 +27,21 @@ import Testing
             #expect(step.status == "succeeded", "\(step.id) is \(step.status)")
             #expect(step.attempts.map(\.status) == ["succeeded"], "\(step.id): \(step.attempts.map(\.status))")
         }
+    }
+
+    /// A replica asked to serve the API where something already listens stops at once with one
+    /// line naming the flag, instead of running on without its API (it used to, and reported the
+    /// bind error only when it was stopped).
+    @Test func aDispatcherWhoseListenAddressIsTakenExitsAtOnceNamingTheFlag() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, first) = try await APIHarness.start(env)
+        let second = try env.dispatcher(["--listen", "127.0.0.1:\(api.port)"], name: "second")
+        #expect(await second.waitForExit(timeout: .seconds(10)) == 1)
+        #expect(second.log.contains(
+            "Error: --listen 127.0.0.1:\(api.port): cannot listen there: Address already in use (errno 98); stop what holds it or pick another --listen"
+        ), "\(second.log)")
+        #expect(first.isRunning)
+        #expect(try await api.call(.get, "/healthz", token: nil).status == 200)
     }
 
     @Test func aDispatcherSIGKILLedMidRunAndRestartedFinishesTheRunWithoutDuplicates() async throws {

@@ -1,9 +1,11 @@
+import Foundation
 import GantryCore
 import GantryPostgres
 import GantryRedis
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The dispatcher's HTTP API (Hummingbird): runs, approvals, control, health,
 /// and its OpenAPI document at `/openapi.yaml`.
@@ -29,12 +31,14 @@ struct APIServer: Sendable {
         )
     }
 
-    /// Serves until graceful shutdown.
+    /// Serves until graceful shutdown. Throws `APIListenError` when it cannot listen.
     func run() async throws {
+        let listening = Mutex(false)
         let application = Application(
             router: router(),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "gantry"),
             onServerRunning: { [logger, configuration] _ in
+                listening.withLock { $0 = true }
                 logger.info("API listening", metadata: ["gantry.listen": "\(configuration.host):\(configuration.port)"])
             },
             logger: logger
@@ -42,7 +46,11 @@ struct APIServer: Sendable {
         let changes = api.changes
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await changes.run() }
-            try await application.run()
+            do {
+                try await application.run()
+            } catch where !listening.withLock({ $0 }) {
+                throw APIListenError(address: "\(configuration.host):\(configuration.port)", underlying: "\(error)")
+            }
             group.cancelAll()
         }
     }
@@ -95,5 +103,20 @@ struct APIServer: Sendable {
             logger.error("request failed", metadata: ["error": "\(error)"])
             return APIError(status: .internalServerError, message: "internal error; the dispatcher's log has the details").response
         }
+    }
+}
+
+/// The API could not listen where `--listen` said (the port taken, an address not on this host).
+public struct APIListenError: Error, CustomStringConvertible {
+    public let address: String
+    /// What the server said, e.g. "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)".
+    public let underlying: String
+
+    public var description: String {
+        // The reason without the system call's name and its punctuation.
+        var reason = underlying
+        if let call = reason.range(of: "): ") { reason = String(reason[call.upperBound...]) }
+        reason = reason.replacingOccurrences(of: ") (errno: ", with: " (errno ")
+        return "--listen \(address): cannot listen there: \(reason); stop what holds it or pick another --listen"
     }
 }

@@ -9,7 +9,7 @@ struct DispatcherCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dispatcher",
         abstract: "Run the dispatcher: apply outcomes, schedule retries, reclaim expired leases, reconcile, serve the API.",
-        discussion: "Several replicas may run at once; with --listen a replica also serves the HTTP API (docs/api.md). SIGTERM or SIGINT stops it cleanly."
+        discussion: "Several replicas may run at once; with --listen a replica also serves the HTTP API (docs/api.md), and exits at once (status 1) if it cannot listen there. SIGTERM or SIGINT stops it cleanly."
     )
 
     @OptionGroup var connection: ConnectionOptions

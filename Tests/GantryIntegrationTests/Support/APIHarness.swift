@@ -13,13 +13,17 @@ struct APIHarness {
     let http = HTTPClient(name: "test-http")
     var base: String { "http://127.0.0.1:\(port)" }
 
-    /// Starts a dispatcher with `--listen` on a free port and waits until it answers.
+    /// Starts a dispatcher with `--listen` on a free port and waits until it answers. A port free
+    /// when asked may be taken before the dispatcher binds it (suites run in parallel, each with
+    /// servers of its own): the dispatcher then exits with its listen error and another port is tried.
     static func start(_ env: TestEnvironment, name: String = "api", extra: [String] = []) async throws -> (APIHarness, GantryProcess) {
-        let port = try freePort()
-        let process = try env.dispatcher(["--listen", "127.0.0.1:\(port)"] + extra, name: name)
-        let harness = APIHarness(env: env, port: port)
-        try await harness.waitUntilServing()
-        return (harness, process)
+        for attempt in 1...3 {
+            let port = try freePort()
+            let process = try env.dispatcher(["--listen", "127.0.0.1:\(port)"] + extra, name: attempt == 1 ? name : "\(name)-\(attempt)")
+            let harness = APIHarness(env: env, port: port)
+            if try await harness.waitUntilServing(process) { return (harness, process) }
+        }
+        throw Failure("the API found no free port in 3 tries")
     }
 
     /// A harness for a dispatcher already listening on `port`.
@@ -28,10 +32,21 @@ struct APIHarness {
         self.port = port
     }
 
-    func waitUntilServing() async throws {
+    /// Waits until `process` itself says it listens (any server on the port would answer
+    /// /healthz) and the port answers; false when it exited because it could not listen.
+    func waitUntilServing(_ process: GantryProcess) async throws -> Bool {
+        var exited = false
         try await env.eventually("the API on port \(port)") {
-            (try? await http.send(HTTPRequest(url: base + "/healthz", timeout: .seconds(1))))?.status == 200
+            if !process.isRunning {
+                exited = true
+                return true
+            }
+            guard process.log.contains("API listening") else { return false }
+            return (try? await http.send(HTTPRequest(url: base + "/healthz", timeout: .seconds(1))))?.status == 200
         }
+        guard exited else { return true }
+        guard process.log.contains("cannot listen there") else { throw Failure("the dispatcher exited: \(process.log)") }
+        return false
     }
 
     /// Creates a token straight in the database (as `gantry token create` does) and returns it.
