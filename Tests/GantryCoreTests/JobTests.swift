@@ -76,6 +76,13 @@ import Testing
         }
     }
 
+    @Test func wordsSplitAtSingleSpacesAndKeepTheRestAfterTheLastSplit() {
+        #expect("a b  c".spaceSeparatedWords() == ["a", "b", "", "c"])
+        #expect("".spaceSeparatedWords() == [""])
+        #expect("r s worker on host 7".spaceSeparatedWords(maxSplits: 2) == ["r", "s", "worker on host 7"])
+        #expect("é ü".spaceSeparatedWords() == ["é", "ü"])
+    }
+
     @Test func aCompactJobWithTheWrongNumberOfWordsOrNoInputsIsRefused() {
         let header = job().fields(.compact)[0].1
         for text in ["", header + " extra", String(header.dropLast(17)), header.replacingOccurrences(of: " ", with: "  ")] {

@@ -118,20 +118,8 @@ public struct AttemptResult: Sendable, Equatable {
 
     /// An outcome from its event words and error line.
     init?(words compact: String, error: String?) {
-        // Ten words, then the worker's name (the rest of the text, spaces and all). Split on the
-        // UTF-8 bytes: `split(separator:)` walks Characters, and it was a sixth of a dispatcher's CPU.
-        var words: [Substring] = []
-        words.reserveCapacity(11)
-        let bytes = compact.utf8
-        var start = bytes.startIndex, index = start
-        while index != bytes.endIndex, words.count < 10 {
-            if bytes[index] == UInt8(ascii: " ") {
-                words.append(compact[start..<index])
-                start = bytes.index(after: index)
-            }
-            index = bytes.index(after: index)
-        }
-        words.append(compact[start...])
+        // Ten words, then the worker's name (the rest of the text, spaces and all).
+        let words = compact.spaceSeparatedWords(maxSplits: 10)
         guard words.count == 11, !words[10].isEmpty,
               let attempt = Int(words[2]), let status = AttemptStatus(rawValue: String(words[4])),
               words[5] == "1" || words[5] == "0",

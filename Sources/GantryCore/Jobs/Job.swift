@@ -102,19 +102,8 @@ public struct Job: Sendable, Equatable {
             return value
         }
         if let header {
-            // The compact format: seven words, split on the UTF-8 bytes.
-            var words: [Substring] = []
-            words.reserveCapacity(7)
-            let bytes = header.utf8
-            var start = bytes.startIndex, index = start
-            while index != bytes.endIndex {
-                if bytes[index] == UInt8(ascii: " ") {
-                    words.append(header[start..<index])
-                    start = bytes.index(after: index)
-                }
-                index = bytes.index(after: index)
-            }
-            words.append(header[start...])
+            // The compact format: seven words.
+            let words = header.spaceSeparatedWords()
             guard words.count == 7 else {
                 throw JobDecodingError(field: "job", problem: "must be 7 words (run step attempt kind timeout_ms flags enqueued_us), not \(words.count)")
             }

@@ -22,23 +22,32 @@ struct PostgresCopyRows: Sendable {
             }
             // Nearly every value needs no escape: copy it whole when none does.
             let copied = value.utf8.withContiguousStorageIfAvailable { text -> Bool in
-                guard !text.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") })
-                else { return false }
+                guard !text.contains(where: { Self.escape($0) != nil }) else { return false }
                 bytes.append(contentsOf: text)
                 return true
             }
             if copied == true { continue }
             for byte in value.utf8 {
-                switch byte {
-                case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-                case UInt8(ascii: "\t"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-                case UInt8(ascii: "\n"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-                case UInt8(ascii: "\r"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-                default: bytes.append(byte)
+                if let letter = Self.escape(byte) {
+                    bytes.append(UInt8(ascii: "\\"))
+                    bytes.append(letter)
+                } else {
+                    bytes.append(byte)
                 }
             }
         }
         bytes.append(UInt8(ascii: "\n"))
         count += 1
+    }
+
+    /// The letter that follows a backslash for a byte COPY's text format escapes; nil for any other.
+    private static func escape(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "\\"): UInt8(ascii: "\\")
+        case UInt8(ascii: "\t"): UInt8(ascii: "t")
+        case UInt8(ascii: "\n"): UInt8(ascii: "n")
+        case UInt8(ascii: "\r"): UInt8(ascii: "r")
+        default: nil
+        }
     }
 }

@@ -23,12 +23,16 @@ public struct RunStore: Sendable {
         for run in runs {
             runRows.append([run.id, run.namespace, run.pipeline, run.submitter, "running"])
             for step in run.steps {
-                if policyText?.policy != step.state.policy {
-                    policyText = (step.state.policy, step.state.policy.json.jsonText)
+                let policy: String
+                if let cached = policyText, cached.policy == step.state.policy {
+                    policy = cached.text
+                } else {
+                    policy = step.state.policy.json.jsonText
+                    policyText = (step.state.policy, policy)
                 }
                 stepRows.append([
                     step.key.runID, step.key.stepID, run.namespace, step.kind, step.state.status.rawValue,
-                    String(step.state.attempt), "0", policyText!.text, String(step.timeout.milliseconds), step.inputs,
+                    String(step.state.attempt), "0", policy, String(step.timeout.milliseconds), step.inputs,
                 ])
             }
         }

@@ -7,18 +7,13 @@ extension WorkQueue {
     /// the compact format send none and read only `.fields`). Kinds without a live worker
     /// are left out, and get `.fields`: the next worker to start may be of an earlier release.
     public func jobFormats(nowMs: Int64, on redis: RedisConnection) async throws(RedisError) -> [String: JobFormat] {
-        let reply = try await redis.command(["HGETALL", keys.workers]).orThrow()
         var formats: [String: JobFormat] = [:]
-        for (_, description) in reply.pairs ?? [] {
-            guard let fields = JSONValue.parseObject(description), case .array(let kinds)? = fields["kinds"],
-                  let seen = fields["seen_ms"]?.intValue, let lease = fields["lease_ms"]?.intValue,
-                  nowMs - Int64(seen) <= Int64(lease)
-            else { continue }
+        for (_, kinds, heartbeat) in try await liveHeartbeats(nowMs: nowMs, on: redis) {
             // A worker reads its newest format and every one before it, so a worker of a later
             // release (a format this one does not know) reads the newest one known here.
-            let newest = fields["jobs"]?.intValue ?? JobFormat.fields.rawValue
+            let newest = heartbeat["jobs"]?.intValue ?? JobFormat.fields.rawValue
             let reads = JobFormat.allCases.last { $0.rawValue <= newest } ?? .fields
-            for case .string(let kind) in kinds {
+            for kind in kinds {
                 formats[kind] = min(formats[kind] ?? reads, reads)
             }
         }
@@ -29,8 +24,8 @@ extension WorkQueue {
 /// `WorkQueue.jobFormats`, read again at most once a second by a queue that writes jobs.
 /// A worker of an earlier release that starts within that second may be handed compact jobs
 /// it cannot read: it dead-letters them, and the reconciler enqueues their steps again (in
-/// the format it then reads). Upgrade workers before anything that writes jobs
-/// (docs/operations.md, "Upgrading").
+/// the format it then reads). So no worker of an earlier release should start after an
+/// upgrade (docs/operations.md, "Upgrading").
 final class JobFormatCache: Sendable {
     private struct Entry {
         var readAt: ContinuousClock.Instant

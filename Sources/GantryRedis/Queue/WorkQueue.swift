@@ -335,9 +335,6 @@ public struct WorkQueue: Sendable {
         ])
     }
 
-    /// Deletes the entries of `stream` that `group` acknowledged (see `Scripts.trimAcknowledged`).
-    /// Acknowledged entries stay until the next trim; readers of the stream count on the group
-    /// (pending list, last delivered id), never on the stream's length.
     /// Trims what the workers are done with from these kinds' streams (see `complete`).
     public func trim(kinds: Set<String>, on redis: RedisConnection) async throws(RedisError) {
         guard !kinds.isEmpty else { return }
@@ -346,6 +343,9 @@ public struct WorkQueue: Sendable {
         }
     }
 
+    /// Deletes the entries of `stream` that `group` acknowledged (see `Scripts.trimAcknowledged`).
+    /// Acknowledged entries stay until the next trim; readers of the stream count on the group
+    /// (pending list, last delivered id), never on the stream's length.
     private func trimCommand(_ stream: String, group: String) -> [String] {
         ["EVAL", Scripts.trimAcknowledged, "1", stream, group]
     }
@@ -402,17 +402,22 @@ public struct WorkQueue: Sendable {
     /// The workers whose heartbeat says they take `kind` and that were seen within their lease.
     /// (A worker that stops removes its heartbeat; one that was killed leaves it to go stale.)
     public func liveWorkers(kind: String, nowMs: Int64, on redis: RedisConnection) async throws(RedisError) -> [String] {
+        try await liveHeartbeats(nowMs: nowMs, on: redis).filter { $0.kinds.contains(kind) }.map(\.worker).sorted()
+    }
+
+    /// The heartbeats of the workers seen within their lease: each worker's name, the kinds it
+    /// takes and the whole heartbeat.
+    func liveHeartbeats(nowMs: Int64, on redis: RedisConnection) async throws(RedisError)
+        -> [(worker: String, kinds: [String], heartbeat: [String: JSONValue])]
+    {
         let reply = try await redis.command(["HGETALL", keys.workers]).orThrow()
-        var live: [String] = []
-        for (worker, description) in reply.pairs ?? [] {
-            guard let fields = JSONValue.parseObject(description),
-                  case .array(let kinds)? = fields["kinds"], kinds.contains(.string(kind)),
-                  let seen = fields["seen_ms"]?.intValue, let lease = fields["lease_ms"]?.intValue,
+        return (reply.pairs ?? []).compactMap { worker, description in
+            guard let heartbeat = JSONValue.parseObject(description), case .array(let kinds)? = heartbeat["kinds"],
+                  let seen = heartbeat["seen_ms"]?.intValue, let lease = heartbeat["lease_ms"]?.intValue,
                   nowMs - Int64(seen) <= Int64(lease)
-            else { continue }
-            live.append(worker)
+            else { return nil }
+            return (worker, kinds.compactMap(\.stringValue), heartbeat)
         }
-        return live.sorted()
     }
 
     // MARK: Removing

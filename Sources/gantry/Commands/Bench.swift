@@ -70,8 +70,8 @@ struct Bench: AsyncParsableCommand {
         let keys = QueueKeys(namespace: namespace)
         let redis = RedisConnection(url: redisURL)
         let db = PostgresConnection(url: databaseURL, applicationName: "gantry bench")
-        // The progress look-ups go by key (BenchProgress): in a new database, without statistics,
-        // the planner priced `= ANY` as the whole table and scanned it ten times a second.
+        // The latency samples are looked up by key (`id = ANY`), which the planner of a new
+        // database, without statistics, priced as a scan of the whole table.
         try await db.run("SET enable_seqscan = off")
         let label = "bench:\(namespace)"
         let quiet = output == .json
