@@ -73,11 +73,16 @@ final class DispatcherCore: Sendable {
     }
 
     func run() async {
-        let eventsReader = redis("events", commandTimeout: .seconds(8))
-        logger.info("dispatcher started")
+        let lanes = (0..<configuration.lanes).map { lane in
+            (lane: lane, reader: redis(lane == 0 ? "events" : "events-\(lane + 1)", commandTimeout: .seconds(8)))
+        }
+        logger.info("dispatcher started", metadata: ["gantry.lanes": "\(lanes.count)"])
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.eventLoop(reader: eventsReader, writer: self.redis("apply"), db: self.postgres("apply")) }
+                for (lane, reader) in lanes {
+                    let role = lane == 0 ? "apply" : "apply-\(lane + 1)"
+                    group.addTask { await self.eventLoop(lane: lane, reader: reader, writer: self.redis(role), db: self.postgres(role)) }
+                }
                 group.addTask { await self.scheduleLoop(redis: self.redis("schedule"), db: self.postgres("schedule")) }
                 group.addTask { await self.reapLoop(redis: self.redis("reap"), db: self.postgres("reap")) }
                 group.addTask { await self.reconcileLoop(redis: self.redis("reconcile"), db: self.postgres("reconcile")) }
@@ -86,7 +91,7 @@ final class DispatcherCore: Sendable {
             }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .sequentiallyConsistent)
-            eventsReader.interrupt()
+            for (_, reader) in lanes { reader.interrupt() }
         }
         logger.info("dispatcher stopped")
     }
@@ -97,26 +102,37 @@ final class DispatcherCore: Sendable {
 
     // MARK: Applying outcomes
 
-    private var eventsConsumer: String { "dispatcher-\(configuration.id)" }
+    /// The events consumer of a lane: lane 0 keeps the name a replica had before it had lanes,
+    /// so the events it held before an upgrade are its own again after it.
+    private func eventsConsumer(lane: Int) -> String {
+        lane == 0 ? "dispatcher-\(configuration.id)" : "dispatcher-\(configuration.id)#\(lane + 1)"
+    }
 
-    private func eventLoop(reader: RedisConnection, writer: RedisConnection, db: PostgresConnection) async {
+    /// Events read at once by a lane. An event holds the batch of outcomes one worker recorded
+    /// together (tens under load), so a read is about one transaction's worth, and a backlog is
+    /// shared between the lanes (and replicas) instead of being taken whole by the first reader.
+    static let eventsPerRead = 32
+
+    private func eventLoop(lane: Int, reader: RedisConnection, writer: RedisConnection, db: PostgresConnection) async {
+        let consumer = eventsConsumer(lane: lane)
         await untilSuccess("prepare the events stream") { () throws(RedisError) in
             try await self.queue.prepare(kinds: [], on: writer)
         }
-        // First the events this replica was given before a restart and never acknowledged.
+        // First the events this lane was given before a restart and never acknowledged.
         var pending = true
-        var lastClaim = ContinuousClock.now
+        // Lanes look for a crashed replica's events at different times.
+        var lastClaim = ContinuousClock.now + .seconds(lane)
         var failures = 0
         while !isStopping {
             do {
                 var events = try await queue.readEvents(
-                    consumer: eventsConsumer, count: configuration.eventBatch, block: .seconds(2), pending: pending, on: reader
+                    consumer: consumer, count: Self.eventsPerRead, block: .seconds(2), pending: pending, on: reader
                 )
                 if pending && events.isEmpty { pending = false }
                 if ContinuousClock.now - lastClaim > .seconds(10) {
-                    // Events a crashed replica was holding.
+                    // Events a crashed replica (or a lane a restart did not bring back) was holding.
                     lastClaim = .now
-                    events += try await queue.claimStaleEvents(consumer: eventsConsumer, minIdle: .seconds(30), count: configuration.eventBatch, on: writer)
+                    events += try await queue.claimStaleEvents(consumer: consumer, minIdle: .seconds(30), count: Self.eventsPerRead, on: writer)
                 }
                 failures = 0
                 guard !events.isEmpty else { continue }
@@ -141,6 +157,9 @@ final class DispatcherCore: Sendable {
                 await untilSuccess("acknowledge events") { () throws(RedisError) in
                     try await self.queue.acknowledgeEvents(events.map(\.id), on: writer)
                 }
+                logger.debug("applied outcomes", metadata: [
+                    "gantry.consumer": "\(consumer)", "gantry.events": "\(events.count)", "gantry.count": "\(results.count)",
+                ])
             } catch {
                 if isStopping { break }
                 failures += 1
@@ -358,7 +377,7 @@ final class DispatcherCore: Sendable {
         let canceled = jobs.map { job, entry in
             AttemptResult(
                 key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .canceled,
-                worker: eventsConsumer, error: "the run was canceled before this attempt started", retryable: false,
+                worker: eventsConsumer(lane: 0), error: "the run was canceled before this attempt started", retryable: false,
                 startedAtUs: nowUs, finishedAtUs: nowUs, deliveryID: entry
             )
         }

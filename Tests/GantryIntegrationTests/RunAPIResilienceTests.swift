@@ -76,9 +76,10 @@ import Testing
             ids.append(try await api.submit(Self.dag(sleepMs: 5), token: token).json.id)
         }
         for id in ids { expectEachStepRanOnce(try await two.wait(id, token: token, timeout: .seconds(60))) }
-        // Both replicas took part in applying outcomes.
+        // Both replicas took part in applying outcomes, each with its two lanes.
         let consumers = try await env.redis().command(["XINFO", "CONSUMERS", env.keys.events, "dispatchers"]).array ?? []
-        #expect(consumers.count == 2)
+        let names = Set(consumers.compactMap { $0.array?.count ?? 0 >= 2 ? $0.array?[1].string : nil })
+        #expect(names == ["dispatcher-d1", "dispatcher-d1#2", "dispatcher-d2", "dispatcher-d2#2"])
         _ = (first, second, workers)
     }
 }

@@ -42,6 +42,34 @@ import Testing
         _ = (dispatcher, worker)
     }
 
+    /// A dispatcher applies outcomes in two lanes, each its own events consumer, and a read takes
+    /// a transaction's worth of events: a backlog is shared between the lanes instead of being
+    /// taken whole by the first (one lane fell behind the workers and left the machine half idle).
+    @Test func aBacklogOfEventsIsSharedByTheDispatchersTwoLanes() async throws {
+        let env = try await TestEnvironment.make()
+        let ids = try await env.enqueue(count: 400)
+        // The outcomes are recorded and published while no dispatcher runs.
+        let worker = try env.worker("w1", concurrency: 4)
+        let redis = env.redis()
+        try await env.eventually("400 outcomes waiting in the events stream") {
+            let entries = try await redis.command(["XRANGE", env.keys.events, "-", "+"]).array ?? []
+            let outcomes = entries.reduce(0) { sum, entry in
+                let fields = (entry.array?.last?.array ?? []).compactMap(\.string)
+                let pairs = stride(from: 0, to: fields.count - 1, by: 2).map { (fields[$0], fields[$0 + 1]) }
+                return sum + AttemptResult.outcomes(inEvent: pairs).outcomes.count
+            }
+            return outcomes == 400
+        }
+        let dispatcher = try env.dispatcher(["--log-level", "debug"])
+        #expect(try await env.waitForRuns(ids).allSatisfy { $0.status == "succeeded" })
+        let applied = dispatcher.log.split(separator: "\n").filter { $0.contains("applied outcomes") }
+        #expect(applied.contains { $0.contains("gantry.consumer=dispatcher-dispatcher ") }, "\(applied)")
+        #expect(applied.contains { $0.contains("gantry.consumer=dispatcher-dispatcher#2 ") }, "\(applied)")
+        // Each lane acknowledged what it applied.
+        #expect(try await redis.command(["XPENDING", env.keys.events, QueueKeys.dispatcherGroup]).array?.first?.integer == 0)
+        _ = worker
+    }
+
     @Test func aNameRedisWouldRefuseIsRefusedAtStartNamingTheFlag() async throws {
         // A worker or replica name with a space used to start, fail CLIENT SETNAME, and retry forever.
         let env = try await TestEnvironment.make()

@@ -32,6 +32,9 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(name: .customLong("withdraw-interval"), help: "How often to read new cancels and take their attempts no worker was given out of Redis (recorded canceled).")
     var withdrawInterval: String = "1s"
 
+    @Option(help: "Loops that apply outcomes at once, each with its own Redis and Postgres connections (1-16).")
+    var lanes: Int = 2
+
     @Option(help: "Serve the HTTP API on HOST:PORT (e.g. 127.0.0.1:8080).")
     var listen: String?
 
@@ -51,6 +54,7 @@ struct DispatcherCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        guard (1...16).contains(lanes) else { throw Failure("--lanes \(lanes): use 1 to 16 (2 keeps a dispatcher ahead of its workers on 2 cores)") }
         var api: APIConfiguration?
         if let listen {
             guard var parsed = APIConfiguration.parse(listen: listen) else {
@@ -75,7 +79,7 @@ struct DispatcherCommand: AsyncParsableCommand {
             reconcileInterval: try parseDuration(reconcileInterval, flag: "--reconcile-interval"),
             reconcileAfter: try parseDuration(reconcileAfter, flag: "--reconcile-after"),
             withdrawInterval: try parseDuration(withdrawInterval, flag: "--withdraw-interval"),
-            api: api
+            lanes: lanes, api: api
         )
         let group = ServiceGroup(configuration: .init(
             services: [Dispatcher(configuration: configuration, logger: logger)],
