@@ -83,6 +83,20 @@ import Testing
         #expect("é ü".spaceSeparatedWords() == ["é", "ü"])
     }
 
+    @Test func aSubstringIsFoundByteForByteAnywhereAndOnlyWhole() {
+        #expect(#"{"token":"${{ secrets.api }}"}"#.contains(utf8: "secrets."))
+        #expect("secrets.".contains(utf8: "secrets."))
+        #expect("xsecrets.".contains(utf8: "secrets."))
+        #expect("ssecrets".contains(utf8: "secrets") && !"secret".contains(utf8: "secrets"))
+        #expect(!"{}".contains(utf8: "secrets."))
+        #expect(!"secrets".contains(utf8: "secrets."))
+        #expect("anything".contains(utf8: "") && "".contains(utf8: ""))
+        #expect(!"".contains(utf8: "a"))
+        #expect("naïve café".contains(utf8: "é") && !"cafe".contains(utf8: "é"))
+        // Bytes, not Characters: "e" + combining acute holds an "e" byte-wise.
+        #expect("cafe\u{301}".contains(utf8: "cafe"))
+    }
+
     @Test func aCompactJobWithTheWrongNumberOfWordsOrNoInputsIsRefused() {
         let header = job().fields(.compact)[0].1
         for text in ["", header + " extra", String(header.dropLast(17)), header.replacingOccurrences(of: " ", with: "  ")] {

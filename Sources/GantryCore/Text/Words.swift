@@ -18,3 +18,26 @@ extension String {
         return words
     }
 }
+
+extension String {
+    /// Whether `needle` occurs in the text, compared byte by byte on UTF-8 (Foundation's
+    /// `contains` bridges through NSString and allocated on every call of a worker's hot path).
+    public func contains(utf8 needle: String) -> Bool {
+        var text = self, needle = needle
+        // Native strings are contiguous already; this only copies one that is not.
+        text.makeContiguousUTF8()
+        needle.makeContiguousUTF8()
+        return text.utf8.withContiguousStorageIfAvailable { bytes in
+            needle.utf8.withContiguousStorageIfAvailable { wanted in
+                guard let first = wanted.first else { return true }
+                guard bytes.count >= wanted.count else { return false }
+                for start in 0...(bytes.count - wanted.count) where bytes[start] == first {
+                    var matched = 1
+                    while matched < wanted.count && bytes[start + matched] == wanted[matched] { matched += 1 }
+                    if matched == wanted.count { return true }
+                }
+                return false
+            } ?? false
+        } ?? false
+    }
+}
