@@ -9,7 +9,9 @@ import Synchronization
 /// parameters (the ledger's insert from arrays), belong here. A prepared statement may
 /// be run with a generic plan (PostgreSQL's `plan_cache_mode = auto`), which is
 /// right for `WHERE run_id = $1` and can be wrong for `= ANY` over arrays of any
-/// length, so the transitions are not prepared.
+/// length on its own: the transitions' statements are prepared because they only run
+/// after `RunTransitions.load` turned sequential scans off for the transaction, so their
+/// generic plans are the keyed ones (see `RunTransitions.lockRunsSQL`).
 ///
 /// Connection poolers in transaction mode must support protocol-level prepared
 /// statements (PgBouncer 1.21 and later with `max_prepared_statements`).
