@@ -50,7 +50,7 @@ public struct Enqueuer: Sendable {
     /// As `enqueue`, returning the first attempt of each run as it went into the stream
     /// (with its enqueue time, for latency measurements).
     public func enqueueJobs(_ request: Request, count: Int, redis: RedisConnection, db: PostgresConnection) async throws -> [Job] {
-        var random = SystemRandomNumberGenerator()
+        var random = BufferedSystemRandom()
         var enqueued: [Job] = []
         enqueued.reserveCapacity(count)
         var remaining = count

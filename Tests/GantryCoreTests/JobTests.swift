@@ -81,6 +81,9 @@ import Testing
         #expect("".spaceSeparatedWords() == [""])
         #expect("r s worker on host 7".spaceSeparatedWords(maxSplits: 2) == ["r", "s", "worker on host 7"])
         #expect("é ü".spaceSeparatedWords() == ["é", "ü"])
+        #expect("a,b,,c".words(separatedBy: UInt8(ascii: ",")) == ["a", "b", "", "c"])
+        #expect("a,b,c".words(separatedBy: UInt8(ascii: ","), maxSplits: 1) == ["a", "b,c"])
+        #expect("no separator".words(separatedBy: UInt8(ascii: ",")) == ["no separator"])
     }
 
     @Test func aSubstringIsFoundByteForByteAnywhereAndOnlyWhole() {

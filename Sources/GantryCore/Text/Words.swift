@@ -3,12 +3,17 @@ extension String {
     /// and it was a sixth of a dispatcher's CPU): at most `maxSplits` splits, the rest of the text
     /// (spaces and all) in the last word. Empty words are kept, so "a  b" is three words.
     public func spaceSeparatedWords(maxSplits: Int = .max) -> [Substring] {
+        words(separatedBy: UInt8(ascii: " "), maxSplits: maxSplits)
+    }
+
+    /// The text split at each `separator` byte (an ASCII character), as `spaceSeparatedWords`.
+    public func words(separatedBy separator: UInt8, maxSplits: Int = .max) -> [Substring] {
         var words: [Substring] = []
         words.reserveCapacity(min(maxSplits, 16) + 1)
         let bytes = utf8
         var start = bytes.startIndex, index = start
         while index != bytes.endIndex, words.count < maxSplits {
-            if bytes[index] == UInt8(ascii: " ") {
+            if bytes[index] == separator {
                 words.append(self[start..<index])
                 start = bytes.index(after: index)
             }
