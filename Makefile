@@ -16,7 +16,7 @@ build:
 
 release:
 	$(SERVICES) install
-	$(SWIFT) build -c release --static-swift-stdlib
+	SWIFT=$(SWIFT) scripts/build-release.sh
 
 ## make demo: a dispatcher and workers run a batch of noop steps with retries,
 ## a timeout and a SIGKILLed worker, then the attempts are printed from Postgres.
