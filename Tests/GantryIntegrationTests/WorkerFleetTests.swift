@@ -65,8 +65,10 @@ import Testing
         let applied = dispatcher.log.split(separator: "\n").filter { $0.contains("applied outcomes") }
         #expect(applied.contains { $0.contains("gantry.consumer=dispatcher-dispatcher ") }, "\(applied)")
         #expect(applied.contains { $0.contains("gantry.consumer=dispatcher-dispatcher#2 ") }, "\(applied)")
-        // Each lane acknowledged what it applied.
-        #expect(try await redis.command(["XPENDING", env.keys.events, QueueKeys.dispatcherGroup]).array?.first?.integer == 0)
+        // Each lane acknowledges what it applied (after the commit the runs were seen by, so wait for it).
+        try await env.eventually("every event acknowledged", timeout: .seconds(5)) {
+            try await redis.command(["XPENDING", env.keys.events, QueueKeys.dispatcherGroup]).array?.first?.integer == 0
+        }
         _ = worker
     }
 

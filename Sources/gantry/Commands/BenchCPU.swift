@@ -1,4 +1,5 @@
 import Foundation
+import GantryCore
 import GantryPostgres
 import GantryRedis
 
@@ -96,31 +97,16 @@ final class BenchCPU {
     }
 
     /// User + system seconds and parent of a process, from `/proc/PID/stat`; nil when it is gone.
-    /// Parsed as bytes: the bench reads every process's stat four times a second, and reading
-    /// them as Strings split into Characters was a fifteenth of the bench's own CPU.
+    /// Split on bytes: the bench reads every process's stat four times a second, and splitting
+    /// them into Characters was a fifteenth of the bench's own CPU.
     static func stat(_ pid: Int32) -> (cpu: Double, parent: Int32)? {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
-              let close = data.lastIndex(of: UInt8(ascii: ")"))
-        else { return nil }
-        // After "pid (comm) ": state, ppid, … utime is the 14th field of the line, stime the 15th.
-        var fields: [Int64] = []
-        var value: Int64 = 0, inNumber = false
-        for byte in data[(close + 1)...] {
-            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
-                value = value &* 10 &+ Int64(byte - UInt8(ascii: "0"))
-                inNumber = true
-            } else if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") {
-                if inNumber { fields.append(value) } else { fields.append(-1) }
-                value = 0
-                inNumber = false
-                if fields.count > 13 { break }
-            } else {
-                inNumber = false
-            }
-        }
-        // fields[0] is the empty text before the first space; then state, ppid (2), … utime (12), stime (13).
-        guard fields.count > 13, fields[2] >= 0, fields[12] >= 0, fields[13] >= 0 else { return nil }
-        return (Double(fields[12] + fields[13]) / ticksPerSecond, Int32(truncatingIfNeeded: fields[2]))
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let close = text.utf8.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        // After "pid (comm)": " state ppid … utime stime …", so word 2 is the parent, 12 and 13 the times.
+        let fields = String(text[text.utf8.index(after: close)...]).words(separatedBy: UInt8(ascii: " "), maxSplits: 14)
+        guard fields.count > 13, let parent = Int32(fields[2]), let user = Double(fields[12]), let system = Double(fields[13]) else { return nil }
+        return ((user + system) / ticksPerSecond, parent)
     }
 
     private static func isPostgres(_ pid: Int32) -> Bool {
