@@ -22,6 +22,14 @@ extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *acti
 #define POSIX_SPAWN_SETSID 0x80
 #endif
 
+#include <sys/prctl.h>
+
+// Marks this process not dumpable: processes of the same user (the worker's own steps)
+// can then neither read /proc/<pid>/environ nor attach to it. prctl is variadic.
+static inline int cspawn_set_undumpable(void) {
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : errno;
+}
+
 static inline int cspawn_pipe(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
 }

@@ -25,6 +25,7 @@ struct Gantry: AsyncParsableCommand {
             Logs.self,
             BackupCommand.self,
             TokenCommand.self,
+            EnvironmentCommand.self,
             Migrate.self,
             DispatcherCommand.self,
             WorkerCommand.self,

@@ -59,6 +59,13 @@ public struct Grant: Sendable, Equatable {
         return .failure(AccessDenied("token \(name) may not \(action.rawValue) \(target): it is scoped to \(scope)"))
     }
 
+    /// Whether some environment would accept its submit: checked before a pipeline without
+    /// `--env` is parsed, so a token that may submit nowhere costs no parse.
+    public var maySubmitSomewhere: Bool {
+        if roles.contains(.admin) { return true }
+        return roles.contains(.submitter) && !environments.isEmpty
+    }
+
     /// The environments whose runs it may read; nil when it may read all of them.
     public var readableEnvironments: Set<String>? {
         if roles.contains(where: { !$0.isScoped }) || environments.contains("*") { return nil }

@@ -1,6 +1,6 @@
 /// One problem in a pipeline file, printed as `file:line:column: message`
 /// (the format compilers use, so editors and CI annotate the line).
-public struct PipelineDiagnostic: Sendable, Equatable, CustomStringConvertible {
+public struct PipelineDiagnostic: Error, Sendable, Equatable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public var column: Int

@@ -14,20 +14,21 @@ public struct PipelineParser: Sendable {
         "approval", "build", "scan", "backup", "deploy", "smoke-test", "metrics-watch", "notify", "noop",
     ]
 
-    public init(knownKinds: Set<String> = PipelineParser.standardKinds) {
+    /// How large and deep a file may be (it comes from a submitter).
+    public var limits: YAMLLimits
+
+    public init(knownKinds: Set<String> = PipelineParser.standardKinds, limits: YAMLLimits = YAMLLimits()) {
         self.knownKinds = knownKinds.union(["approval"])
+        self.limits = limits
     }
 
     /// The definition when there is no problem, and every problem found.
     public func parse(_ text: String, file: String) -> (definition: PipelineDefinition?, diagnostics: [PipelineDiagnostic]) {
         var reader = Reader(file: file, knownKinds: knownKinds)
         let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch let error as YamlError {
-            return (nil, [reader.diagnostic(for: error)])
-        } catch {
-            return (nil, [PipelineDiagnostic(file: file, line: 1, column: 1, message: "cannot read the file as YAML: \(error)")])
+        switch BoundedYAML.compose(text, file: file, limits: limits) {
+        case .success(let node): root = node
+        case .failure(let problem): return (nil, [problem])
         }
         guard let root else {
             return (nil, [PipelineDiagnostic(file: file, line: 1, column: 1, message: "the file is empty; a pipeline needs at least 'pipeline' and 'steps'")])
@@ -42,7 +43,7 @@ public struct PipelineParser: Sendable {
 
 // MARK: - Reading nodes
 
-private struct Reader {
+private struct Reader: NodeReading {
     let file: String
     let knownKinds: Set<String>
     var diagnostics: [PipelineDiagnostic] = []
@@ -50,57 +51,6 @@ private struct Reader {
     init(file: String, knownKinds: Set<String>) {
         self.file = file
         self.knownKinds = knownKinds
-    }
-
-    mutating func report(_ node: Node?, _ message: String) {
-        diagnostics.append(PipelineDiagnostic(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, message: message))
-    }
-
-    func diagnostic(for error: YamlError) -> PipelineDiagnostic {
-        switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
-            return PipelineDiagnostic(file: file, line: mark.line, column: mark.column, message: "not valid YAML: \(problem)")
-        default:
-            return PipelineDiagnostic(file: file, line: 1, column: 1, message: "not valid YAML: \(error)")
-        }
-    }
-
-    /// The entries of a mapping, reporting unknown keys (with a suggestion) and a non-mapping node.
-    mutating func mapping(_ node: Node, _ what: String, keys: [String]) -> [String: (key: Node, value: Node)]? {
-        guard let mapping = node.mapping else {
-            report(node, "\(what) must be a mapping of \(keys.joined(separator: ", "))")
-            return nil
-        }
-        var out: [String: (key: Node, value: Node)] = [:]
-        for (key, value) in mapping {
-            guard let name = key.string else {
-                report(key, "\(what): keys must be text")
-                continue
-            }
-            guard keys.contains(name) else {
-                report(key, "unknown key '\(name)' in \(what)\(Suggestion.hint(for: name, in: keys)); known keys: \(keys.joined(separator: ", "))")
-                continue
-            }
-            out[name] = (key, value)
-        }
-        return out
-    }
-
-    mutating func string(_ entry: (key: Node, value: Node)?, _ what: String) -> String? {
-        guard let entry else { return nil }
-        guard let scalar = entry.value.scalar else {
-            report(entry.value, "\(what) must be text")
-            return nil
-        }
-        return scalar.string
-    }
-
-    mutating func duration(_ entry: (key: Node, value: Node)?, _ what: String) -> Duration? {
-        guard let text = string(entry, what) else { return nil }
-        do { return try DurationParser.parse(text) } catch {
-            report(entry?.value, "\(what): \(error)")
-            return nil
-        }
     }
 
     /// A timeout: a duration of at least 1ms (a zero timeout would end the wait before it starts).
@@ -111,22 +61,6 @@ private struct Reader {
             return nil
         }
         return value
-    }
-
-    mutating func strings(_ entry: (key: Node, value: Node)?, _ what: String) -> [String] {
-        guard let entry else { return [] }
-        if let scalar = entry.value.scalar { return [scalar.string] }
-        guard let sequence = entry.value.sequence else {
-            report(entry.value, "\(what) must be a list of text")
-            return []
-        }
-        return sequence.compactMap { item in
-            guard let text = item.scalar?.string else {
-                report(item, "\(what) must be a list of text")
-                return nil
-            }
-            return text
-        }
     }
 
     // MARK: The pipeline
@@ -231,6 +165,7 @@ private struct Reader {
             }
             if step.kind == "approval" { checkApproval(step, entries["with"]?.value ?? item) }
             if step.kind == "metrics-watch", let with = entries["with"]?.value { checkMetricConditions(step, with) }
+            if step.kind == "deploy" { checkDeployNames(step, entries["with"]?.value ?? item) }
             out.append(step)
         }
         return out
@@ -249,6 +184,23 @@ private struct Reader {
                     report(node, "metrics-watch step '\(step.id)': metrics[\(index)].\(key) '\(text)': \(error)")
                 }
             }
+        }
+    }
+
+    /// A deploy's names and address reach nginx's configuration and kubectl's command line:
+    /// written out, they must be plain names and `host:port` (with expressions, the worker
+    /// checks the value it resolves).
+    mutating func checkDeployNames(_ step: PipelineStep, _ node: Node) {
+        if let listen = step.inputs["listen"] {
+            if let text = listen.stringValue, text.contains("${{") || ListenAddress.isValid(text) {} else {
+                report(node, "deploy step '\(step.id)': with.listen must be host:port, e.g. 127.0.0.1:8300")
+            }
+        }
+        var names: [(String, JSONValue)] = ["service", "context", "namespace"].compactMap { key in step.inputs[key].map { (key, $0) } }
+        if case .array(let services)? = step.inputs["services"] { names += services.map { ("services[]", $0) } }
+        for (key, value) in names {
+            if let text = value.stringValue, text.contains("${{") || SafeName.isValid(text) { continue }
+            report(node, "deploy step '\(step.id)': with.\(key) must be a name (\(SafeName.rule))")
         }
     }
 

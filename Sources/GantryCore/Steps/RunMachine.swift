@@ -117,6 +117,17 @@ public enum RunMachine {
                 next.steps[id]!.attempts = StepState(status: .queued, attempt: step.attempts.attempt + (ran ? 1 : 0), policy: step.attempts.policy)
                 next.steps[id]!.lifecycle = .pending
             }
+            // A retry is a new deployment: the approval gates before what runs again are asked again.
+            var gates: Set<String> = []
+            var seen = reset
+            var stack = Array(reset)
+            while let id = stack.popLast() {
+                for need in next.steps[id]?.needs ?? [] where seen.insert(need).inserted {
+                    if next.steps[need]?.approval != nil { gates.insert(need) }
+                    stack.append(need)
+                }
+            }
+            reset.formUnion(gates)
             for id in reset { rearm(id) }
             for (id, step) in next.steps where step.section != .main { rearm(id) }
             next.outcome = .running
@@ -158,7 +169,15 @@ public enum RunMachine {
                 // One after another, in the order written.
                 if state.isBusy(.finally) { return }
                 if let id = state.ids(in: .finally).first(where: { state.steps[$0]!.lifecycle == .pending }) {
-                    start([id], &state, &commands, nowMs: nowMs)
+                    // A finally step has needs only when the environment's approval gate was
+                    // added to them: a run its approvers refused runs only its notifications.
+                    if ready(in: .finally, state).contains(id) {
+                        start([id], &state, &commands, nowMs: nowMs)
+                    } else {
+                        let reason = "a step it needs did not succeed"
+                        state.steps[id]!.lifecycle = .skipped(reason, byFilter: false)
+                        commands.append(.markSkipped(step: id, reason: reason))
+                    }
                     continue
                 }
                 state.phase = .done

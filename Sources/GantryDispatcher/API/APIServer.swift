@@ -75,6 +75,10 @@ struct APIServer: Sendable {
         router.get("/v1/runs/:id/logs") { request, context in
             await handle { try await api.logs(request, id: try context.parameters.require("id"), redisURL: redisURL) }
         }
+        router.get("/v1/environments") { request, _ in await handle { try await api.listEnvironments(request) } }
+        router.get("/v1/environments/:name") { request, context in
+            await handle { try await api.showEnvironment(request, name: try context.parameters.require("name")) }
+        }
         router.post("/v1/runs/:id/approve") { request, context in
             await handle { try await api.decide(request, id: try context.parameters.require("id"), approve: true) }
         }

@@ -17,7 +17,7 @@ public enum APITokens {
     public static func hash(_ token: String) -> String { sha256Hex(token) }
 
     /// SHA-256 of a text's UTF-8 bytes, hex (tokens, stored pipeline definitions).
-    static func sha256Hex(_ text: String) -> String {
+    public static func sha256Hex(_ text: String) -> String {
         Hex.encode(SHA256.hash(data: Data(text.utf8)))
     }
 }

@@ -21,6 +21,7 @@ struct RunAPI: Sendable {
     let logger: Logger
     let maxBodyBytes: Int
     let store = RunStore()
+    let policies = EnvironmentPolicies()
     let tokens = TokenStore()
     let actions = ActionLog()
 
@@ -117,19 +118,25 @@ struct RunAPI: Sendable {
     func submit(_ request: Request) async throws -> Response {
         let grant = try await authenticate(request, action: "submit")
         let body = try await decode(SubmitRequest.self, from: request)
-        let file = body.pipelineFile ?? "pipeline.yml"
+        // Authorized before the pipeline is parsed: a token that may not submit there costs no parse.
+        if let asked = body.environment {
+            try await authorize(grant, .submit, environment: asked, runID: nil)
+        } else if !grant.maySubmitSomewhere {
+            try await authorize(grant, .submit, environment: nil, runID: nil)
+        }
+        let file = body.pipelineFile.map { String($0.prefix(200)) } ?? "pipeline.yml"
         let (parsed, diagnostics) = PipelineParser().parse(body.pipeline, file: file)
         guard let definition = parsed else {
             let lines = diagnostics.map(\.description)
             throw APIError.badRequest(
                 (lines.first ?? "\(file): not a valid pipeline") + (lines.count > 1 ? " (and \(lines.count - 1) more)" : ""),
-                details: lines
+                details: Array(lines.prefix(100))
             )
         }
         let environment: String?
         switch (definition.environment, body.environment) {
         case (let declared?, let asked?) where declared != asked:
-            throw APIError.badRequest("\(file): pipeline \(definition.name) deploys to \(declared); --env \(asked) does not match it")
+            throw APIError.badRequest("\(file): pipeline \(definition.name) deploys to \(declared); --env \(asked.prefix(64)) does not match it")
         case (let declared?, _): environment = declared
         case (nil, let asked): environment = asked
         }
@@ -141,13 +148,18 @@ struct RunAPI: Sendable {
             try? await self.record(actor: grant.name, "submit", runID: nil, environment: environment, accepted: false, reason: reason)
             throw APIError.gate(reason)
         }
-        if let confirm = definition.confirm, body.confirm != confirm {
-            try await refuse(body.confirm == nil
-                ? "gate confirm: pipeline \(definition.name) needs --confirm \"\(confirm)\""
-                : "gate confirm: the confirmation text does not match; type exactly \"\(confirm)\"")
+        // The environment's policy and the file, the stricter winning: one pure decision.
+        let policy = try await reads.withConnection { db in try await policies.policy(for: environment, namespace: namespace, on: db) }
+        let rules: EnvironmentRules.Effective
+        switch EnvironmentRules.evaluate(
+            definition, policy: policy,
+            request: .init(environment: environment, ref: body.ref, confirm: body.confirm, submitter: grant.name)
+        ) {
+        case .success(let effective): rules = effective
+        case .failure(let refusal): try await refuse(refusal.reason)
         }
         let params = body.params ?? [:]
-        let plan = PipelinePlan.make(definition, changedFiles: body.changedFiles, params: params, ref: body.ref, environment: environment)
+        let plan = PipelinePlan.make(rules.definition, changedFiles: body.changedFiles, params: params, ref: body.ref, environment: environment)
         var skips: [String: String] = [:]
         for step in plan.levels.joined() + plan.onFailure + plan.finally {
             if let reason = step.skipReason { skips[step.id] = reason }
@@ -155,15 +167,20 @@ struct RunAPI: Sendable {
         var random = SystemRandomNumberGenerator()
         let submission = PipelineSubmission(
             runID: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), namespace: namespace,
-            definition: definition, definitionText: body.pipeline,
+            definition: rules.definition, definitionText: body.pipeline,
             definitionSHA256: APITokens.sha256Hex(body.pipeline),
             environment: environment, sha: body.sha.lowercased(), ref: body.ref, params: params, submitter: grant.name,
-            idempotencyKey: body.idempotencyKey, skips: skips
+            idempotencyKey: body.idempotencyKey, skips: skips, promoteFrom: rules.promoteFrom,
+            concurrencyGroup: rules.concurrencyGroup, pool: rules.pool
         )
         let (result, effects) = try await pool.withConnection({ db in try await store.submit(submission, nowMs: WallClock.nowMs(), on: db) })
         await effector.carryOut(effects, on: redis)
         switch result {
         case .failure(let refusal):
+            if refusal.code == .conflict {
+                try? await record(actor: grant.name, "submit", runID: nil, environment: environment, accepted: false, reason: refusal.reason)
+                throw APIError.conflict(refusal.reason)
+            }
             try await refuse(refusal.reason)
         case .success(let (run, created)):
             try await record(actor: grant.name, "submit", runID: run.id, environment: environment, accepted: true,
@@ -209,7 +226,7 @@ struct RunAPI: Sendable {
         }
         guard let grant else { throw await unknownToken("read") }
         guard let detail else { throw APIError.notFound("no run \(id.prefix(64)) in this installation") }
-        try await authorize(grant, .read, environment: detail.run.environment, runID: id)
+        try await authorizeRead(grant, detail)
         return APIResponses.json(.ok, text: RunViews.view(detail).jsonText)
     }
 
@@ -217,8 +234,17 @@ struct RunAPI: Sendable {
         guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
             throw APIError.notFound("no run \(id.prefix(64)) in this installation")
         }
-        try await authorize(grant, .read, environment: detail.run.environment, runID: id)
+        try await authorizeRead(grant, detail)
         return detail
+    }
+
+    /// A run the token may not read is, to it, a run that does not exist (404, the same
+    /// words): a refusal must not tell another environment's run ids apart from made-up ones.
+    private func authorizeRead(_ grant: Grant, _ detail: RunDetail) async throws {
+        if case .failure(let denied) = grant.decide(.read, environment: detail.run.environment) {
+            try? await record(actor: grant.name, "read", runID: detail.run.id, environment: detail.run.environment, accepted: false, reason: denied.reason)
+            throw APIError.notFound("no run \(detail.run.id.prefix(64)) in this installation")
+        }
     }
 
     private func show(_ id: String, status: HTTPResponse.Status) async throws -> Response {

@@ -15,6 +15,7 @@ extension Migration {
         Migration(version: 4, name: "the deployments view (DORA figures) over the ledger", sql: Schema.v4),
         Migration(version: 5, name: "steps without the per-row foreign-key check on runs", sql: Schema.v5),
         Migration(version: 6, name: "runs without the index of running runs no query uses", sql: Schema.v6),
+        Migration(version: 7, name: "environment policies held by the server, and their audited changes", sql: Schema.v7),
     ]
 }
 
@@ -284,5 +285,50 @@ enum Schema {
         -- indexes, `finished_at IS NULL`), yet every run created wrote an entry into it, and
         -- every entry stayed until a vacuum. Only the benchmark's progress count used it.
         DROP INDEX IF EXISTS runs_status;
+        """
+
+    static let v7 = """
+        -- Each environment's protection as an admin applied it (gantry environment apply):
+        -- the policy file's text, exactly, and its SHA-256. The dispatcher reads it at every
+        -- submit; only the owner (admin) role writes it.
+        CREATE TABLE environments (
+            namespace  text NOT NULL,
+            name       text NOT NULL,
+            definition text NOT NULL,
+            sha256     text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            updated_by text NOT NULL,
+            PRIMARY KEY (namespace, name)
+        );
+
+        -- Every apply: who, when, the definition before (null for a new one) and after. Append-only.
+        CREATE TABLE environment_changes (
+            seq         bigserial PRIMARY KEY,
+            namespace   text NOT NULL,
+            environment text NOT NULL,
+            actor       text NOT NULL,
+            at          timestamptz NOT NULL DEFAULT now(),
+            before      text,
+            after       text NOT NULL
+        );
+        CREATE INDEX environment_changes_by_name ON environment_changes (namespace, environment, seq);
+        CREATE TRIGGER environment_changes_append_only BEFORE UPDATE OR DELETE ON environment_changes
+            FOR EACH ROW EXECUTE FUNCTION gantry_refuse_change();
+        CREATE TRIGGER environment_changes_no_truncate BEFORE TRUNCATE ON environment_changes
+            FOR EACH STATEMENT EXECUTE FUNCTION gantry_refuse_change();
+
+        -- The worker pool the run's steps go to (its environment's `pool`), as decided at submit.
+        ALTER TABLE runs ADD COLUMN pool text;
+
+        DO $grants$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_writer') THEN
+                GRANT SELECT ON environments, environment_changes TO gantry_writer;
+            END IF;
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN
+                GRANT SELECT ON environments, environment_changes TO gantry_reader;
+            END IF;
+        END
+        $grants$;
         """
 }

@@ -17,11 +17,18 @@ public struct PipelineSubmission: Sendable {
     public var idempotencyKey: String?
     /// Steps the plan skips (`when.paths`, `if:`), with the reason.
     public var skips: [String: String]
+    /// Environments the SHA must have succeeded in (the environment's and the file's).
+    public var promoteFrom: [String]
+    /// The concurrency group as `EnvironmentRules` scoped it.
+    public var concurrencyGroup: String?
+    /// The worker pool of its environment.
+    public var pool: String?
 
     public init(
         runID: String, namespace: String, definition: PipelineDefinition, definitionText: String, definitionSHA256: String,
         environment: String?, sha: String, ref: String?, params: [String: String], submitter: String,
-        idempotencyKey: String?, skips: [String: String]
+        idempotencyKey: String?, skips: [String: String], promoteFrom: [String] = [], concurrencyGroup: String? = nil,
+        pool: String? = nil
     ) {
         self.runID = runID
         self.namespace = namespace
@@ -35,11 +42,9 @@ public struct PipelineSubmission: Sendable {
         self.submitter = submitter
         self.idempotencyKey = idempotencyKey
         self.skips = skips
-    }
-
-    /// The concurrency group: the pipeline's, or its environment (one deploy per environment by default).
-    public var concurrencyGroup: String? {
-        definition.concurrencyGroup ?? environment
+        self.promoteFrom = promoteFrom
+        self.concurrencyGroup = concurrencyGroup
+        self.pool = pool
     }
 }
 
@@ -91,9 +96,18 @@ extension RunStore {
                 "SELECT \(RunRecord.selectList) FROM runs r WHERE r.idempotency_key = $1 AND r.namespace = $2",
                 [key, submission.namespace]
             )
-            if !rows.isEmpty, let existing = RunRecord(rows[0]) { return (.success((existing, false)), Effects()) }
+            if !rows.isEmpty, let existing = RunRecord(rows[0]) {
+                // The same request again gets its run; anything else with the key is refused without
+                // naming the run (it may be another environment's).
+                guard existing.environment == submission.environment, existing.definitionSHA256 == submission.definitionSHA256,
+                      existing.sha == submission.sha, existing.submitter == submission.submitter else {
+                    return (.failure(RunRefusal(.conflict,
+                        "idempotency key \(key.prefix(200)) was already used for another submit (another environment, pipeline, SHA or submitter); use a new key")), Effects())
+                }
+                return (.success((existing, false)), Effects())
+            }
         }
-        if let source = submission.definition.promoteFrom {
+        for source in submission.promoteFrom {
             let rows = try db.query(
                 "SELECT id FROM runs WHERE environment = $1 AND sha = $2 AND status = 'succeeded' AND namespace = $3 LIMIT 1",
                 [source, submission.sha, submission.namespace]
@@ -150,13 +164,13 @@ extension RunStore {
         try db.query(
             """
             INSERT INTO runs (id, namespace, pipeline, environment, sha, ref, submitter, idempotency_key, status, params,
-                              definition, definition_sha256, phase, outcome, timeout_ms, concurrency_group)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'waiting', $9, $10, $11, 'not_started', 'running', $12, $13)
+                              definition, definition_sha256, phase, outcome, timeout_ms, concurrency_group, pool)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'waiting', $9, $10, $11, 'not_started', 'running', $12, $13, $14)
             """,
             [
                 submission.runID, submission.namespace, definition.name, submission.environment, submission.sha, submission.ref,
                 submission.submitter, submission.idempotencyKey, params, submission.definitionText, submission.definitionSHA256,
-                String(definition.timeout.milliseconds), submission.concurrencyGroup,
+                String(definition.timeout.milliseconds), submission.concurrencyGroup, submission.pool,
             ]
         )
         var steps: [StepRecord] = []
@@ -229,9 +243,9 @@ extension RunStore {
             guard step.state.status == .awaitingApproval else {
                 return (.failure(RunRefusal(.conflict, "step \(stepID) is \(step.state.status.rawValue), not waiting for approval")), Effects())
             }
-            let distinct = JSONValue.parseObject(step.inputs)?["distinct_from_submitter"]?.boolValue ?? false
-            if distinct && approver == run.submitter {
-                return (.failure(RunRefusal(.forbidden, "\(approver) submitted run \(runID) and step \(stepID) needs an approver other than the submitter")), Effects())
+            let rule = ApprovalRule(inputs: JSONValue.parseObject(step.inputs) ?? [:])
+            if let refusal = rule.refusal(approver: approver, submitter: run.submitter, step: stepID) {
+                return (.failure(RunRefusal(.forbidden, refusal)), Effects())
             }
             if approve && step.approvers.contains(approver) {
                 return (.failure(RunRefusal(.conflict, "\(approver) already approved step \(stepID)")), Effects())

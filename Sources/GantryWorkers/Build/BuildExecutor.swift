@@ -133,6 +133,11 @@ struct BuildSpec {
                 guard !name.hasPrefix("GANTRY_SECRET_") else {
                     throw StepFailure("with.inherit_env[\(index)] \(name): name the secret as ${{ secrets.\(name.dropFirst("GANTRY_SECRET_".count)) }} in with.env, so that it is redacted", retryable: false)
                 }
+                // The worker's own connections and credentials (database, Redis, its tokens) never
+                // reach a step. AWS_* passes only when the environment's policy listed it (checked at submit).
+                guard !name.hasPrefix("GANTRY_") else {
+                    throw StepFailure("with.inherit_env[\(index)] \(name): the worker's GANTRY_* variables never reach a step", retryable: false)
+                }
                 if let value = workerEnvironment[name] { environment[name] = value }
             }
         } else if let other = inputs["inherit_env"] {

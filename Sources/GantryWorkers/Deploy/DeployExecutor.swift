@@ -109,6 +109,11 @@ public struct DeployExecutor: StepExecutor {
         guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" } }) else {
             throw StepFailure("with.service: give the Deployment's name (lower-case letters, digits and -)", retryable: false)
         }
+        for key in ["context", "namespace"] {
+            if let value = text(key), !SafeName.isValid(value) {
+                throw StepFailure("with.\(key) '\(value.prefix(80))': give a name (\(SafeName.rule))", retryable: false)
+            }
+        }
         func spec(_ service: String) -> KubernetesTarget.Spec {
             KubernetesTarget.Spec(
                 service: service, image: text("image") ?? "", container: text("container") ?? service,
@@ -147,16 +152,15 @@ public struct DeployExecutor: StepExecutor {
         // A rollback of several services names them in services:; each is checked here.
         var names: [String] = text("service").map { [$0] } ?? []
         if case .array(let list)? = inputs["services"] { names += list.map { $0.stringValue ?? "" } }
-        guard let service = names.first, names.allSatisfy({ name in
-            !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
-        }) else {
-            throw StepFailure("with.service: give the service's name (letters, digits, - and _)", retryable: false)
+        guard let service = names.first, names.allSatisfy(SafeName.isValid) else {
+            throw StepFailure("with.service: give the service's name (\(SafeName.rule))", retryable: false)
         }
         let isRollback = inputs["action"]?.stringValue == "rollback"
         let version = text("version") ?? text("image") ?? ""
         guard isRollback || !version.isEmpty else { throw StepFailure("with.version: give the version being deployed", retryable: false) }
-        guard let listen = text("listen") ?? (isRollback ? "" : nil), isRollback || listen.contains(":") else {
-            throw StepFailure("with.listen: give the address nginx serves the service on, e.g. 127.0.0.1:8300", retryable: false)
+        // The address is written into nginx's configuration: host:port and nothing else, after expressions.
+        guard let listen = text("listen") ?? (isRollback ? "" : nil), (isRollback && listen.isEmpty) || ListenAddress.isValid(listen) else {
+            throw StepFailure("with.listen: give the address nginx serves the service on as host:port, e.g. 127.0.0.1:8300", retryable: false)
         }
         var environment: [String: String] = [:]
         if case .object(let values)? = inputs["env"] {

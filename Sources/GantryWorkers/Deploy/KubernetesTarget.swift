@@ -127,8 +127,9 @@ struct KubernetesTarget {
     /// Runs kubectl; stdout is returned, stderr goes to the step log.
     private func kubectl(_ spec: Spec, _ arguments: [String], stdin: String? = nil) async throws -> String {
         var full: [String] = []
-        if let kubeContext = spec.kubeContext { full += ["--context", kubeContext] }
-        if let namespace = spec.namespace { full += ["--namespace", namespace] }
+        // One argument each (`--context=NAME`): a value can never be read as another flag.
+        if let kubeContext = spec.kubeContext { full.append("--context=" + kubeContext) }
+        if let namespace = spec.namespace { full.append("--namespace=" + namespace) }
         full += arguments
         let scratch = try Scratch(for: context.job)
         defer { scratch.remove() }

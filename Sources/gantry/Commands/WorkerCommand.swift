@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GantryCore
 import GantryWorkers
+import Logging
 import ServiceLifecycle
 import UnixSignals
 
@@ -64,6 +65,10 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = connection.logger("gantry.worker")
+        // Before any step runs: its commands must not read this process's environment.
+        if ProcessHardening.makeUndumpable() != 0 {
+            logger.warning("could not mark the worker undumpable (prctl); its steps' commands may read its environment")
+        }
         let registry = ExecutorRegistry.builtIn(localStateDirectory: stateDirectory)
         for name in kinds where registry.executor(for: name) == nil {
             throw ValidationError("--kind '\(name)': no such kind; known kinds: \(registry.kinds.joined(separator: ", "))")
