@@ -12,7 +12,7 @@ public enum PathGlob {
         var current = [Bool](repeating: false, count: tokens.count + 1)
         var next = current
         current[0] = true
-        close(&current, tokens)
+        close(&current, tokens, atSegmentStart: true)
         for byte in path.utf8 {
             for index in next.indices { next[index] = false }
             var any = false
@@ -36,7 +36,7 @@ public enum PathGlob {
             }
             guard any else { return false }
             swap(&current, &next)
-            close(&current, tokens)
+            close(&current, tokens, atSegmentStart: byte == slash)
         }
         return current[tokens.count]
     }
@@ -74,9 +74,9 @@ public enum PathGlob {
                 } else {
                     tokens.append(.globstar)
                     index += 2
+                    // Further stars add nothing.
+                    while index < pattern.count, pattern[index] == star { index += 1 }
                 }
-                // Further stars add nothing.
-                while index < pattern.count, pattern[index] == star { index += 1 }
                 continue
             }
             tokens.append(byte == star ? .star : byte == question ? .one : .literal(byte))
@@ -85,11 +85,13 @@ public enum PathGlob {
         return tokens
     }
 
-    /// Adds the positions reachable without reading a byte: past any star, which may match nothing.
-    private static func close(_ set: inout [Bool], _ tokens: [Token]) {
+    /// Adds the positions reachable without reading a byte: past any star, which may match
+    /// nothing; past `**/` only where a segment starts (zero directories, not part of a name).
+    private static func close(_ set: inout [Bool], _ tokens: [Token], atSegmentStart: Bool) {
         for (index, token) in tokens.enumerated() where set[index] {
             switch token {
-            case .star, .globstar, .directories: set[index + 1] = true
+            case .star, .globstar: set[index + 1] = true
+            case .directories: if atSegmentStart { set[index + 1] = true }
             case .literal, .one: break
             }
         }

@@ -195,16 +195,21 @@ public enum RunMachine {
     }
 
     private static func ready(in section: RunState.Section, _ state: RunState) -> [String] {
-        state.ids(in: section).filter { id in
-            let step = state.steps[id]!
-            return step.lifecycle == .pending && step.needs.allSatisfy { need in
-                guard let other = state.steps[need] else { return true }
-                switch other.lifecycle {
-                case .succeeded: return true
-                case .skipped(_, let byFilter): return byFilter
-                default: return false
-                }
+        func satisfied(_ id: String) -> Bool {
+            guard let other = state.steps[id] else { return true }
+            switch other.lifecycle {
+            case .succeeded: return true
+            case .skipped(_, let byFilter): return byFilter
+            default: return false
             }
+        }
+        // Approval gates asked again by a retry hold back every step after them, also those
+        // whose direct needs already succeeded. Nearly always none: then nothing is walked.
+        let openGates = state.steps.filter { $0.value.approval != nil && $0.value.section == .main && !satisfied($0.key) }.map(\.key)
+        return state.ids(in: section).filter { id in
+            let step = state.steps[id]!
+            guard step.lifecycle == .pending, step.needs.allSatisfy(satisfied) else { return false }
+            return openGates.isEmpty || !state.hasAncestor(id, in: Set(openGates))
         }
     }
 
@@ -363,6 +368,17 @@ public struct RunState: Sendable, Equatable {
     }
 
     func ids(in section: Section) -> [String] { order[section] ?? [] }
+
+    /// Whether one of `ids` is among the step's ancestors through `needs`.
+    func hasAncestor(_ id: String, in ids: Set<String>) -> Bool {
+        var seen: Set<String> = []
+        var stack = steps[id]?.needs ?? []
+        while let next = stack.popLast() {
+            if ids.contains(next) { return true }
+            if seen.insert(next).inserted { stack += steps[next]?.needs ?? [] }
+        }
+        return false
+    }
 
     /// Whether a step of the section is still running or waiting for approval.
     func isBusy(_ section: Section) -> Bool {
