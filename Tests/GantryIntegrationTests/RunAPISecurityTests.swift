@@ -56,8 +56,13 @@ import Testing
             for endpoint in Self.endpoints {
                 let (status, json) = try await api.call(endpoint.method, endpoint.path(run), token: token, body: endpoint.body)
                 let allowed = if case .success = grant.decide(endpoint.action, environment: "staging") { true } else { false }
+                let mayRead = if case .success = grant.decide(.read, environment: "staging") { true } else { false }
                 if allowed {
                     #expect(status != 401 && status != 403, "\(role.name) \(endpoint.name): \(status) \(json.error)")
+                } else if endpoint.action != .submit && endpoint.name != "list" && !mayRead {
+                    // A run the token may not read does not exist for it (no existence oracle).
+                    #expect(status == 404, "\(role.name) \(endpoint.name): \(status)")
+                    #expect(json.error == "no run \(run) in this installation", "\(json.error)")
                 } else {
                     #expect(status == 403, "\(role.name) \(endpoint.name): \(status)")
                     #expect(json.error.hasPrefix("token \(role.name) may not"), "\(json.error)")
@@ -90,7 +95,8 @@ import Testing
         #expect(refused.status == 403)
         #expect(refused.json.error == "token ci-staging may not submit in production: it is scoped to development, staging")
         let prodRun = try await api.submit(production, token: admin).json.id
-        #expect(try await api.call(.get, "/v1/runs/\(prodRun)", token: ci).status == 403)
+        // Another environment's run is, to this token, no run at all.
+        #expect(try await api.call(.get, "/v1/runs/\(prodRun)", token: ci).status == 404)
         let listed = try await api.call(.get, "/v1/runs", token: ci)
         #expect(listed.status == 200)
         #expect(listed.json["runs"] == .array([]))
@@ -109,14 +115,17 @@ import Testing
     @Test func badInputIsRefusedWithOneLineNamingThePlace() async throws {
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)
-        let ci = try await api.token("ci", [.submitter], env: ["staging"])
+        let ci = try await api.token("ci", [.submitter], env: ["staging", "development"])
         let broken = try await api.submit("pipeline: x\nenvironment: staging\nsteps:\n  - { id: a, kind: noop, needs: [nope] }\n", token: ci)
         #expect(broken.status == 400)
         #expect(broken.json.error.hasPrefix("pipeline.yml:4:"), "\(broken.json.error)")
         let badSHA = try await api.submit(Self.staging, token: ci, sha: "main; rm -rf /")
         #expect(badSHA.status == 400 && badSHA.json.error.contains("is not a commit SHA"))
-        let mismatch = try await api.submit(Self.staging, token: ci, extra: ["environment": .string("production")])
+        let mismatch = try await api.submit(Self.staging, token: ci, extra: ["environment": .string("development")])
         #expect(mismatch.status == 400 && mismatch.json.error.contains("does not match"))
+        // An environment the token may not submit to is refused before the pipeline is read.
+        let elsewhere = try await api.submit("not: [valid", token: ci, extra: ["environment": .string("production")])
+        #expect(elsewhere.status == 403)
         let notJSON = try await api.http.send(HTTPRequest.text(.post, api.base + "/v1/runs", "{", headers: [("Authorization", "Bearer \(ci)")]))
         #expect(notJSON.status == 400)
         #expect(try await api.call(.get, "/v1/runs/not-a-run", token: ci).status == 404)

@@ -102,7 +102,14 @@ public struct EnvironmentPolicy: Sendable, Equatable {
 
     /// "environment production (policy line 7, protection.refs)": where a refusal comes from.
     public func place(_ field: String) -> String {
-        "environment \(name) (" + (lines[field].map { "policy line \($0), " } ?? "policy, ") + "\(field))"
+        // A nested field written inline (`targets: { local: … }`) has the line of what encloses it.
+        var key = Substring(field)
+        var line = lines[field]
+        while line == nil, let dot = key.lastIndex(of: ".") {
+            key = key[..<dot]
+            line = lines[String(key)]
+        }
+        return "environment \(name) (" + (line.map { "policy line \($0), " } ?? "policy, ") + "\(field))"
     }
 }
 

@@ -1,0 +1,245 @@
+import Foundation
+import GantryCore
+import GantryDispatcher
+import GantryHTTP
+import GantryPostgres
+import Testing
+
+/// The attacks of issue 16, tried with ordinary tokens against a real dispatcher, workers,
+/// Redis and Postgres: each is refused with the right status and one line, and nothing is
+/// canceled, leaked or started.
+@Suite struct EnvironmentPolicyTests {
+    static let productionPolicy = """
+        environment: production
+        protection:
+          confirm: "DEPLOY TO PRODUCTION"
+          approvals: { required: 1, approvers: [alice, release], distinct_from_submitter: true, timeout: 4h }
+          refs: [main]
+          pipelines: [production]
+        groups: { release: [bob] }
+        secrets: [SLACK_WEBHOOK]
+        pool: production
+        concurrency: { group: production }
+        targets: { local: { listen: ["127.0.0.1:8300"] } }
+        """
+
+    /// The production submitter's pipeline with no approval step: it used to run straight to the end.
+    static let noApproval = """
+        pipeline: production
+        environment: production
+        steps:
+          - { id: build, kind: noop }
+          - { id: deploy, kind: noop, needs: [build] }
+        """
+
+    func apply(_ policy: String, _ env: TestEnvironment) async throws {
+        let parsed = try #require(EnvironmentPolicyParser().parse(policy, file: "policy.yml").policy)
+        _ = try await EnvironmentStore().apply(
+            name: parsed.name, definition: policy, sha256: APITokens.sha256Hex(policy), actor: "test-admin",
+            namespace: env.namespace, on: env.adminDB()
+        )
+    }
+
+    @Test func noStepStartsBeforeTheEnvironmentsApprovalAndOnlyListedApproversCount() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        try await apply(Self.productionPolicy, env)
+        let ci = try await api.token("ci-prod", [.submitter], env: ["production"])
+        let mallory = try await api.token("mallory", [.approver], env: ["production"])
+        let bob = try await api.token("bob", [.approver], env: ["production"])
+        let body: [String: JSONValue] = ["confirm": .string("DEPLOY TO PRODUCTION"), "ref": .string("main")]
+
+        let (status, json) = try await api.submit(Self.noApproval, token: ci, extra: body)
+        #expect(status == 201, "\(json.error)")
+        let run = json.id
+        let waiting = try await api.wait(run, token: ci, for: "the gate") { $0.steps.first { $0.id == "approval" }?.status == "awaiting_approval" }
+        #expect(waiting.steps.map(\.id) == ["approval", "build", "deploy"])
+        #expect(waiting.steps.filter { $0.id != "approval" }.allSatisfy { $0.status == "pending" })
+
+        // An approver token that the policy does not list is refused, and the gate stays shut.
+        let refused = try await api.call(.post, "/v1/runs/\(run)/approve", token: mallory, body: ["step": .string("approval")])
+        #expect(refused.status == 403)
+        #expect(refused.json.error == "mallory is not an approver of step approval; its approvers are alice, bob")
+        #expect(try await api.run(run, token: ci).steps.first { $0.id == "build" }?.status == "pending")
+
+        // bob is in the policy's group `release`.
+        let approved = try await api.call(.post, "/v1/runs/\(run)/approve", token: bob, body: ["step": .string("approval")])
+        #expect(approved.status == 200, "\(approved.json.error)")
+        let done = try await api.wait(run, token: ci)
+        #expect(done.status == "succeeded")
+        _ = (dispatcher, worker)
+    }
+
+    @Test func submitsTheEnvironmentDoesNotAllowAreRefusedNamingThePolicyLine() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        try await apply(Self.productionPolicy, env)
+        let ci = try await api.token("ci-prod", [.submitter], env: ["production"])
+        let confirm: [String: JSONValue] = ["confirm": .string("DEPLOY TO PRODUCTION"), "ref": .string("main")]
+        let cases: [(pipeline: String, extra: [String: JSONValue], error: String)] = [
+            (Self.noApproval, ["ref": .string("main")], "gate confirm: production in production needs --confirm \"DEPLOY TO PRODUCTION\""),
+            (Self.noApproval, ["confirm": .string("DEPLOY TO PRODUCTION"), "ref": .string("feature/x")],
+             "environment production (policy line 5, protection.refs): ref feature/x may not deploy here; allowed: main"),
+            (Self.noApproval.replacingOccurrences(of: "pipeline: production", with: "pipeline: hotfix"), confirm,
+             "environment production (policy line 6, protection.pipelines): pipeline hotfix may not run here; allowed: production"),
+            (Self.noApproval + "\n  - { id: n, kind: notify, with: { channel: slack, webhook_url: \"${{ secrets.STAGING_HOOK }}\" } }", confirm,
+             "step 'n': secret STAGING_HOOK is not one of environment production (policy line 8, secrets)'s: SLACK_WEBHOOK"),
+            (Self.noApproval + "\n  - { id: d, kind: deploy, with: { service: api, version: v1, run: ./api, listen: \"127.0.0.1:9000\" } }", confirm,
+             "step 'd': with.listen 127.0.0.1:9000 is not one of environment production (policy line 11, targets.local.listen)'s: 127.0.0.1:8300"),
+        ]
+        for (pipeline, extra, error) in cases {
+            let (status, json) = try await api.submit(pipeline, token: ci, extra: extra)
+            #expect(status == 422, "\(error): \(status) \(json.error)")
+            #expect(json.error == error)
+        }
+        // Nothing was created by any of them.
+        let list = try await api.call(.get, "/v1/runs", token: ci)
+        #expect(list.json["runs"] == .array([]))
+        _ = dispatcher
+    }
+
+    @Test func aStagingFileCannotReachProductionsGroupKeyOrRuns() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let prodCI = try await api.token("ci-prod", [.submitter], env: ["production"])
+        let stagingCI = try await api.token("ci-staging", [.submitter], env: ["staging"])
+        // A production run waiting behind another in its group (no worker: the first one holds it).
+        let production = """
+            pipeline: production
+            environment: production
+            steps: [{ id: a, kind: noop }]
+            """
+        let first = try await api.submit(production, token: prodCI).json.id
+        let (_, queued) = try await api.submit(production, token: prodCI, extra: ["idempotency_key": .string("prod-key-1")])
+        #expect(queued["status"] == .string("waiting"))
+
+        // The staging file names the production group and asks to cancel what waits there.
+        let sneaky = """
+            pipeline: sneaky
+            environment: staging
+            concurrency: { group: production, on_busy: cancel-pending }
+            steps: [{ id: a, kind: noop }]
+            """
+        let (status, json) = try await api.submit(sneaky, token: stagingCI)
+        #expect(status == 201)
+        #expect(json["status"] == .string("running"), "its group is staging's own")
+        #expect(try await api.run(queued.id, token: prodCI).status == "waiting")
+        #expect(try await api.run(first, token: prodCI).status == "running")
+
+        // The production run's idempotency key, reused from staging: a 409 that names no run.
+        let reuse = try await api.submit(sneaky, token: stagingCI, extra: ["idempotency_key": .string("prod-key-1")])
+        #expect(reuse.status == 409)
+        #expect(!reuse.json.error.contains(queued.id) && reuse.json["id"] == nil)
+        #expect(reuse.json.error.hasPrefix("idempotency key prod-key-1 was already used for another submit"))
+        // The same request again still gets its own run.
+        let again = try await api.submit(production, token: prodCI, extra: ["idempotency_key": .string("prod-key-1")])
+        #expect(again.status == 200 && again.json.id == queued.id)
+
+        // A run the token may not read does not exist for it: the same 404 as a made-up id.
+        let hidden = try await api.call(.get, "/v1/runs/\(first)", token: stagingCI)
+        let madeUp = try await api.call(.get, "/v1/runs/0190a5a4-0000-7000-8000-000000000000", token: stagingCI)
+        #expect(hidden.status == 404 && madeUp.status == 404)
+        #expect(try await api.call(.post, "/v1/runs/\(first)/cancel", token: stagingCI, body: [:]).status == 404)
+        #expect(try await api.run(first, token: prodCI).status == "running")
+        _ = dispatcher
+    }
+
+    @Test func hostileYAMLCostsMillisecondsAndNoMemory() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let ci = try await api.token("ci-staging", [.submitter], env: ["staging"])
+        let nobody = try await api.token("reader", [.auditor])
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...9 { bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        bomb += "pipeline: p\nenvironment: staging\nsteps: [{ id: a, kind: noop, with: { bomb: *a9 } }]\n"
+        let deep = "pipeline: " + String(repeating: "[", count: 500_000)
+        let before = try Self.residentKB(dispatcher.pid)
+        for (text, expected) in [(bomb, "more than 100000 values"), (deep, "nesting deeper than 64 levels")] {
+            let start = ContinuousClock.now
+            let (status, json) = try await api.submit(text, token: ci)
+            #expect(status == 400)
+            #expect(json.error.contains(expected), "\(json.error)")
+            #expect(ContinuousClock.now - start < .seconds(2))
+            // A token that may submit nowhere is refused before the text is parsed at all.
+            let refused = try await api.submit(text, token: nobody)
+            #expect(refused.status == 403)
+        }
+        let after = try Self.residentKB(dispatcher.pid)
+        #expect(after - before < 64 * 1024, "resident \(before) kB → \(after) kB")
+        #expect(dispatcher.isRunning)
+        _ = dispatcher
+    }
+
+    @Test func environmentsAreShownAndEveryApplyIsRecorded() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let reader = try await api.token("auditor", [.auditor])
+        let file = try api.file("production.yml", Self.productionPolicy)
+        // The application's role may read policies but never write them.
+        await #expect(throws: PostgresError.self) {
+            _ = try await EnvironmentStore().apply(name: "production", definition: "x", sha256: "x", actor: "app", namespace: env.namespace, on: env.db())
+        }
+        let cli = { (arguments: [String], url: String) async throws -> (Int32, String) in
+            let result = try await api.cli(arguments + ["--namespace", env.namespace, "--database-url", url], token: "")
+            return (result.status, result.out + result.err)
+        }
+        let (status, out) = try await cli(["environment", "apply", file], env.adminURLText)
+        #expect(status == 0, "\(out)")
+        #expect(out.contains("environment production: policy created by "))
+        #expect(try await cli(["environment", "apply", file], env.adminURLText).1.contains("environment production: unchanged"))
+        let bad = try api.file("bad.yml", "environment: production\nprotection: { aprovals: {} }\n")
+        let refused = try await cli(["environment", "apply", bad], env.adminURLText)
+        #expect(refused.0 == 1)
+        #expect(refused.1.contains("bad.yml:2:15: unknown key 'aprovals' in protection; did you mean 'approvals'?"))
+        // With the application's URL (what a dispatcher or worker holds) the apply is refused by Postgres.
+        let changed = try api.file("changed.yml", Self.productionPolicy + "\ndescription: changed\n")
+        let denied = try await cli(["environment", "apply", changed], env.databaseURLText)
+        #expect(denied.0 != 0)
+        #expect(denied.1.contains("permission denied"), "\(denied.1)")
+
+        let show = try await cli(["environment", "show", "production"], env.databaseURLText)
+        #expect(show.1.contains("approvals:    1 of alice, bob, not the submitter, within 4h; before every step"))
+        #expect(try await cli(["environment", "show", "staging"], env.databaseURLText).1.contains("environment staging has no policy"))
+        let history = try await EnvironmentStore().history("production", namespace: env.namespace, on: env.db())
+        #expect(history.count == 1 && history[0].before == nil && history[0].after == Self.productionPolicy)
+        let actions = try await ActionLog().recent(namespace: env.namespace, limit: 10, on: env.db())
+        #expect(actions.contains { $0.action == "environment.apply" && $0.environment == "production" && $0.accepted })
+
+        let listed = try await api.call(.get, "/v1/environments", token: reader)
+        #expect(listed.status == 200)
+        guard case .array(let items)? = listed.json["environments"] else { throw Failure("no environments: \(listed.json)") }
+        #expect(items.count == 1)
+        let one = try await api.call(.get, "/v1/environments/production", token: reader)
+        guard case .object(let policy)? = one.json["policy"], case .object(let protection)? = policy["protection"] else {
+            throw Failure("no policy: \(one.json)")
+        }
+        #expect(protection["confirm"] == .string("DEPLOY TO PRODUCTION"))
+        let none = try await api.call(.get, "/v1/environments/staging", token: reader)
+        #expect(none.status == 200 && none.json["policy"] == .null)
+        _ = dispatcher
+    }
+
+    @Test func aBuildStepNeverSeesTheWorkersCredentials() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1", kind: "build")
+        let ci = try await api.token("ci-staging", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: p
+            environment: staging
+            steps: [{ id: b, kind: build, with: { run: "cat /proc/$PPID/environ", inherit_env: [GANTRY_DATABASE_URL] } }]
+            """
+        let (status, json) = try await api.submit(pipeline, token: ci)
+        #expect(status == 422)
+        #expect(json.error == "step 'b': with.inherit_env GANTRY_DATABASE_URL: the worker's own credentials never reach a step; the environment has no policy that lists it")
+        _ = (dispatcher, worker)
+    }
+
+    static func residentKB(_ pid: Int32) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { throw Failure("no VmRSS for \(pid)") }
+        return kb
+    }
+}
