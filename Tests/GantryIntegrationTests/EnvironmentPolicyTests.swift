@@ -78,7 +78,7 @@ import Testing
         let ci = try await api.token("ci-prod", [.submitter], env: ["production"])
         let confirm: [String: JSONValue] = ["confirm": .string("DEPLOY TO PRODUCTION"), "ref": .string("main")]
         let cases: [(pipeline: String, extra: [String: JSONValue], error: String)] = [
-            (Self.noApproval, ["ref": .string("main")], "gate confirm: production in production needs --confirm \"DEPLOY TO PRODUCTION\""),
+            (Self.noApproval, ["ref": .string("main")], "gate confirm: pipeline production needs --confirm \"DEPLOY TO PRODUCTION\""),
             (Self.noApproval, ["confirm": .string("DEPLOY TO PRODUCTION"), "ref": .string("feature/x")],
              "environment production (policy line 5, protection.refs): ref feature/x may not deploy here; allowed: main"),
             (Self.noApproval.replacingOccurrences(of: "pipeline: production", with: "pipeline: hotfix"), confirm,
@@ -127,14 +127,16 @@ import Testing
         #expect(try await api.run(queued.id, token: prodCI).status == "waiting")
         #expect(try await api.run(first, token: prodCI).status == "running")
 
-        // The production run's idempotency key, reused from staging: a 409 that names no run.
+        // The production run's idempotency key, reused from staging, is staging's own key: a new
+        // staging run, never production's (and no answer that tells the key exists there).
         let reuse = try await api.submit(sneaky, token: stagingCI, extra: ["idempotency_key": .string("prod-key-1")])
-        #expect(reuse.status == 409)
-        #expect(!reuse.json.error.contains(queued.id) && reuse.json["id"] == nil)
-        #expect(reuse.json.error.hasPrefix("idempotency key prod-key-1 was already used for another submit"))
-        // The same request again still gets its own run.
+        #expect(reuse.status == 201 && reuse.json.id != queued.id && reuse.json["environment"] == .string("staging"))
+        // The same request again still gets its own run; the key with another definition is a 409.
         let again = try await api.submit(production, token: prodCI, extra: ["idempotency_key": .string("prod-key-1")])
         #expect(again.status == 200 && again.json.id == queued.id)
+        let changed = try await api.submit(production + "\n# changed\n", token: prodCI, extra: ["idempotency_key": .string("prod-key-1")])
+        #expect(changed.status == 409)
+        #expect(changed.json.error.hasPrefix("idempotency key prod-key-1 was already used in production for another submit"))
 
         // A run the token may not read does not exist for it: the same 404 as a made-up id.
         let hidden = try await api.call(.get, "/v1/runs/\(first)", token: stagingCI)

@@ -50,6 +50,7 @@ private struct PolicyReader: NodeReading {
     let file: String
     var diagnostics: [PipelineDiagnostic] = []
     var lines: [String: Int] = [:]
+    var approversNode: Node?
 
     init(file: String) { self.file = file }
 
@@ -57,10 +58,10 @@ private struct PolicyReader: NodeReading {
         if let line = entry?.key.mark?.line { lines[field] = line }
     }
 
-    /// A list of safe names (pool, group, pipeline and approver names), reporting the others.
+    /// A list of names (pipelines, group members: token names), reporting the others.
     mutating func names(_ entry: (key: Node, value: Node)?, _ what: String) -> [String] {
         let list = strings(entry, what)
-        for name in list where !SafeName.isValid(name) && !name.contains("@") {
+        for name in list where !Self.isTokenName(name) {
             report(entry?.value, "\(what): '\(name.prefix(80))' is not a name: use \(SafeName.rule)")
         }
         return list
@@ -143,8 +144,13 @@ private struct PolicyReader: NodeReading {
             policy.targets = self.targets(targets.value)
         }
         if let approvals = policy.approvals {
-            for approver in approvals.approvers where approver.contains("@") == false && !SafeName.isValid(approver) {
-                report(top["protection"]?.value, "protection.approvals.approvers: '\(approver.prefix(80))' is not a token or group name")
+            for approver in approvals.approvers where !Self.isTokenName(approver) {
+                report(approversNode, "protection.approvals.approvers: '\(approver.prefix(80))' is not a token or group name")
+            }
+            // Counted with the groups expanded: a group of three can meet `required: 2`.
+            let people = policy.expand(approvals.approvers)
+            if !people.isEmpty, people.count < approvals.required {
+                report(approversNode, "protection.approvals: \(approvals.required) approvals required but the approvers name only \(people.count) people")
             }
         }
         policy.lines = lines
@@ -163,9 +169,7 @@ private struct PolicyReader: NodeReading {
             }
         }
         approvals.approvers = strings(entries["approvers"], "protection.approvals.approvers")
-        if !approvals.approvers.isEmpty, approvals.approvers.count < approvals.required {
-            report(entries["approvers"]?.value, "protection.approvals: \(approvals.required) approvals required but only \(approvals.approvers.count) approvers named")
-        }
+        approversNode = entries["approvers"]?.value
         approvals.distinctFromSubmitter = bool(entries["distinct_from_submitter"], "protection.approvals.distinct_from_submitter") ?? false
         if entries["timeout"] == nil {
             report(node, "protection.approvals has no timeout; every wait needs a deadline, e.g. timeout: 4h")
@@ -207,6 +211,11 @@ private struct PolicyReader: NodeReading {
             targets.s3 = prefixes
         }
         return targets
+    }
+
+    /// What `gantry token create --name` accepts: a safe name that may also hold '@'.
+    static func isTokenName(_ text: String) -> Bool {
+        SafeName.isValid(String(text.map { $0 == "@" ? "." : $0 }))
     }
 
     static func isSecretName(_ text: String) -> Bool {

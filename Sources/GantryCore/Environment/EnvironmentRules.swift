@@ -40,6 +40,13 @@ public enum EnvironmentRules {
         public var description: String { reason }
     }
 
+    /// A stored concurrency group as people read it: a file's group without the environment
+    /// prefix that scopes it (`staging/deploys` in staging reads `deploys`).
+    public static func displayGroup(_ stored: String, environment: String?) -> String {
+        let prefix = (environment ?? "-") + "/"
+        return stored.hasPrefix(prefix) ? String(stored.dropFirst(prefix.count)) : stored
+    }
+
     /// The id of the approval step the server adds when the pipeline has none.
     public static let gateStepID = "approval"
 
@@ -68,7 +75,7 @@ public enum EnvironmentRules {
         }
         if let confirm = policy?.confirm ?? definition.confirm, request.confirm != confirm {
             return .failure(Refusal(request.confirm == nil
-                ? "gate confirm: \(definition.name) in \(request.environment ?? "no environment") needs --confirm \"\(confirm)\""
+                ? "gate confirm: pipeline \(definition.name) needs --confirm \"\(confirm)\""
                 : "gate confirm: the confirmation text does not match; type exactly \"\(confirm)\""))
         }
         var promoteFrom: [String] = []
@@ -165,6 +172,9 @@ public enum EnvironmentRules {
             guard let allowed = targets.s3 else {
                 return Refusal("step '\(step.id)': \(policy!.place("targets")) allows no backups or restores")
             }
+            for key in ["endpoint", "region", "access_key_id", "secret_access_key"] where step.inputs[key] != nil {
+                return Refusal("step '\(step.id)': with.\(key): \(policy!.place("targets.s3")) fixes where backups go; the worker's S3 settings apply")
+            }
             guard let location = step.inputs[field]?.stringValue,
                   allowed.contains(where: { location.hasPrefix($0) }),
                   !location.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
@@ -190,7 +200,13 @@ public enum EnvironmentRules {
             step.kind == "approval" && definition.steps.allSatisfy { $0.id == step.id || ancestors[$0.id, default: []].contains(step.id) }
         }
         let gateID: String
+        let allIDs = Set((definition.steps + definition.onFailure + definition.finally).map(\.id))
         if let existing = candidates.first {
+            // The gate itself must always run: a condition or a path filter would skip it, and a
+            // skipped step counts as satisfied for the steps after it.
+            if existing.condition != nil || !existing.paths.isEmpty {
+                return .failure(Refusal("approval step '\(existing.id)' (line \(existing.line)) is the environment's gate and cannot have if: or when:; \(policy.place("protection.approvals")) requires it on every run"))
+            }
             gateID = existing.id
             let index = definition.steps.firstIndex { $0.id == existing.id }!
             switch raise(definition.steps[index].inputs, to: approvals, policy: policy) {
@@ -200,6 +216,8 @@ public enum EnvironmentRules {
         } else if let clash = definition.steps.first(where: { $0.id == gateStepID }) ?? definition.steps.first(where: { $0.kind == "approval" }) {
             let early = definition.steps.first { $0.id != clash.id && !ancestors[$0.id, default: []].contains(clash.id) }
             return .failure(Refusal("step '\(early?.id ?? clash.id)' (line \(early?.line ?? clash.line)) would start before approval step '\(clash.id)'; \(policy.place("protection.approvals")) requires approval before every step: put '\(clash.id)' first (every step needs it) or remove it and the server adds the gate"))
+        } else if allIDs.contains(gateStepID) {
+            return .failure(Refusal("a step of on_failure or finally is named '\(gateStepID)'; \(policy.place("protection.approvals")) adds its gate under that name: rename the step"))
         } else {
             gateID = gateStepID
             let inputs: [String: JSONValue]

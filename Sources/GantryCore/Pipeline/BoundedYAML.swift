@@ -9,11 +9,14 @@ public struct YAMLLimits: Sendable, Equatable {
     public var maxDepth: Int
     /// Nodes, counting every node an alias repeats as often as it is repeated ("billion laughs").
     public var maxNodes: Int
+    /// Bytes of text in all scalars, counted the same way (one large string repeated by aliases).
+    public var maxExpandedBytes: Int
 
-    public init(maxBytes: Int = 1 << 20, maxDepth: Int = 64, maxNodes: Int = 100_000) {
+    public init(maxBytes: Int = 1 << 20, maxDepth: Int = 64, maxNodes: Int = 100_000, maxExpandedBytes: Int = 4 << 20) {
         self.maxBytes = maxBytes
         self.maxDepth = maxDepth
         self.maxNodes = maxNodes
+        self.maxExpandedBytes = maxExpandedBytes
     }
 }
 
@@ -65,6 +68,7 @@ enum BoundedYAML {
     private static func walk(_ root: Node, file: String, limits: YAMLLimits) -> PipelineDiagnostic? {
         var stack: [(node: Node, depth: Int)] = [(root, 1)]
         var count = 0
+        var bytes = 0
         while let (node, depth) = stack.popLast() {
             count += 1
             if count > limits.maxNodes {
@@ -76,7 +80,12 @@ enum BoundedYAML {
                     message: "nesting deeper than \(limits.maxDepth) levels; flatten the file")
             }
             switch node {
-            case .scalar: break
+            case .scalar(let scalar):
+                bytes += scalar.string.utf8.count
+                if bytes > limits.maxExpandedBytes {
+                    return PipelineDiagnostic(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1,
+                        message: "more than \(limits.maxExpandedBytes) bytes of text (aliases counted each time they are used); shorten the file")
+                }
             case .sequence(let sequence):
                 for item in sequence { stack.append((item, depth + 1)) }
             case .mapping(let mapping):
@@ -90,131 +99,178 @@ enum BoundedYAML {
     }
 }
 
-/// An upper bound on a YAML text's nesting, read from the text alone.
+/// An upper bound on a YAML text's nesting, read from the text alone, as libyaml's scanner
+/// would read it.
 ///
 /// Flow collections (`[`, `{`) count one level each; block nesting is bounded by a line's
-/// indentation plus its `- ` and `? ` indicators (a nested block collection is indented
+/// indentation plus its `- `, `? ` and `: ` indicators (a nested block collection is indented
 /// further, or opens with an indicator). Quoted scalars, comments and the content of block
-/// scalars (`|`, `>`) are skipped, so braces in a script do not count. The bound is loose
-/// (twice the limit in columns) because the exact depth is checked on the composed tree;
-/// its job is only to keep the recursive composer far from the end of its stack.
+/// scalars (`|`, `>`) are skipped, so braces in a script do not count.
+///
+/// The scan may count too much (a false refusal of an odd file) but must never count too
+/// little, so where it is unsure it counts: a quote opens only where libyaml would start a
+/// token (after `[`, `{`, `,`, `: `, an indicator, an anchor or a tag), every YAML line break
+/// ends a line (CR, LF, NEL, LS, PS), and inside a flow collection every bracket counts. The
+/// bound is loose (twice the limit in columns) because the exact depth is checked on the
+/// composed tree; its job is only to keep the recursive composer far from the end of its stack.
 enum NestingScan {
+    private static let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t"), newline = UInt8(ascii: "\n")
+
     static func firstPlaceDeeperThan(_ limit: Int, in text: String) -> (line: Int, column: Int)? {
-        let bytes = Array(text.utf8)
-        let space = UInt8(ascii: " "), newline = UInt8(ascii: "\n"), hash = UInt8(ascii: "#")
-        let dash = UInt8(ascii: "-"), questionMark = UInt8(ascii: "?"), colon = UInt8(ascii: ":")
+        let bytes = normalizedBreaks(text)
+        let count = bytes.count
+        let hash = UInt8(ascii: "#"), dash = UInt8(ascii: "-"), questionMark = UInt8(ascii: "?"), colon = UInt8(ascii: ":")
+        let dot = UInt8(ascii: "."), comma = UInt8(ascii: ","), ampersand = UInt8(ascii: "&"), bang = UInt8(ascii: "!")
         let openSquare = UInt8(ascii: "["), openCurly = UInt8(ascii: "{")
         let closeSquare = UInt8(ascii: "]"), closeCurly = UInt8(ascii: "}")
         let doubleQuote = UInt8(ascii: "\""), singleQuote = UInt8(ascii: "'"), backslash = UInt8(ascii: "\\")
         let pipe = UInt8(ascii: "|"), greater = UInt8(ascii: ">")
         let columnLimit = 2 * limit
+        func isBlank(_ index: Int) -> Bool { index >= count || bytes[index] == space || bytes[index] == tab || bytes[index] == newline }
+        func isFlowIndicator(_ byte: UInt8) -> Bool {
+            byte == comma || byte == openSquare || byte == closeSquare || byte == openCurly || byte == closeCurly
+        }
 
         var index = 0
         var line = 1
         var flow = 0
         var quote: UInt8?
-        /// Inside a block scalar: lines indented more than this belong to it.
-        var blockScalarParent: Int?
+        var atValueStart = true
+        /// Inside a block scalar: its parent's indentation, and its content's once a line showed it.
+        var blockScalar: (parent: Int, content: Int?)?
 
-        while index < bytes.count {
-            // At the start of a line.
+        while index < count {
             let lineStart = index
             var indent = 0
-            while index < bytes.count, bytes[index] == space { indent += 1; index += 1 }
-            if let parent = blockScalarParent, quote == nil {
-                let blank = index >= bytes.count || bytes[index] == newline || bytes[index] == UInt8(ascii: "\r")
-                if blank || indent > parent {
-                    while index < bytes.count, bytes[index] != newline { index += 1 }
+            while index < count, bytes[index] == space || bytes[index] == tab { indent += 1; index += 1 }
+            if let scalar = blockScalar {
+                let blank = index >= count || bytes[index] == newline
+                let content = scalar.content ?? (blank || indent <= scalar.parent ? nil : indent)
+                if blank || (content != nil && indent >= content!) {
+                    if scalar.content == nil, let content { blockScalar = (scalar.parent, content) }
+                    while index < count, bytes[index] != newline { index += 1 }
                     index += 1
                     line += 1
                     continue
                 }
-                blockScalarParent = nil
+                blockScalar = nil
             }
             var prefix = indent
             if quote == nil && flow == 0 {
-                // `- ` and `? ` indicators each open a level on the same line.
-                while index + 1 < bytes.count, bytes[index] == dash || bytes[index] == questionMark, bytes[index + 1] == space {
+                atValueStart = true
+                // Document markers, then `- `, `? ` and `: ` indicators: each may open a level.
+                if indent == 0, index + 2 < count, (bytes[index] == dash && bytes[index + 1] == dash && bytes[index + 2] == dash)
+                    || (bytes[index] == dot && bytes[index + 1] == dot && bytes[index + 2] == dot), isBlank(index + 3) {
+                    index += 3
+                    prefix += 3
+                }
+                while index < count, bytes[index] == dash || bytes[index] == questionMark || bytes[index] == colon, isBlank(index + 1),
+                      index + 1 < count, bytes[index + 1] != newline {
                     index += 2
                     prefix += 2
-                    while index < bytes.count, bytes[index] == space { index += 1; prefix += 1 }
+                    while index < count, bytes[index] == space || bytes[index] == tab { index += 1; prefix += 1 }
                 }
             }
-            if prefix > columnLimit {
-                return (line, prefix + 1)
-            }
-            // The rest of the line.
-            var atValueStart = true
-            var lastSignificant: UInt8 = 0
-            while index < bytes.count, bytes[index] != newline {
+            if prefix > columnLimit { return (line, prefix + 1) }
+            var lastClosed = false
+            while index < count, bytes[index] != newline {
                 let byte = bytes[index]
                 if let open = quote {
                     if open == doubleQuote, byte == backslash { index += 2; continue }
                     if byte == open {
-                        if open == singleQuote, index + 1 < bytes.count, bytes[index + 1] == singleQuote { index += 2; continue }
+                        if open == singleQuote, index + 1 < count, bytes[index + 1] == singleQuote { index += 2; continue }
                         quote = nil
+                        lastClosed = true
+                        atValueStart = false
                     }
                     index += 1
                     continue
                 }
                 let previous = index > lineStart ? bytes[index - 1] : space
-                if byte == hash, previous == space || previous == UInt8(ascii: "\t") {
-                    while index < bytes.count, bytes[index] != newline { index += 1 }
+                if byte == hash, previous == space || previous == tab || index == lineStart {
+                    while index < count, bytes[index] != newline { index += 1 }
                     break
                 }
-                if flow > 0 || atValueStart {
-                    if byte == openSquare || byte == openCurly {
-                        flow += 1
-                        if flow > limit {
-                            return (line, index - lineStart + 1)
-                        }
-                        atValueStart = true
-                        lastSignificant = byte
-                        index += 1
+                if byte == space || byte == tab { index += 1; continue }
+                if atValueStart {
+                    // Properties keep the value ahead: `&anchor`, `!tag`.
+                    if byte == ampersand || byte == bang {
+                        while index < count, !isBlank(index), !(flow > 0 && isFlowIndicator(bytes[index])) { index += 1 }
                         continue
                     }
                     if byte == doubleQuote || byte == singleQuote {
                         quote = byte
-                        atValueStart = false
                         index += 1
                         continue
                     }
+                    if flow == 0, byte == pipe || byte == greater {
+                        // An explicit indentation (`|2`) is not followed: its lines are scanned, which
+                        // can only count too much.
+                        let header = bytes[(index + 1)..<min(index + 3, count)]
+                        if !header.contains(where: { (UInt8(ascii: "1")...UInt8(ascii: "9")).contains($0) }) { blockScalar = (prefix, nil) }
+                        while index < count, bytes[index] != newline { index += 1 }
+                        break
+                    }
+                }
+                if byte == openSquare || byte == openCurly, flow > 0 || atValueStart {
+                    flow += 1
+                    if flow > limit { return (line, index - lineStart + 1) }
+                    atValueStart = true
+                    lastClosed = false
+                    index += 1
+                    continue
                 }
                 if flow > 0, byte == closeSquare || byte == closeCurly {
                     flow -= 1
-                } else if flow > 0, byte == UInt8(ascii: ",") {
-                    atValueStart = true
-                    lastSignificant = byte
-                    index += 1
-                    continue
-                }
-                if byte == colon, index + 1 >= bytes.count || bytes[index + 1] == space || bytes[index + 1] == newline {
-                    atValueStart = true
-                    lastSignificant = byte
-                    index += 1
-                    continue
-                }
-                if byte != space && byte != UInt8(ascii: "\t") {
-                    // A block scalar's header: `|` or `>` starts the value, optionally with indicators.
-                    if flow == 0, atValueStart, byte == pipe || byte == greater {
-                        // Its content is indented further than the line's node (after any `- `).
-                        blockScalarParent = prefix
-                    } else if blockScalarParent != nil, flow == 0,
-                              byte == dash || byte == UInt8(ascii: "+") || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")),
-                              lastSignificant == pipe || lastSignificant == greater || lastSignificant == dash
-                                || lastSignificant == UInt8(ascii: "+") || (lastSignificant >= UInt8(ascii: "0") && lastSignificant <= UInt8(ascii: "9")) {
-                        // Still the header's indicators.
-                    } else {
-                        blockScalarParent = nil
-                    }
                     atValueStart = false
-                    lastSignificant = byte
+                    lastClosed = true
+                    index += 1
+                    continue
                 }
+                if flow > 0, byte == comma {
+                    atValueStart = true
+                    lastClosed = false
+                    index += 1
+                    continue
+                }
+                if byte == colon, isBlank(index + 1) || (flow > 0 && (lastClosed || (index + 1 < count && isFlowIndicator(bytes[index + 1])))) {
+                    atValueStart = true
+                    lastClosed = false
+                    index += 1
+                    continue
+                }
+                atValueStart = false
+                lastClosed = false
                 index += 1
             }
             index += 1
             line += 1
         }
         return nil
+    }
+
+    /// The text's bytes with every line break libyaml knows (CR LF, CR, NEL, LS, PS) as one LF.
+    private static func normalizedBreaks(_ text: String) -> [UInt8] {
+        let input = Array(text.utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(input.count)
+        var index = 0
+        while index < input.count {
+            let byte = input[index]
+            if byte == UInt8(ascii: "\r") {
+                output.append(newline)
+                index += index + 1 < input.count && input[index + 1] == newline ? 2 : 1
+            } else if byte == 0xC2, index + 1 < input.count, input[index + 1] == 0x85 {
+                output.append(newline)
+                index += 2
+            } else if byte == 0xE2, index + 2 < input.count, input[index + 1] == 0x80, input[index + 2] == 0xA8 || input[index + 2] == 0xA9 {
+                output.append(newline)
+                index += 3
+            } else {
+                output.append(byte)
+                index += 1
+            }
+        }
+        return output
     }
 }

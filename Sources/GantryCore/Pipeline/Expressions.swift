@@ -57,10 +57,11 @@ public enum Expressions {
     /// Every expression in `value`'s strings, trimmed, each once, in the order found.
     public static func references(in value: JSONValue) -> [String] {
         var found: [String] = []
+        var seen: Set<String> = []
         func walk(_ value: JSONValue) {
             switch value {
             case .string(let text):
-                for expression in expressions(in: text) where !found.contains(expression) { found.append(expression) }
+                for expression in expressions(in: text) where seen.insert(expression).inserted { found.append(expression) }
             case .array(let values): values.forEach(walk)
             case .object(let values): values.keys.sorted().forEach { walk(values[$0]!) }
             case .null, .bool, .number: break

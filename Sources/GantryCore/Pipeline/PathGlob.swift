@@ -8,47 +8,85 @@
 /// exponential in the number of stars).
 public enum PathGlob {
     public static func matches(_ pattern: String, _ path: String) -> Bool {
-        let tokens = tokenize(Array(pattern.utf8))
-        var current = [Bool](repeating: false, count: tokens.count + 1)
-        var next = current
-        current[0] = true
-        close(&current, tokens, atSegmentStart: true)
-        for byte in path.utf8 {
-            for index in next.indices { next[index] = false }
-            var any = false
-            for (index, token) in tokens.enumerated() where current[index] {
-                switch token {
-                case .literal(let expected):
-                    if byte == expected { next[index + 1] = true; any = true }
-                case .one:
-                    if byte != slash { next[index + 1] = true; any = true }
-                case .star:
-                    if byte != slash { next[index] = true; any = true }
-                case .globstar:
-                    next[index] = true
-                    any = true
-                case .directories:
-                    // Inside the directories: stay; a '/' may also end them.
-                    next[index] = true
-                    if byte == slash { next[index + 1] = true }
-                    any = true
+        Compiled(pattern).matches(path)
+    }
+
+    /// A pattern read once, to match many paths. Only the live positions are stepped per byte:
+    /// at most one per star and one after it, so a byte costs a handful of steps, not the
+    /// pattern's length.
+    public struct Compiled: Sendable {
+        fileprivate let tokens: [Token]
+
+        public init(_ pattern: String) {
+            tokens = PathGlob.tokenize(Array(pattern.utf8))
+        }
+
+        public func matches(_ path: String) -> Bool {
+            var unlimited = Int.max
+            return matches(path, budget: &unlimited) ?? true
+        }
+
+        /// Matches, spending one unit of `budget` per live position per byte; nil when the
+        /// budget ran out first (the caller decides what an unknown answer means).
+        public func matches(_ path: String, budget: inout Int) -> Bool? {
+            var live = [Bool](repeating: false, count: tokens.count + 1)
+            var current: [Int] = []
+            var next: [Int] = []
+            func add(_ position: Int, to list: inout [Int], atSegmentStart: Bool) {
+                var position = position
+                while !live[position] {
+                    live[position] = true
+                    list.append(position)
+                    guard position < tokens.count else { return }
+                    // Past a star, which may match nothing; past `**/` only where a segment starts.
+                    switch tokens[position] {
+                    case .star, .globstar: position += 1
+                    case .directories where atSegmentStart: position += 1
+                    default: return
+                    }
                 }
             }
-            guard any else { return false }
-            swap(&current, &next)
-            close(&current, tokens, atSegmentStart: byte == slash)
+            add(0, to: &current, atSegmentStart: true)
+            for byte in path.utf8 {
+                budget -= current.count
+                guard budget >= 0 else { return nil }
+                for position in current { live[position] = false }
+                next.removeAll(keepingCapacity: true)
+                let segmentStart = byte == slash
+                for position in current where position < tokens.count {
+                    switch tokens[position] {
+                    case .literal(let expected):
+                        if byte == expected { add(position + 1, to: &next, atSegmentStart: segmentStart) }
+                    case .one:
+                        if byte != slash { add(position + 1, to: &next, atSegmentStart: segmentStart) }
+                    case .star:
+                        if byte != slash { add(position, to: &next, atSegmentStart: segmentStart) }
+                    case .globstar:
+                        add(position, to: &next, atSegmentStart: segmentStart)
+                    case .directories:
+                        // Inside the directories: stay; a '/' may also end them.
+                        add(position, to: &next, atSegmentStart: segmentStart)
+                        if byte == slash { add(position + 1, to: &next, atSegmentStart: true) }
+                    }
+                }
+                guard !next.isEmpty else { return false }
+                swap(&current, &next)
+            }
+            return current.contains(tokens.count)
         }
-        return current[tokens.count]
     }
 
     /// True when any pattern matches any of the paths.
     public static func anyMatch(_ patterns: [String], _ paths: [String]) -> Bool {
-        patterns.contains { pattern in paths.contains { matches(pattern, $0) } }
+        patterns.contains { pattern in
+            let compiled = Compiled(pattern)
+            return paths.contains(where: compiled.matches)
+        }
     }
 
-    private static let slash = UInt8(ascii: "/")
+    fileprivate static let slash = UInt8(ascii: "/")
 
-    private enum Token: Equatable {
+    fileprivate enum Token: Equatable, Sendable {
         case literal(UInt8)
         /// `?`
         case one
@@ -60,7 +98,7 @@ public enum PathGlob {
         case directories
     }
 
-    private static func tokenize(_ pattern: [UInt8]) -> [Token] {
+    fileprivate static func tokenize(_ pattern: [UInt8]) -> [Token] {
         let star = UInt8(ascii: "*"), question = UInt8(ascii: "?")
         var tokens: [Token] = []
         var index = 0
@@ -83,17 +121,5 @@ public enum PathGlob {
             index += 1
         }
         return tokens
-    }
-
-    /// Adds the positions reachable without reading a byte: past any star, which may match
-    /// nothing; past `**/` only where a segment starts (zero directories, not part of a name).
-    private static func close(_ set: inout [Bool], _ tokens: [Token], atSegmentStart: Bool) {
-        for (index, token) in tokens.enumerated() where set[index] {
-            switch token {
-            case .star, .globstar: set[index + 1] = true
-            case .directories: if atSegmentStart { set[index + 1] = true }
-            case .literal, .one: break
-            }
-        }
     }
 }

@@ -151,6 +151,11 @@ private struct Reader: NodeReading {
             }
             if let when = entries["when"], let whenEntries = mapping(when.value, "when", keys: ["paths"]) {
                 step.paths = strings(whenEntries["paths"], "when.paths")
+                // Bounded, so that matching them against every changed file stays cheap.
+                if step.paths.count > 64 { report(whenEntries["paths"]?.value, "when.paths of step '\(id)' has \(step.paths.count) patterns; at most 64") }
+                for pattern in step.paths where pattern.utf8.count > 256 || pattern.utf8.filter({ $0 == UInt8(ascii: "*") }).count > 16 {
+                    report(whenEntries["paths"]?.value, "when.paths of step '\(id)': '\(pattern.prefix(40))…' is longer than 256 characters or has more than 16 '*'")
+                }
             }
             step.condition = string(entries["if"], "if")
             if let condition = step.condition { checkExpressions(in: condition, node: entries["if"]!.value, stepID: id) }

@@ -19,12 +19,35 @@ public struct PipelinePlan: Sendable, Equatable {
     /// - Parameters:
     ///   - changedFiles: the files the SHA changed; `nil` when unknown, and then path filters do not skip.
     ///   - params: run parameters (`--param k=v`), for `if:` conditions.
+    ///   - globBudget: how much path matching one plan may do (steps of the glob matcher). A
+    ///     submit of hostile patterns against a megabyte of changed files stops there, and the
+    ///     patterns left unmatched count as matching: a filter can only ever skip less.
     public static func make(
-        _ definition: PipelineDefinition, changedFiles: [String]?, params: [String: String], ref: String?, environment: String?
+        _ definition: PipelineDefinition, changedFiles: [String]?, params: [String: String], ref: String?, environment: String?,
+        globBudget: Int = 20_000_000
     ) -> PipelinePlan {
+        // Each distinct pattern is matched against the changed files once, however many steps name it.
+        var matched: [String: Bool] = [:]
+        var budget = globBudget
+        func anyFileMatches(_ patterns: [String], _ files: [String]) -> Bool {
+            patterns.contains { pattern in
+                if let known = matched[pattern] { return known }
+                let compiled = PathGlob.Compiled(pattern)
+                var result = false
+                for file in files {
+                    guard let hit = compiled.matches(file, budget: &budget) else {
+                        result = true
+                        break
+                    }
+                    if hit { result = true; break }
+                }
+                matched[pattern] = result
+                return result
+            }
+        }
         func planned(_ step: PipelineStep) -> Step {
             var reason: String?
-            if let files = changedFiles, !step.paths.isEmpty, !PathGlob.anyMatch(step.paths, files) {
+            if let files = changedFiles, !step.paths.isEmpty, !anyFileMatches(step.paths, files) {
                 reason = "no changed file matches when.paths \(step.paths.joined(separator: ", "))"
             }
             if reason == nil, let condition = step.condition {

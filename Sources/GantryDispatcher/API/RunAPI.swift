@@ -158,6 +158,11 @@ struct RunAPI: Sendable {
         case .success(let effective): rules = effective
         case .failure(let refusal): try await refuse(refusal.reason)
         }
+        if let files = body.changedFiles {
+            guard files.count <= 50_000, files.allSatisfy({ $0.utf8.count <= 1_024 }) else {
+                throw APIError.badRequest("changed_files: at most 50000 paths of at most 1024 bytes each; without changed_files, when.paths filters skip nothing")
+            }
+        }
         let params = body.params ?? [:]
         let plan = PipelinePlan.make(rules.definition, changedFiles: body.changedFiles, params: params, ref: body.ref, environment: environment)
         var skips: [String: String] = [:]

@@ -37,8 +37,8 @@ enum RunViews {
         }
         var waiting: String?
         if run.status == "waiting" {
-            waiting = detail.behind.map { "behind run \($0) in group \(run.concurrencyGroup ?? "")" }
-                ?? "waiting to start in group \(run.concurrencyGroup ?? "")"
+            let group = EnvironmentRules.displayGroup(run.concurrencyGroup ?? "", environment: run.environment)
+            waiting = detail.behind.map { "behind run \($0) in group \(group)" } ?? "waiting to start in group \(group)"
         }
         return RunView(
             id: run.id, pipeline: run.pipeline, environment: run.environment, sha: run.sha, ref: run.ref,

@@ -320,6 +320,12 @@ enum Schema {
         -- The worker pool the run's steps go to (its environment's `pool`), as decided at submit.
         ALTER TABLE runs ADD COLUMN pool text;
 
+        -- Idempotency keys are scoped to the environment: a staging submitter cannot take (or
+        -- probe) a key production's CI will use.
+        DROP INDEX runs_idempotency;
+        CREATE UNIQUE INDEX runs_idempotency ON runs (namespace, coalesce(environment, ''), idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+
         DO $grants$
         BEGIN
             IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_writer') THEN

@@ -91,18 +91,21 @@ extension RunStore {
     ) throws(PostgresError) -> (result: Result<(run: RunRecord, created: Bool), RunRefusal>, effects: Effects) {
         if let key = submission.idempotencyKey {
             // Two submits with one key serialize here; the second finds the first's run.
-            try db.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7301560422))", [submission.namespace + "\u{1F}" + key])
+            // Keys are scoped to the environment: another environment's key is another key (no
+            // squatting on production's keys, and no answer that tells whether one exists there).
+            let scope = submission.namespace + "\u{1F}" + (submission.environment ?? "") + "\u{1F}" + key
+            try db.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7301560422))", [scope])
             let rows = try db.query(
-                "SELECT \(RunRecord.selectList) FROM runs r WHERE r.idempotency_key = $1 AND r.namespace = $2",
-                [key, submission.namespace]
+                "SELECT \(RunRecord.selectList) FROM runs r WHERE r.idempotency_key = $1 AND r.namespace = $2 AND coalesce(r.environment, '') = $3",
+                [key, submission.namespace, submission.environment ?? ""]
             )
             if !rows.isEmpty, let existing = RunRecord(rows[0]) {
                 // The same request again gets its run; anything else with the key is refused without
                 // naming the run (it may be another environment's).
-                guard existing.environment == submission.environment, existing.definitionSHA256 == submission.definitionSHA256,
-                      existing.sha == submission.sha, existing.submitter == submission.submitter else {
+                guard existing.definitionSHA256 == submission.definitionSHA256, existing.sha == submission.sha,
+                      existing.submitter == submission.submitter else {
                     return (.failure(RunRefusal(.conflict,
-                        "idempotency key \(key.prefix(200)) was already used for another submit (another environment, pipeline, SHA or submitter); use a new key")), Effects())
+                        "idempotency key \(key.prefix(200)) was already used in \(submission.environment ?? "runs without an environment") for another submit (another pipeline, SHA or submitter); use a new key")), Effects())
                 }
                 return (.success((existing, false)), Effects())
             }
@@ -123,24 +126,27 @@ extension RunStore {
             let key = RunTransitions.GroupKey(namespace: submission.namespace, group: group)
             try RunTransitions.lockGroup(key, on: db)
             let rows = try db.query(
-                "SELECT id, status FROM runs WHERE namespace = $1 AND concurrency_group = $2 AND finished_at IS NULL ORDER BY id",
+                "SELECT id, status, environment FROM runs WHERE namespace = $1 AND concurrency_group = $2 AND finished_at IS NULL ORDER BY id",
                 [submission.namespace, group]
             )
-            let others = (0..<rows.count).compactMap { index -> (id: String, status: String)? in
+            let others = (0..<rows.count).compactMap { index -> (id: String, status: String, ownEnvironment: Bool)? in
                 guard let id = rows[index].string("id"), let status = rows[index].string("status") else { return nil }
-                return (id, status)
+                return (id, status, rows[index].string("environment") == submission.environment)
             }
             if let first = others.first {
+                let shown = EnvironmentRules.displayGroup(group, environment: submission.environment)
                 switch submission.definition.onBusy {
                 case .reject:
+                    // A group an admin shares between environments: another environment's run is not named.
+                    let holder = first.ownEnvironment ? "run \(first.id)" : "a run of another environment"
                     return (.failure(RunRefusal(.gate("concurrency"),
-                        "gate concurrency: group \(group) is busy with run \(first.id) (on_busy: reject); submit again when it finishes")), Effects())
+                        "gate concurrency: group \(shown) is busy with \(holder) (on_busy: reject); submit again when it finishes")), Effects())
                 case .cancelPending:
-                    // Only the newest submission waits; older waiting ones are canceled.
-                    let waiting = others.filter { $0.status == "waiting" }.map(\.id)
+                    // Only the newest submission waits; older waiting ones of its own environment are canceled.
+                    let waiting = others.filter { $0.status == "waiting" && $0.ownEnvironment }.map(\.id)
                     try work.load(waiting, on: db)
                     for id in waiting { work.apply(.canceled, to: id) }
-                    admitted = !others.contains { $0.status == "running" }
+                    admitted = !others.contains { $0.status == "running" || ($0.status == "waiting" && !$0.ownEnvironment) }
                 case .queue:
                     // First in, first out: behind every run already in the group.
                     admitted = false
