@@ -291,7 +291,7 @@ final class DispatcherCore: Sendable {
             } else {
                 let holder = holders[delivery.id] ?? "unknown"
                 lost.append(AttemptResult(
-                    key: key, kind: job.kind, status: .lost, worker: holder,
+                    key: key, kind: job.baseKind, status: .lost, worker: holder,
                     error: "worker \(holder) went silent for longer than its lease",
                     startedAtUs: job.enqueuedAtUs, finishedAtUs: nowUs, deliveryID: delivery.id
                 ))
@@ -376,7 +376,7 @@ final class DispatcherCore: Sendable {
         let nowUs = WallClock.nowUs()
         let canceled = jobs.map { job, entry in
             AttemptResult(
-                key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .canceled,
+                key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.baseKind, status: .canceled,
                 worker: eventsConsumer(lane: 0), error: "the run was canceled before this attempt started", retryable: false,
                 startedAtUs: nowUs, finishedAtUs: nowUs, deliveryID: entry
             )

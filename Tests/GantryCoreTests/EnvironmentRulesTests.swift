@@ -505,3 +505,69 @@ enum NestingProbe {
         return problem.contains("nesting deeper than") || problem.contains("not valid YAML")
     }
 }
+
+/// Pools: which queue a step goes to, which secrets a pool's workers resolve, and what other
+/// environments keep to themselves.
+@Suite struct PoolTests {
+    static func policy(_ name: String, pool: String?, secrets: [String]?, listen: [String]? = nil) -> EnvironmentPolicy {
+        var policy = EnvironmentPolicy(name: name, secrets: secrets, pool: pool)
+        if let listen { policy.targets = .init(localListen: listen) }
+        return policy
+    }
+
+    @Test func queuesPerPool() {
+        #expect(Identifiers.queueKind("build", pool: nil) == "build")
+        #expect(Identifiers.queueKind("build", pool: "default") == "build")
+        #expect(Identifiers.queueKind("build", pool: "production") == "build@production")
+        #expect(Identifiers.baseKind("build@production") == "build")
+        #expect(Identifiers.isValidQueueKind("build@production"))
+        #expect(!Identifiers.isValidQueueKind("build@pro duction") && !Identifiers.isValidQueueKind("@x") && !Identifiers.isValidQueueKind("build@"))
+    }
+
+    @Test func aPoolResolvesOnlyItsEnvironmentsSecrets() {
+        let policies = [
+            Self.policy("production", pool: "production", secrets: ["PROD_DB", "SLACK"]),
+            Self.policy("staging", pool: "staging", secrets: ["STAGING_DB", "SLACK"]),
+            Self.policy("dev", pool: nil, secrets: nil),
+        ]
+        let production = SecretScope.of(pool: "production", policies: policies)
+        #expect(production.permits("PROD_DB") && production.permits("SLACK"))
+        #expect(!production.permits("STAGING_DB") && !production.permits("ANYTHING"))
+        let staging = SecretScope.of(pool: "staging", policies: policies)
+        #expect(!staging.permits("PROD_DB") && staging.permits("STAGING_DB"))
+        // The default pool serves environments without a policy: any name but the pools' own.
+        let fallback = SecretScope.of(pool: nil, policies: policies)
+        #expect(fallback.permits("ANYTHING") && !fallback.permits("PROD_DB") && !fallback.permits("STAGING_DB"))
+        #expect(!fallback.permits("SLACK"), "listed only by pooled environments")
+        #expect(!SecretScope.of(pool: "nobody", policies: policies).permits("SLACK"))
+        #expect(SecretScope.of(pool: nil, policies: []) == .unrestricted)
+    }
+
+    @Test func anotherEnvironmentsSecretsAndAddressesAreItsOwn() throws {
+        let production = Self.policy("production", pool: "production", secrets: ["PROD_DB"], listen: ["127.0.0.1:8300"])
+        let definition = try #require(PipelineParser().parse("""
+            pipeline: p
+            environment: staging
+            steps:
+              - { id: a, kind: build, with: { run: x, env: { DB: "${{ secrets.PROD_DB }}" } } }
+            """, file: "p.yml").definition)
+        let request = EnvironmentRules.Request(environment: "staging", ref: nil, confirm: nil, submitter: "ci")
+        guard case .failure(let refusal) = EnvironmentRules.evaluate(definition, policy: nil, request: request, others: [production]) else {
+            Issue.record("a staging run named production's secret")
+            return
+        }
+        #expect(refusal.reason == "step 'a': secret PROD_DB belongs to environment production (its policy lists it); this environment's policy must list it too")
+        let deploy = try #require(PipelineParser().parse("""
+            pipeline: p
+            environment: staging
+            steps: [{ id: d, kind: deploy, with: { service: api, version: v1, run: ./api, listen: "127.0.0.1:8300" } }]
+            """, file: "p.yml").definition)
+        #expect(throws: EnvironmentRules.Refusal.self) { try EnvironmentRules.evaluate(deploy, policy: nil, request: request, others: [production]).get() }
+        // Production's own runs may, of course.
+        var own = request
+        own.environment = "production"
+        var open = production
+        open.approvals = nil
+        #expect(throws: Never.self) { try EnvironmentRules.evaluate(definition, policy: open, request: own, others: [production]).get() }
+    }
+}

@@ -3,6 +3,7 @@ import GantryCore
 import GantryDispatcher
 import GantryHTTP
 import GantryPostgres
+import GantryRedis
 import Testing
 
 /// The attacks of issue 16, tried with ordinary tokens against a real dispatcher, workers,
@@ -43,7 +44,8 @@ import Testing
     @Test func noStepStartsBeforeTheEnvironmentsApprovalAndOnlyListedApproversCount() async throws {
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)
-        let worker = try env.worker("w1")
+        // The policy sends production's steps to its pool: only a worker of that pool takes them.
+        let worker = try env.worker("w1", extra: ["--pool", "production"])
         try await apply(Self.productionPolicy, env)
         let ci = try await api.token("ci-prod", [.submitter], env: ["production"])
         let mallory = try await api.token("mallory", [.approver], env: ["production"])
@@ -236,6 +238,46 @@ import Testing
         #expect(status == 422)
         #expect(json.error == "step 'b': with.inherit_env GANTRY_DATABASE_URL: the worker's own credentials never reach a step; the environment has no policy that lists it")
         _ = (dispatcher, worker)
+    }
+
+    @Test func stepsGoOnlyToTheirEnvironmentsPoolAndOtherEnvironmentsSecretsAreRefused() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        try await apply("""
+            environment: production
+            secrets: [PROD_TOKEN]
+            pool: production
+            """, env)
+        // Started after the policy: a default-pool worker, which must never take production's steps.
+        let general = try env.worker("general")
+        try await env.eventually("the general worker to start") { general.log.contains("worker started") }
+        let ci = try await api.token("ci", [.submitter], env: ["production", "staging"])
+        let production = """
+            pipeline: production
+            environment: production
+            steps: [{ id: a, kind: noop }]
+            """
+        let run = try await api.submit(production, token: ci).json.id
+        try await api.wait(run, token: ci, for: "the step to be queued") { $0.steps.first?.status == "queued" }
+        // The default worker has been polling its queue all along; the step is in the pool's.
+        let queue = try await env.redis().command(["XLEN", env.keys.stream("noop@production")])
+        #expect(queue == .integer(1))
+        #expect(try await api.run(run, token: ci).steps.first?.status == "queued")
+        let pooled = try env.worker("prod-1", extra: ["--pool", "production"])
+        let done = try await api.wait(run, token: ci)
+        #expect(done.status == "succeeded")
+        #expect(done.steps.first?.attempts.first?.worker == "prod-1")
+
+        // A staging run naming production's secret is refused at submit.
+        let sneaky = """
+            pipeline: p
+            environment: staging
+            steps: [{ id: n, kind: notify, with: { channel: slack, webhook_url: "${{ secrets.PROD_TOKEN }}" } }]
+            """
+        let (status, json) = try await api.submit(sneaky, token: ci)
+        #expect(status == 422)
+        #expect(json.error == "step 'n': secret PROD_TOKEN belongs to environment production (its policy lists it); this environment's policy must list it too")
+        _ = (dispatcher, pooled)
     }
 
     static func residentKB(_ pid: Int32) throws -> Int {

@@ -51,8 +51,11 @@ public enum EnvironmentRules {
     public static let gateStepID = "approval"
 
     /// Applies `policy` (nil: the environment has none) to a submit of `definition`.
+    /// - Parameter others: the other environments' policies: what one of them lists (a secret, a
+    ///   listen address, an S3 prefix, a kubernetes context) is theirs, and no other
+    ///   environment's run may name it unless its own policy lists it too.
     public static func evaluate(
-        _ definition: PipelineDefinition, policy: EnvironmentPolicy?, request: Request
+        _ definition: PipelineDefinition, policy: EnvironmentPolicy?, request: Request, others: [EnvironmentPolicy] = []
     ) -> Result<Effective, Refusal> {
         var definition = definition
         // The file's own gate settings, checked first: what every submit of it must carry.
@@ -83,8 +86,9 @@ public enum EnvironmentRules {
             promoteFrom.append(source)
         }
         let steps = definition.steps + definition.onFailure + definition.finally
+        let reserved = Reserved(others.filter { $0.name != request.environment }, except: policy)
         for step in steps {
-            if let refusal = checkStep(step, policy: policy) { return .failure(refusal) }
+            if let refusal = checkStep(step, policy: policy) ?? reserved.check(step) { return .failure(refusal) }
         }
         // Approvals: every named approver list expands the environment's groups.
         if let policy {
@@ -291,6 +295,51 @@ public enum EnvironmentRules {
 
     private static func list(_ names: [String]) -> String {
         names.isEmpty ? "(none)" : names.joined(separator: ", ")
+    }
+}
+
+/// What other environments' policies keep to themselves: a run of any other environment may
+/// not name it (unless its own policy lists it as well).
+struct Reserved {
+    var secrets: [String: String] = [:]
+    var listen: [String: String] = [:]
+    var s3: [(prefix: String, owner: String)] = []
+    var contexts: [String: String] = [:]
+
+    init(_ others: [EnvironmentPolicy], except own: EnvironmentPolicy?) {
+        for other in others {
+            for name in other.secrets ?? [] where !(own?.secrets?.contains(name) ?? false) { secrets[name] = other.name }
+            for address in other.targets?.localListen ?? [] where !(own?.targets?.localListen?.contains(address) ?? false) { listen[address] = other.name }
+            for prefix in other.targets?.s3 ?? [] where !(own?.targets?.s3?.contains(prefix) ?? false) { s3.append((prefix, other.name)) }
+            for target in other.targets?.kubernetes ?? [] {
+                if let context = target.context, !(own?.targets?.kubernetes?.contains { $0.context == context } ?? false) { contexts[context] = other.name }
+            }
+        }
+    }
+
+    func check(_ step: PipelineStep) -> EnvironmentRules.Refusal? {
+        let inputs = JSONValue.object(step.inputs)
+        for expression in Expressions.references(in: inputs) where expression.hasPrefix("secrets.") {
+            let name = String(expression.dropFirst("secrets.".count))
+            if let owner = secrets[name] { return refusal(step, "secret \(name)", owner) }
+        }
+        if step.kind == "deploy" {
+            if let address = step.inputs["listen"]?.stringValue, let owner = listen[address] { return refusal(step, "listen \(address)", owner) }
+            if let context = step.inputs["context"]?.stringValue, let owner = contexts[context] { return refusal(step, "kubernetes context \(context)", owner) }
+        }
+        if step.kind == "backup" {
+            for key in ["to", "from"] {
+                guard let location = step.inputs[key]?.stringValue else { continue }
+                if let entry = s3.first(where: { location.hasPrefix($0.prefix) || $0.prefix.hasPrefix(location) }) {
+                    return refusal(step, "\(key) \(location.prefix(120))", entry.owner)
+                }
+            }
+        }
+        return nil
+    }
+
+    private func refusal(_ step: PipelineStep, _ what: String, _ owner: String) -> EnvironmentRules.Refusal {
+        EnvironmentRules.Refusal("step '\(step.id)': \(what) belongs to environment \(owner) (its policy lists it); this environment's policy must list it too")
     }
 }
 

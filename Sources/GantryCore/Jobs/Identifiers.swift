@@ -26,6 +26,27 @@ public enum Identifiers {
         isName(text, maxLength: 32)
     }
 
+    /// The queue of a kind in a worker pool: `build@production`; the default pool's is the kind
+    /// itself. Steps of an environment with a `pool` go to its queues, and only workers started
+    /// with `--pool` take them.
+    public static func queueKind(_ kind: String, pool: String?) -> String {
+        guard let pool, !pool.isEmpty, pool != "default" else { return kind }
+        return kind + "@" + pool
+    }
+
+    /// The step kind of a queue kind (`build@production` → `build`).
+    public static func baseKind(_ queueKind: String) -> String {
+        guard let at = queueKind.utf8.firstIndex(of: UInt8(ascii: "@")) else { return queueKind }
+        return String(queueKind[..<at])
+    }
+
+    /// A kind, or a kind in a pool: `kind` or `kind@pool` (the pool a safe name).
+    public static func isValidQueueKind(_ text: String) -> Bool {
+        let base = baseKind(text)
+        guard isValidKind(base) else { return false }
+        return base.utf8.count == text.utf8.count || SafeName.isValid(String(text.dropFirst(base.count + 1)))
+    }
+
     /// Names of workers and dispatcher replicas (`--id`): 1-100 printable ASCII characters
     /// without spaces. They name Redis consumers and connections (`CLIENT SETNAME` refuses
     /// spaces and control characters) and the worker column of the ledger.

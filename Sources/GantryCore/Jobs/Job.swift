@@ -38,6 +38,9 @@ public struct Job: Sendable, Equatable {
         self.bindings = bindings
     }
 
+    /// The step kind, without the pool its queue belongs to (what runs it, what the ledger records).
+    public var baseKind: String { Identifiers.baseKind(kind) }
+
     /// The step this attempt belongs to.
     public var key: StepKey { StepKey(runID: runID, stepID: stepID) }
 
@@ -133,7 +136,7 @@ public struct Job: Sendable, Equatable {
             throw JobDecodingError(field: "attempt", problem: "must be a whole number from 1")
         }
         let kind = try field(kindText, "kind")
-        guard Identifiers.isValidKind(kind) else { throw JobDecodingError(field: "kind", problem: "is not a step kind name") }
+        guard Identifiers.isValidQueueKind(kind) else { throw JobDecodingError(field: "kind", problem: "is not a step kind name") }
         guard let timeoutMs = Int64(try field(timeoutText, "timeout_ms")), timeoutMs > 0 else {
             throw JobDecodingError(field: "timeout_ms", problem: "must be a positive number of milliseconds")
         }

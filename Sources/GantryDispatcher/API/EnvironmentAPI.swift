@@ -10,6 +10,19 @@ final class EnvironmentPolicies: Sendable {
     /// Parsed policies by the SHA-256 of their text; a text is parsed once per dispatcher.
     private let parsed = Mutex<[String: EnvironmentPolicy]>([:])
 
+    /// Every environment's policy (parsed once per distinct text); one that no longer parses is left out.
+    func all(namespace: String, on db: PostgresConnection) async throws -> [EnvironmentPolicy] {
+        try await store.list(namespace: namespace, on: db).compactMap { stored in
+            if let cached = parsed.withLock({ $0[stored.sha256] }) { return cached }
+            guard let policy = EnvironmentPolicyParser().parse(stored.definition, file: stored.name).policy else { return nil }
+            parsed.withLock { cache in
+                if cache.count > 1_000 { cache.removeAll() }
+                cache[stored.sha256] = policy
+            }
+            return policy
+        }
+    }
+
     /// The policy of `environment`, or nil when it has none (or the run has no environment).
     /// A stored policy that no longer parses (an older Gantry wrote it) refuses the submit
     /// rather than running without protection.

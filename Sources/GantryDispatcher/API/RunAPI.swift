@@ -149,11 +149,13 @@ struct RunAPI: Sendable {
             throw APIError.gate(reason)
         }
         // The environment's policy and the file, the stricter winning: one pure decision.
-        let policy = try await reads.withConnection { db in try await policies.policy(for: environment, namespace: namespace, on: db) }
+        let (policy, others) = try await reads.withConnection { db in
+            (try await policies.policy(for: environment, namespace: namespace, on: db), try await policies.all(namespace: namespace, on: db))
+        }
         let rules: EnvironmentRules.Effective
         switch EnvironmentRules.evaluate(
             definition, policy: policy,
-            request: .init(environment: environment, ref: body.ref, confirm: body.confirm, submitter: grant.name)
+            request: .init(environment: environment, ref: body.ref, confirm: body.confirm, submitter: grant.name), others: others
         ) {
         case .success(let effective): rules = effective
         case .failure(let refusal): try await refuse(refusal.reason)

@@ -317,8 +317,10 @@ enum Schema {
         CREATE TRIGGER environment_changes_no_truncate BEFORE TRUNCATE ON environment_changes
             FOR EACH STATEMENT EXECUTE FUNCTION gantry_refuse_change();
 
-        -- The worker pool the run's steps go to (its environment's `pool`), as decided at submit.
+        -- The worker pool the run's steps go to (its environment's `pool`), as decided at submit;
+        -- each step keeps it, so that every enqueue (and the reconciler's) reaches that pool's queue.
         ALTER TABLE runs ADD COLUMN pool text;
+        ALTER TABLE steps ADD COLUMN pool text;
 
         -- Idempotency keys are scoped to the environment: a staging submitter cannot take (or
         -- probe) a key production's CI will use.

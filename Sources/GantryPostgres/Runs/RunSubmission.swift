@@ -194,16 +194,16 @@ extension RunStore {
                     inputs: JSONValue.object(step.inputs).jsonText,
                     state: StepState(status: .pending, attempt: 1, policy: step.retry),
                     section: section, position: position, needs: step.needs, approval: approval,
-                    skipReason: skip, skippedByFilter: skip != nil
+                    skipReason: skip, skippedByFilter: skip != nil, pool: submission.pool
                 ))
             }
         }
         try db.query(
             """
             INSERT INTO steps (run_id, step_id, namespace, kind, status, attempt, charged, retry, timeout_ms, inputs,
-                               section, position, needs, approval_required, approval_timeout_ms, skip_reason, skipped_by_filter)
+                               section, position, needs, approval_required, approval_timeout_ms, skip_reason, skipped_by_filter, pool)
             SELECT run_id, step_id, $3, kind, 'pending', 1, 0, retry, timeout_ms, inputs,
-                   section, position, needs::text[], approval_required, approval_timeout_ms, skip_reason, skipped_by_filter
+                   section, position, needs::text[], approval_required, approval_timeout_ms, skip_reason, skipped_by_filter, $15
             FROM unnest($1::uuid[], $2::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::int[],
                         $10::text[], $11::int[], $12::bigint[], $13::text[], $14::boolean[])
                  AS v(run_id, step_id, kind, retry, timeout_ms, inputs, section, position, needs, approval_required,
@@ -224,6 +224,7 @@ extension RunStore {
                 PostgresArray.literal(steps.map { $0.approval.map { $0.timeout.milliseconds } }),
                 PostgresArray.literal(steps.map(\.skipReason)),
                 PostgresArray.literal(steps.map { $0.skippedByFilter ? "t" : "f" }),
+                submission.pool,
             ]
         )
     }

@@ -21,13 +21,16 @@ public struct StepRecord: Sendable, Equatable {
     public var skippedByFilter: Bool
     /// Values of its `${{ }}` expressions, a JSON object as text.
     public var bindings: String
+    /// The worker pool of its run's environment; nil: the default pool.
+    public var pool: String?
 
     public init(
         key: StepKey, kind: String, timeout: Duration, inputs: String, state: StepState,
         section: RunState.Section = .main, position: Int = 0, needs: [String] = [], approval: RunState.Approval? = nil,
         approvalDeadlineMs: Int64? = nil, approvers: [String] = [], skipReason: String? = nil, skippedByFilter: Bool = false,
-        bindings: String = "{}"
+        bindings: String = "{}", pool: String? = nil
     ) {
+        self.pool = pool
         self.key = key
         self.kind = kind
         self.timeout = timeout
@@ -47,7 +50,7 @@ public struct StepRecord: Sendable, Equatable {
     /// The job for attempt `attempt` of this step.
     public func job(attempt: Int, nowUs: Int64, recovered: Bool = false) -> Job {
         Job(
-            runID: key.runID, stepID: key.stepID, attempt: attempt, kind: kind,
+            runID: key.runID, stepID: key.stepID, attempt: attempt, kind: Identifiers.queueKind(kind, pool: pool),
             timeout: timeout, inputs: inputs, enqueuedAtUs: nowUs, recovered: recovered, bindings: bindings
         )
     }
@@ -100,7 +103,7 @@ public struct StepRecord: Sendable, Equatable {
     static let selectList = """
         s.run_id, s.step_id, s.kind, s.status, s.attempt, s.charged, s.retry, s.timeout_ms, s.inputs,
         s.due_at_ms, s.last_error, s.section, s.position, s.needs, s.approval_required, s.approval_timeout_ms,
-        s.approval_deadline_ms, s.approvers, s.skip_reason, s.skipped_by_filter, s.bindings
+        s.approval_deadline_ms, s.approvers, s.skip_reason, s.skipped_by_filter, s.bindings, s.pool
         """
 
     /// The positions of the `selectList` columns in a result, found once per result
@@ -108,7 +111,7 @@ public struct StepRecord: Sendable, Equatable {
     struct Columns {
         let runID, stepID, kind, status, attempt, charged, retry, timeoutMs, inputs, dueAtMs, lastError: Int
         let section, position, needs, approvalRequired, approvalTimeoutMs, approvalDeadlineMs, approvers: Int
-        let skipReason, skippedByFilter, bindings: Int
+        let skipReason, skippedByFilter, bindings, pool: Int
 
         init(_ rows: PostgresRows) {
             runID = rows.column("run_id"); stepID = rows.column("step_id"); kind = rows.column("kind")
@@ -118,7 +121,7 @@ public struct StepRecord: Sendable, Equatable {
             position = rows.column("position"); needs = rows.column("needs"); approvalRequired = rows.column("approval_required")
             approvalTimeoutMs = rows.column("approval_timeout_ms"); approvalDeadlineMs = rows.column("approval_deadline_ms")
             approvers = rows.column("approvers"); skipReason = rows.column("skip_reason")
-            skippedByFilter = rows.column("skipped_by_filter"); bindings = rows.column("bindings")
+            skippedByFilter = rows.column("skipped_by_filter"); bindings = rows.column("bindings"); pool = rows.column("pool")
         }
     }
 
@@ -158,7 +161,7 @@ public struct StepRecord: Sendable, Equatable {
             approval: approval, approvalDeadlineMs: row.int64(at: c.approvalDeadlineMs),
             approvers: approvers == "{}" ? [] : PostgresArray.parse(approvers),
             skipReason: row.string(at: c.skipReason), skippedByFilter: row.bool(at: c.skippedByFilter) ?? false,
-            bindings: row.string(at: c.bindings) ?? "{}"
+            bindings: row.string(at: c.bindings) ?? "{}", pool: row.string(at: c.pool)
         )
     }
 

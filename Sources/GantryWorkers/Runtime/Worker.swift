@@ -32,7 +32,7 @@ public struct Worker: Service {
     }
 
     public func run() async throws {
-        for kind in configuration.kinds where registry.executor(for: kind) == nil {
+        for kind in configuration.kinds where registry.executor(for: Identifiers.baseKind(kind)) == nil {
             throw WorkerError("no executor for kind '\(kind)'; known kinds: \(registry.kinds.joined(separator: ", "))")
         }
         let blockFor = Duration.seconds(2)
@@ -240,7 +240,7 @@ private final class Session: Sendable {
             // Canceled while it waited in the queue: record it without running it.
             let nowUs = WallClock.nowUs()
             mailbox.put(Finished(kind: delivery.kind, deliveryID: delivery.id, result: AttemptResult(
-                key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .canceled,
+                key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.baseKind, status: .canceled,
                 worker: configuration.id, error: "the run was canceled before this attempt started", retryable: false,
                 startedAtUs: nowUs, finishedAtUs: nowUs, deliveryID: delivery.id
             )))
@@ -288,7 +288,8 @@ private final class Session: Sendable {
         if job.inputs.contains(utf8: "secrets.") {
             for expression in Expressions.references(in: .object(inputs)) where expression.hasPrefix("secrets.") {
                 let name = String(expression.dropFirst("secrets.".count))
-                if let value = configuration.secrets.value(name) {
+                // Another pool's secret is never resolved here, even if this worker was given it.
+                if configuration.secretScope.permits(name), let value = configuration.secrets.value(name) {
                     bindings[expression] = value
                     secretValues.append(value)
                 } else {
@@ -311,13 +312,13 @@ private final class Session: Sendable {
             job: job, inputs: inputs, bindings: bindings, deadline: deadline,
             log: log, workerLogger: logger, lease: lease
         )
-        let executor = registry.executor(for: job.kind)!
+        let executor = registry.executor(for: job.baseKind)!
         let ending: Ending = missingSecrets.isEmpty ? await run(executor, context, deliveryID: deliveryID) : .finished(.failure(StepFailure(
             "secret \(missingSecrets.sorted().joined(separator: ", ")) is not available on worker \(configuration.id): "
                 + "set GANTRY_SECRET_\(missingSecrets.sorted()[0]) or put a file of that name in --secrets-dir"
         )))
         var result = AttemptResult(
-            key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.kind, status: .succeeded,
+            key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.baseKind, status: .succeeded,
             worker: configuration.id, logTail: log.excerpt, logSHA256: log.sha256, startedAtUs: startedUs, finishedAtUs: WallClock.nowUs(),
             deliveryID: deliveryID
         )
@@ -338,7 +339,7 @@ private final class Session: Sendable {
                 result.error = "the worker was stopped"
             } else {
                 result.status = .failed
-                result.error = Session.oneLine("\(job.kind): \(error)")
+                result.error = Session.oneLine("\(job.baseKind): \(error)")
             }
         case .stopped(.timeout):
             result.status = .timedOut

@@ -21,12 +21,15 @@ public struct WorkerConfiguration: Sendable {
     public var maxBatch: Int
     /// Where steps' secrets come from.
     public var secrets: SecretStore
+    /// Which secret names its pool may resolve (from the environments' policies at start).
+    public var secretScope: SecretScope
 
     public init(
         id: String, kinds: [String], concurrency: Int, lease: Duration, drainGrace: Duration,
         redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(), maxBatch: Int = 512,
-        secrets: SecretStore = SecretStore(directory: nil)
+        secrets: SecretStore = SecretStore(directory: nil), secretScope: SecretScope = .unrestricted
     ) {
+        self.secretScope = secretScope
         self.id = id
         self.kinds = kinds
         self.concurrency = max(1, concurrency)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GantryCore
+import GantryPostgres
 import GantryWorkers
 import Logging
 import ServiceLifecycle
@@ -44,6 +45,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Where the deploy kind's local target keeps its services' state and its nginx files.")
     var stateDirectory: String = ProcessInfo.processInfo.environment["GANTRY_STATE_DIR"] ?? ".gantry/local"
 
+    @Option(help: ArgumentHelp(
+        "The worker pool to serve (an environment's `pool`); default: the default pool.",
+        discussion: "Steps of an environment whose policy names a pool go only to workers started with that --pool, which should hold only those environments' secrets."
+    ))
+    var pool: String?
+
     @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
     var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
 
@@ -81,14 +88,38 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let leaseValue = try lease.map { try parseDuration($0, flag: "--lease") } ?? fleet.map(\.lease).min()!
         guard leaseValue >= .seconds(1) else { throw ValidationError("--lease \(lease ?? ""): must be at least 1s") }
+        if let pool, !SafeName.isValid(pool) {
+            throw ValidationError("--pool '\(pool)': use \(SafeName.rule)")
+        }
+        // The secrets this pool may resolve, from the environments' policies (read once: restart
+        // the pool's workers after a policy changes its secrets or pool).
+        let database = try connection.database()
+        let policyReader = PostgresConnection(url: database, applicationName: "gantry worker policies")
+        var stored: [EnvironmentStore.Stored]
+        while true {
+            // Without them the worker cannot know which secrets its pool may hold; it waits
+            // (it could not record an attempt without Postgres either).
+            do {
+                stored = try await EnvironmentStore().list(namespace: connection.namespace, on: policyReader)
+                break
+            } catch {
+                logger.warning("cannot read the environments' policies yet; retrying in 2s", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(2))
+            }
+        }
+        let policies = stored.compactMap { EnvironmentPolicyParser().parse($0.definition, file: $0.name).policy }
+        let secretScope = SecretScope.of(pool: pool, policies: policies)
+        if pool != nil, !policies.contains(where: { $0.pool == pool }) {
+            logger.warning("no environment's policy names this pool; its steps will only come once one does", metadata: ["gantry.pool": "\(pool ?? "")"])
+        }
         let configuration = WorkerConfiguration(
             id: id ?? defaultProcessID("worker"),
-            kinds: kinds,
+            kinds: kinds.map { Identifiers.queueKind($0, pool: pool) },
             concurrency: concurrency ?? fleet.map(\.concurrency).max()!,
             lease: leaseValue,
             drainGrace: try drainGrace.map { try parseDuration($0, flag: "--drain-grace") } ?? fleet.map(\.drainGrace).max()!,
             redis: try connection.redis(), database: try connection.database(), keys: connection.keys,
-            secrets: SecretStore(directory: secretsDirectory)
+            secrets: SecretStore(directory: secretsDirectory), secretScope: secretScope
         )
         if let secretsDirectory, !FileManager.default.fileExists(atPath: secretsDirectory) {
             throw Failure("--secrets-dir \(secretsDirectory): no such directory")

@@ -1,0 +1,36 @@
+/// Which secret names a worker of one pool may resolve, from every environment's policy:
+/// a pool holds only the secrets of the environments that name it, and never a secret
+/// another pool's environment keeps to itself. Pure; the worker loads the policies.
+public struct SecretScope: Sendable, Equatable {
+    /// Names this pool may resolve; nil: any name not in `reserved`.
+    public var allowed: Set<String>?
+    /// Names other pools' environments list and none of this pool's do.
+    public var reserved: Set<String>
+
+    public init(allowed: Set<String>?, reserved: Set<String>) {
+        self.allowed = allowed
+        self.reserved = reserved
+    }
+
+    /// No policy anywhere: every name.
+    public static let unrestricted = SecretScope(allowed: nil, reserved: [])
+
+    /// The scope of `pool` (nil: the default pool, which also serves environments without a policy).
+    public static func of(pool: String?, policies: [EnvironmentPolicy]) -> SecretScope {
+        let poolName = pool ?? "default"
+        let serving = policies.filter { ($0.pool ?? "default") == poolName }
+        let listedHere = Set(serving.compactMap(\.secrets).joined())
+        let listedElsewhere = Set(policies.filter { ($0.pool ?? "default") != poolName }.compactMap(\.secrets).joined())
+        let reserved = listedElsewhere.subtracting(listedHere)
+        // A named pool that no environment names serves nothing; the default pool also serves
+        // environments without a policy, which may name any secret.
+        let open = poolName == "default" || serving.contains { $0.secrets == nil }
+        return SecretScope(allowed: open ? nil : listedHere, reserved: reserved)
+    }
+
+    /// Whether a step on this pool may have the secret resolved.
+    public func permits(_ name: String) -> Bool {
+        if reserved.contains(name) { return false }
+        return allowed?.contains(name) ?? true
+    }
+}
