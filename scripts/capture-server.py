@@ -25,14 +25,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TOLERANCE_SECONDS = 300
 
 
-def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
+def verify(secret: bytes, timestamp: str, delivery: str, body: bytes, signature: str) -> bool:
     try:
         sent = int(timestamp)
     except ValueError:
         return False
     if abs(time.time() - sent) > TOLERANCE_SECONDS:
         return False
-    expected = "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    signed = delivery.encode() + b"." + timestamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature)
 
 
@@ -54,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
         record = {"path": self.path, "body": body.decode("utf-8", "replace")}
         signature = self.headers.get("X-Gantry-Signature")
         if signature is not None:
-            valid = verify(self.secret, self.headers.get("X-Gantry-Timestamp", ""), body, signature)
+            valid = verify(self.secret, self.headers.get("X-Gantry-Timestamp", ""), self.headers.get("X-Gantry-Delivery", ""), body, signature)
             record["signature"] = "valid" if valid else "INVALID"
             if not valid:
                 self.write(record)

@@ -25,10 +25,18 @@ public struct HTTPRetry: Sendable {
     public func send(
         _ request: HTTPRequest, with client: HTTPClient, onRetry: (_ reason: String, _ wait: Duration) -> Void = { _, _ in }
     ) async throws -> HTTPResponse {
+        try await send({ request }, with: client, onRetry: onRetry)
+    }
+
+    /// Sends the request `make` builds for each try (a signed request with a fresh timestamp).
+    public func send(
+        _ make: () throws -> HTTPRequest, with client: HTTPClient, onRetry: (_ reason: String, _ wait: Duration) -> Void = { _, _ in }
+    ) async throws -> HTTPResponse {
         var backoff = initialBackoff
         for attempt in 1...attempts {
             let wait: Duration
             let reason: String
+            let request = try make()
             do throws(HTTPError) {
                 let response = try await client.send(request)
                 guard Self.isRetryable(status: response.status), attempt < attempts else { return response }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GantryCore
 import GantryHTTP
@@ -142,6 +143,77 @@ import Testing
         cliEnvironment.merge(s3.workerEnvironment) { $1 }
         let list = try runCLI(env.binary, ["backup", "list", prefix], environment: cliEnvironment)
         #expect(list.contains("big.bin  104857600 bytes") && !list.contains(".sha256  "), "\(list)")
+        _ = await worker.stop()
+        _ = await dispatcher.stop()
+    }
+
+    /// A backup someone tampered with (or wrote to the bucket themselves) cannot write outside
+    /// the directory it is restored into: not by a `..` name, not through a symlink it carries.
+    @Test func aRestoreNeverWritesOutsideItsDirectory() async throws {
+        let s3 = try S3Settings.fromEnvironment()
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("restorer", kind: "backup", concurrency: 2, lease: "10s", environment: s3.workerEnvironment)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let client = s3.client()
+        let outside = env.logDirectory + "-outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        // Two archives written with Python's tarfile: a '..' member, and a symlink to the outside
+        // directory followed by a member written through it.
+        let script = """
+            import io, sys, tarfile
+            def add(t, name, data=b"owned\\n", link=None):
+                info = tarfile.TarInfo(name)
+                if link is not None:
+                    info.type, info.linkname = tarfile.SYMTYPE, link
+                    t.addfile(info)
+                else:
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+            with tarfile.open(sys.argv[1], "w:gz") as t:
+                add(t, "ok.txt")
+                add(t, "../escape.txt")
+            with tarfile.open(sys.argv[2], "w:gz") as t:
+                add(t, "out", link=sys.argv[3])
+                add(t, "out/through-link.txt")
+            """
+        let dotdot = env.logDirectory + "-dotdot.tgz", symlink = env.logDirectory + "-symlink.tgz"
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        python.arguments = ["-c", script, dotdot, symlink, outside]
+        try python.run()
+        python.waitUntilExit()
+        #expect(python.terminationStatus == 0)
+        let prefix = "restore-\(UUID().uuidString.prefix(8))/"
+        for (file, name) in [(dotdot, "dotdot.tgz"), (symlink, "symlink.tgz")] {
+            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+            let location = S3Location(bucket: s3.bucket, key: prefix + name)
+            try await client.putObject(location, body: bytes)
+            let sha = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            try await client.putObject(S3Location(bucket: s3.bucket, key: location.key + ".sha256"), body: Array("\(sha)  \(name)\n".utf8))
+        }
+        let into = env.logDirectory + "-into"
+        func restore(_ name: String) async throws -> RunView {
+            let pipeline = """
+                pipeline: restore
+                environment: staging
+                steps:
+                  - id: restore
+                    kind: backup
+                    retry: { max_attempts: 1 }
+                    with: { action: restore, from: "s3://\(s3.bucket)/\(prefix)\(name)", to_path: "\(into)/\(name)/inner" }
+                """
+            let run = try await api.submit(pipeline, token: token).json.id
+            return try await api.wait(run, token: token)
+        }
+        let refused = try await restore("dotdot.tgz")
+        #expect(refused.status == "failed")
+        #expect(refused.steps.first?.attempts.first?.error?.contains("the backup holds '../escape.txt', which would be written outside with.to_path") == true,
+                "\(refused.steps.first?.attempts.first?.error ?? "")")
+        #expect(!FileManager.default.fileExists(atPath: into + "/dotdot.tgz/escape.txt"))
+        #expect(!FileManager.default.fileExists(atPath: into + "/dotdot.tgz/inner/ok.txt"), "nothing was extracted")
+        _ = try await restore("symlink.tgz")
+        #expect(!FileManager.default.fileExists(atPath: outside + "/through-link.txt"), "a member was written through a symlink")
         _ = await worker.stop()
         _ = await dispatcher.stop()
     }

@@ -71,14 +71,14 @@ import Testing
         let run = try await api.wait(first, token: token)
         #expect(run.status == "succeeded", "\(run.steps.map { "\($0.id): \($0.lastError ?? "")" })")
         #expect(try invocations() == [
-            "--namespace prod get service api -o json",
-            "--namespace prod get deployment api-blue -o json",
-            "--namespace prod apply -f -",
-            "--namespace prod rollout status deployment/api-green --timeout=300s",
-            #"--namespace prod patch service api -p {"spec":{"selector":{"color":"green"}}}"#,
-            "--namespace prod get deployment billing -o json",
-            "--namespace prod set image deployment/billing billing=registry.local/billing:v2",
-            "--namespace prod rollout status deployment/billing --timeout=300s",
+            "--namespace=prod get service api -o json",
+            "--namespace=prod get deployment api-blue -o json",
+            "--namespace=prod apply -f -",
+            "--namespace=prod rollout status deployment/api-green --timeout=300s",
+            #"--namespace=prod patch service api -p {"spec":{"selector":{"color":"green"}}}"#,
+            "--namespace=prod get deployment billing -o json",
+            "--namespace=prod set image deployment/billing billing=registry.local/billing:v2",
+            "--namespace=prod rollout status deployment/billing --timeout=300s",
         ])
         #expect(try selectorColor() == "green")
         let outputs = try #require(run.steps.first?.attempts.last?.outputs)
@@ -105,13 +105,13 @@ import Testing
         #expect(steps["deploy-billing"]?.attempts.first?.error == "billing: the rollout of registry.local/billing:broken did not finish within 5s; it was undone")
         #expect(steps["emergency-rollback"]?.status == "succeeded", "\(steps["emergency-rollback"]?.lastError ?? "")")
         #expect(try invocations() == [
-            "--namespace prod get deployment billing -o json",
-            "--namespace prod set image deployment/billing billing=registry.local/billing:broken",
-            "--namespace prod rollout status deployment/billing --timeout=5s",
-            "--namespace prod rollout undo deployment/billing",
-            "--namespace prod get service api -o json",
-            "--namespace prod get deployment api-blue -o json",
-            #"--namespace prod patch service api -p {"spec":{"selector":{"color":"blue"}}}"#,
+            "--namespace=prod get deployment billing -o json",
+            "--namespace=prod set image deployment/billing billing=registry.local/billing:broken",
+            "--namespace=prod rollout status deployment/billing --timeout=5s",
+            "--namespace=prod rollout undo deployment/billing",
+            "--namespace=prod get service api -o json",
+            "--namespace=prod get deployment api-blue -o json",
+            #"--namespace=prod patch service api -p {"spec":{"selector":{"color":"blue"}}}"#,
         ])
         #expect(try selectorColor() == "blue")
 
@@ -129,8 +129,8 @@ import Testing
         #expect(refused.steps.first?.attempts.first?.error
             == "api registry.local/api:broken: green its rollout did not finish within 5s; it was deleted and the Service still selects blue")
         #expect(try invocations().suffix(2) == [
-            "--namespace prod rollout status deployment/api-green --timeout=5s",
-            "--namespace prod delete deployment api-green",
+            "--namespace=prod rollout status deployment/api-green --timeout=5s",
+            "--namespace=prod delete deployment api-green",
         ])
         #expect(try selectorColor() == "blue")
         _ = await worker.stop()

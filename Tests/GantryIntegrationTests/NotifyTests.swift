@@ -129,10 +129,13 @@ import Testing
             let hook = try #require(hooks.first)
             let timestamp = try #require(hook.headers["x-gantry-timestamp"])
             let signature = try #require(hook.headers["x-gantry-signature"])
-            #expect(WebhookSignature.verify(body: hook.body, timestamp: timestamp, signature: signature, secret: hookSecret, now: Date()))
-            #expect(!WebhookSignature.verify(body: hook.body + " ", timestamp: timestamp, signature: signature, secret: hookSecret, now: Date()),
+            let delivery = try #require(hook.headers["x-gantry-delivery"])
+            #expect(WebhookSignature.verify(body: hook.body, timestamp: timestamp, delivery: delivery, signature: signature, secret: hookSecret, now: Date()))
+            #expect(!WebhookSignature.verify(body: hook.body + " ", timestamp: timestamp, delivery: delivery, signature: signature, secret: hookSecret, now: Date()),
                     "a changed body must not verify")
-            #expect(!WebhookSignature.verify(body: hook.body, timestamp: timestamp, signature: signature, secret: hookSecret,
+            #expect(!WebhookSignature.verify(body: hook.body, timestamp: timestamp, delivery: delivery + "x", signature: signature, secret: hookSecret, now: Date()),
+                    "another delivery id must not verify")
+            #expect(!WebhookSignature.verify(body: hook.body, timestamp: timestamp, delivery: delivery, signature: signature, secret: hookSecret,
                                              now: Date().addingTimeInterval(3_600)), "an old delivery must not verify (replay)")
             let event = try #require(JSONValue.parseObject(hook.body))
             #expect(event["event"] == .string("run.success"))

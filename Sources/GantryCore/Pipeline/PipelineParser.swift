@@ -196,6 +196,9 @@ private struct Reader: NodeReading {
     /// written out, they must be plain names and `host:port` (with expressions, the worker
     /// checks the value it resolves).
     mutating func checkDeployNames(_ step: PipelineStep, _ node: Node) {
+        if step.inputs["kubectl"] != nil {
+            report(node, "deploy step '\(step.id)': with.kubectl: the kubectl program is the worker's setting (GANTRY_KUBECTL), not the pipeline's; remove it")
+        }
         if let listen = step.inputs["listen"] {
             if let text = listen.stringValue, text.contains("${{") || ListenAddress.isValid(text) {} else {
                 report(node, "deploy step '\(step.id)': with.listen must be host:port, e.g. 127.0.0.1:8300")

@@ -169,7 +169,15 @@ public struct BackupTransfer: Sendable {
             guard let tar = ChildProcess.locate("tar", path: environment["PATH"]) else {
                 throw StepFailure("restore: tar is not installed here", retryable: false)
             }
-            process = ChildProcess(executable: tar, arguments: ["-xzf", file, "-C", directory], environment: environment)
+            try await Self.checkMembers(of: file, tar: tar, environment: environment)
+            // Owners and modes are not taken from the archive (a restore runs as the worker, often
+            // root); GNU tar already strips leading '/' and keeps symlinks that leave the directory
+            // as placeholders until the end, so no later member writes through them.
+            process = ChildProcess(
+                executable: tar,
+                arguments: ["--no-same-owner", "--no-same-permissions", "--no-overwrite-dir", "-xzf", file, "-C", directory],
+                environment: environment
+            )
         case .command(let script):
             let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
             guard let shell = ChildProcess.locate("bash", path: path) ?? ChildProcess.locate("sh", path: path) else {
@@ -184,6 +192,22 @@ public struct BackupTransfer: Sendable {
         }
         try Self.check(try await process.run(onLine: onLine), what: what)
         return downloaded
+    }
+
+    /// Refuses an archive with a member that would land outside the directory it is restored
+    /// into (an absolute name or a `..` component), before anything is extracted.
+    static func checkMembers(of file: String, tar: String, environment: [String: String]) async throws {
+        let listing = file + ".list"
+        defer { try? FileManager.default.removeItem(atPath: listing) }
+        let list = ChildProcess(executable: tar, arguments: ["-tzf", file], environment: environment, stdoutFile: listing)
+        try check(try await list.run(onLine: { _ in }), what: "tar -t")
+        let names = (try? String(contentsOfFile: listing, encoding: .utf8)) ?? ""
+        for name in names.split(separator: "\n") {
+            let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+            if name.hasPrefix("/") || parts.contains("..") {
+                throw StepFailure("the backup holds '\(name.prefix(200))', which would be written outside with.to_path; nothing was restored", retryable: false)
+            }
+        }
     }
 
     static func check(_ termination: ChildProcess.Termination?, what: String) throws {

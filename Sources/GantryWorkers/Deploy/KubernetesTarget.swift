@@ -35,11 +35,18 @@ struct KubernetesTarget {
     let kubectl: String
 
     init(context: StepContext, environment: [String: String]) throws {
-        guard let kubectl = ChildProcess.locate(context.inputs["kubectl"]?.stringValue ?? "kubectl", path: environment["PATH"]) else {
+        // Which program runs is the worker's configuration, never the pipeline's: a step that could
+        // name it could run a script of its own with the cluster's credentials.
+        guard context.inputs["kubectl"] == nil else {
+            throw StepFailure("with.kubectl: the kubectl program is the worker's setting (GANTRY_KUBECTL), not the pipeline's; remove it", retryable: false)
+        }
+        guard let kubectl = ChildProcess.locate(environment["GANTRY_KUBECTL"] ?? "kubectl", path: environment["PATH"]) else {
             throw StepFailure("deploy: kubectl is not on this worker's PATH", retryable: false)
         }
         self.context = context
-        self.environment = environment
+        // kubectl keeps the worker's cluster credentials (KUBECONFIG, a cloud's exec plugin) but
+        // never Gantry's own: the database and Redis URLs and the secrets (GANTRY_*).
+        self.environment = environment.filter { !$0.key.hasPrefix("GANTRY_") }
         self.kubectl = kubectl
     }
 

@@ -36,10 +36,10 @@ public struct NotifyExecutor: StepExecutor {
             context.log.write("not sent: the run's outcome is \(notification.run.outcome); on: [\(notification.on.joined(separator: ", "))]")
             return ["sent": .bool(false), "outcome": .string(notification.run.outcome)]
         }
-        let request = try notification.request(now: Date())
         let retry = HTTPRetry(attempts: context.inputs["attempts"]?.intValue ?? 4, initialBackoff: .seconds(1), maxWait: .seconds(60))
         var tries = 1
-        let response = try await retry.send(request, with: HTTPClient(name: "gantry-notify")) { reason, wait in
+        // Each try is signed anew: a fresh timestamp, so that a receiver's replay window holds.
+        let response = try await retry.send({ try notification.request(now: Date()) }, with: HTTPClient(name: "gantry-notify")) { reason, wait in
             tries += 1
             context.log.write("\(notification.channel.rawValue) answered \(reason); trying again in \(DurationParser.format(wait))")
         }
@@ -169,11 +169,12 @@ struct NotifySpec {
         case .webhook:
             let body = webhookPayload(now: now).jsonText
             let timestamp = String(Int64(now.timeIntervalSince1970))
-            let signature = WebhookSignature.sign(body: body, timestamp: timestamp, secret: signingSecret!)
+            let delivery = "\(run.id)/\(step)/\(attempt)"
+            let signature = WebhookSignature.sign(body: body, timestamp: timestamp, delivery: delivery, secret: signingSecret!)
             return .text(.post, url, body, headers: [
                 ("X-Gantry-Timestamp", timestamp),
                 ("X-Gantry-Signature", signature),
-                ("X-Gantry-Delivery", "\(run.id)/\(step)/\(attempt)"),
+                ("X-Gantry-Delivery", delivery),
                 ("User-Agent", "gantry-notify"),
             ], timeout: .seconds(15))
         case .pagerduty:

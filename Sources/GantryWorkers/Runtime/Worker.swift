@@ -285,11 +285,15 @@ private final class Session: Sendable {
         // Secrets the inputs name are resolved here, on the worker, and nowhere else.
         var secretValues: [String] = []
         var missingSecrets: [String] = []
+        var shortSecrets: [String] = []
         if job.inputs.contains(utf8: "secrets.") {
             for expression in Expressions.references(in: .object(inputs)) where expression.hasPrefix("secrets.") {
                 let name = String(expression.dropFirst("secrets.".count))
                 // Another pool's secret is never resolved here, even if this worker was given it.
                 if configuration.secretScope.permits(name), let value = configuration.secrets.value(name) {
+                    // A value too short to mask would be found (and starred) all over the logs, or
+                    // guessed from what is left: refused when the worker sets a minimum.
+                    if value.utf8.count < configuration.minSecretLength { shortSecrets.append(name) }
                     bindings[expression] = value
                     secretValues.append(value)
                 } else {
@@ -313,10 +317,20 @@ private final class Session: Sendable {
             log: log, workerLogger: logger, lease: lease
         )
         let executor = registry.executor(for: job.baseKind)!
-        let ending: Ending = missingSecrets.isEmpty ? await run(executor, context, deliveryID: deliveryID) : .finished(.failure(StepFailure(
-            "secret \(missingSecrets.sorted().joined(separator: ", ")) is not available on worker \(configuration.id): "
-                + "set GANTRY_SECRET_\(missingSecrets.sorted()[0]) or put a file of that name in --secrets-dir"
-        )))
+        let ending: Ending
+        if !missingSecrets.isEmpty {
+            ending = .finished(.failure(StepFailure(
+                "secret \(missingSecrets.sorted().joined(separator: ", ")) is not available on worker \(configuration.id): "
+                    + "set GANTRY_SECRET_\(missingSecrets.sorted()[0]) or put a file of that name in --secrets-dir"
+            )))
+        } else if !shortSecrets.isEmpty {
+            ending = .finished(.failure(StepFailure(
+                "secret \(shortSecrets.sorted().joined(separator: ", ")) is shorter than the worker's --min-secret-length "
+                    + "\(configuration.minSecretLength) and could not be redacted safely; use a longer value", retryable: false
+            )))
+        } else {
+            ending = await run(executor, context, deliveryID: deliveryID)
+        }
         var result = AttemptResult(
             key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.baseKind, status: .succeeded,
             worker: configuration.id, logTail: log.excerpt, logSHA256: log.sha256, startedAtUs: startedUs, finishedAtUs: WallClock.nowUs(),
@@ -329,7 +343,8 @@ private final class Session: Sendable {
             result.status = .failed
             result.exitCode = failure.exitCode
             result.retryable = failure.retryable
-            result.error = Session.oneLine(failure.message)
+            // Redacted before it is cut to one line: a cut must never leave half a secret.
+            result.error = Session.oneLine(redactor.redact(failure.message))
         case .finished(.failure(is LeaseLost)), .stopped(.leaseLost):
             result.status = .stale
             result.error = "the lease was lost before the attempt finished"
@@ -339,7 +354,7 @@ private final class Session: Sendable {
                 result.error = "the worker was stopped"
             } else {
                 result.status = .failed
-                result.error = Session.oneLine("\(job.baseKind): \(error)")
+                result.error = Session.oneLine(redactor.redact("\(job.baseKind): \(error)"))
             }
         case .stopped(.timeout):
             result.status = .timedOut

@@ -23,12 +23,15 @@ public struct WorkerConfiguration: Sendable {
     public var secrets: SecretStore
     /// Which secret names its pool may resolve (from the environments' policies at start).
     public var secretScope: SecretScope
+    /// Secret values shorter than this are refused (the step fails) rather than redacted; 0: any length.
+    public var minSecretLength: Int
 
     public init(
         id: String, kinds: [String], concurrency: Int, lease: Duration, drainGrace: Duration,
         redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(), maxBatch: Int = 512,
-        secrets: SecretStore = SecretStore(directory: nil), secretScope: SecretScope = .unrestricted
+        secrets: SecretStore = SecretStore(directory: nil), secretScope: SecretScope = .unrestricted, minSecretLength: Int = 0
     ) {
+        self.minSecretLength = max(0, minSecretLength)
         self.secretScope = secretScope
         self.id = id
         self.kinds = kinds

@@ -51,6 +51,9 @@ struct WorkerCommand: AsyncParsableCommand {
     ))
     var pool: String?
 
+    @Option(name: .customLong("min-secret-length"), help: "Refuse (fail the step) secret values shorter than this, which redaction could not hide well; 0 allows any.")
+    var minSecretLength: Int = 0
+
     @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
     var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
 
@@ -119,7 +122,7 @@ struct WorkerCommand: AsyncParsableCommand {
             lease: leaseValue,
             drainGrace: try drainGrace.map { try parseDuration($0, flag: "--drain-grace") } ?? fleet.map(\.drainGrace).max()!,
             redis: try connection.redis(), database: try connection.database(), keys: connection.keys,
-            secrets: SecretStore(directory: secretsDirectory), secretScope: secretScope
+            secrets: SecretStore(directory: secretsDirectory), secretScope: secretScope, minSecretLength: minSecretLength
         )
         if let secretsDirectory, !FileManager.default.fileExists(atPath: secretsDirectory) {
             throw Failure("--secrets-dir \(secretsDirectory): no such directory")
