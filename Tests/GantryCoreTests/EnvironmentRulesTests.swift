@@ -563,6 +563,30 @@ enum NestingProbe {
             steps: [{ id: d, kind: deploy, with: { service: api, version: v1, run: ./api, listen: "127.0.0.1:8300" } }]
             """, file: "p.yml").definition)
         #expect(throws: EnvironmentRules.Refusal.self) { try EnvironmentRules.evaluate(deploy, policy: nil, request: request, others: [production]).get() }
+        // Computed places cannot slip past: where another environment reserves places of a sort,
+        // they must be written out.
+        for with in ["listen: \"${{ run.params.addr }}\"", "target: kubernetes, image: x, context: \"${{ run.params.ctx }}\""] {
+            let computed = try #require(PipelineParser().parse("""
+                pipeline: p
+                environment: staging
+                steps: [{ id: d, kind: deploy, with: { service: api, version: v1, run: ./api, \(with) } }]
+                """, file: "p.yml").definition)
+            var owner = production
+            owner.targets?.kubernetes = [.init(context: "prod", namespace: nil)]
+            #expect(throws: EnvironmentRules.Refusal.self) { try EnvironmentRules.evaluate(computed, policy: nil, request: request, others: [owner]).get() }
+        }
+        var bucketOwner = production
+        bucketOwner.targets?.s3 = ["s3://backups/production/"]
+        for (to, refused) in [("s3://backups/${{ run.params.where }}/", true), ("s3://backups/", true), ("s3://backups/production/x/", true),
+                              ("s3://backups/staging/${{ run.id }}/", false), ("s3://other/", false)] {
+            let backup = try #require(PipelineParser().parse("""
+                pipeline: p
+                environment: staging
+                steps: [{ id: b, kind: backup, with: { source: { paths: [x] }, to: "\(to)" } }]
+                """, file: "p.yml").definition)
+            let result = EnvironmentRules.evaluate(backup, policy: nil, request: request, others: [bucketOwner])
+            #expect((try? result.get()) == nil ? refused : !refused, "\(to)")
+        }
         // Production's own runs may, of course.
         var own = request
         own.environment = "production"

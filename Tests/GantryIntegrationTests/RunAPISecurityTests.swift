@@ -132,7 +132,8 @@ import Testing
         let openapi = try await api.http.send(HTTPRequest(url: api.base + "/openapi.yaml"))
         #expect(openapi.status == 200)
         for path in ["/v1/runs:", "/v1/runs/{id}:", "/v1/runs/{id}/events:", "/v1/runs/{id}/approve:", "/v1/runs/{id}/reject:",
-                     "/v1/runs/{id}/cancel:", "/v1/runs/{id}/retry:", "/v1/runs/{id}/logs:", "/healthz:", "/readyz:"] {
+                     "/v1/runs/{id}/cancel:", "/v1/runs/{id}/retry:", "/v1/runs/{id}/logs:", "/healthz:", "/readyz:",
+                     "/v1/environments:", "/v1/environments/{name}:"] {
             #expect(openapi.text.contains(path), "openapi.yaml does not describe \(path)")
         }
         _ = dispatcher

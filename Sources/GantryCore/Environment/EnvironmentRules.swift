@@ -319,18 +319,27 @@ struct Reserved {
 
     func check(_ step: PipelineStep) -> EnvironmentRules.Refusal? {
         let inputs = JSONValue.object(step.inputs)
+        // A place written as an expression is only known when the step starts: where other
+        // environments reserve places of that sort, it must be written out to be checked now.
+        func written(_ key: String, reserving: Bool) -> EnvironmentRules.Refusal? {
+            guard reserving, let text = step.inputs[key]?.stringValue, text.contains("${{") else { return nil }
+            return EnvironmentRules.Refusal("step '\(step.id)': with.\(key) must be written out, not computed: other environments reserve places of this sort and it is checked at submit")
+        }
         for expression in Expressions.references(in: inputs) where expression.hasPrefix("secrets.") {
             let name = String(expression.dropFirst("secrets.".count))
             if let owner = secrets[name] { return refusal(step, "secret \(name)", owner) }
         }
         if step.kind == "deploy" {
+            if let refusal = written("listen", reserving: !listen.isEmpty) ?? written("context", reserving: !contexts.isEmpty) { return refusal }
             if let address = step.inputs["listen"]?.stringValue, let owner = listen[address] { return refusal(step, "listen \(address)", owner) }
             if let context = step.inputs["context"]?.stringValue, let owner = contexts[context] { return refusal(step, "kubernetes context \(context)", owner) }
         }
         if step.kind == "backup" {
             for key in ["to", "from"] {
                 guard let location = step.inputs[key]?.stringValue else { continue }
-                if let entry = s3.first(where: { location.hasPrefix($0.prefix) || $0.prefix.hasPrefix(location) }) {
+                // Judged by its written-out part: what an expression adds could land anywhere under it.
+                let literal = location.firstRange(of: "${{").map { String(location[..<$0.lowerBound]) } ?? location
+                if let entry = s3.first(where: { literal.hasPrefix($0.prefix) || $0.prefix.hasPrefix(literal) }) {
                     return refusal(step, "\(key) \(location.prefix(120))", entry.owner)
                 }
             }

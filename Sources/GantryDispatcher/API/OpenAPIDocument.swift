@@ -11,8 +11,9 @@ enum OpenAPIDocument {
             Submit and follow deployment runs, decide approval gates, cancel and retry.
             Every /v1 request carries `Authorization: Bearer <token>` (gantry token create).
             Refusals answer 401 (no or unknown token), 403 (the token's roles or environments
-            do not allow it), 404, 409 (the run is not in a state for it) or 422 (a submit gate
-            said no), always with {"error": "one line"}.
+            do not allow it), 404 (no such run, or one the token may not read), 409 (the run is
+            not in a state for it, or an idempotency key reused for another submit) or 422 (a
+            submit gate or the environment's policy said no), always with {"error": "one line"}.
         servers:
           - url: http://127.0.0.1:8080
         security:
@@ -144,6 +145,28 @@ enum OpenAPIDocument {
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
                 "409": { $ref: "#/components/responses/Error" }
+          /v1/environments:
+            get:
+              summary: The environments with a policy that the token may read (docs/environments.md).
+              responses:
+                "200":
+                  description: policies
+                  content:
+                    application/json:
+                      schema:
+                        type: object
+                        required: [environments]
+                        properties:
+                          environments: { type: array, items: { $ref: "#/components/schemas/Environment" } }
+                "401": { $ref: "#/components/responses/Error" }
+          /v1/environments/{name}:
+            get:
+              summary: One environment's policy; `policy` is null when it has none (its runs follow their files' gates only).
+              parameters: [{ name: name, in: path, required: true, schema: { type: string } }]
+              responses:
+                "200": { description: the environment, content: { application/json: { schema: { $ref: "#/components/schemas/Environment" } } } }
+                "401": { $ref: "#/components/responses/Error" }
+                "404": { $ref: "#/components/responses/Error" }
         components:
           securitySchemes:
             bearer: { type: http, scheme: bearer }
@@ -161,6 +184,17 @@ enum OpenAPIDocument {
                       error: { type: string }
                       details: { type: array, items: { type: string } }
           schemas:
+            Environment:
+              type: object
+              required: [name, policy]
+              properties:
+                name: { type: string }
+                definition: { type: string, description: the policy file as applied }
+                sha256: { type: string }
+                updated_at: { type: string }
+                updated_by: { type: string, description: OS user@host of the admin who applied it }
+                summary: { type: string }
+                policy: { type: [object, "null"], description: "the policy as the server reads it: protection, groups, secrets, inherit_env, pool, concurrency, targets" }
             SubmitRequest:
               type: object
               required: [pipeline, sha]

@@ -303,11 +303,13 @@ extension RunStore {
                 if let group = run.concurrencyGroup {
                     try RunTransitions.lockGroup(.init(namespace: namespace, group: group), on: db)
                     let busy = try db.query(
-                        "SELECT id FROM runs WHERE namespace = $1 AND concurrency_group = $2 AND finished_at IS NULL AND id <> $3 LIMIT 1",
+                        "SELECT id, environment FROM runs WHERE namespace = $1 AND concurrency_group = $2 AND finished_at IS NULL AND id <> $3 LIMIT 1",
                         [namespace, group, runID]
                     )
                     if !busy.isEmpty, let other = busy[0].string("id") {
-                        return (.failure(RunRefusal(.conflict, "group \(group) is busy with run \(other); retry when it finishes")), Effects())
+                        let holder = busy[0].string("environment") == run.environment ? "run \(other)" : "a run of another environment"
+                        let shown = EnvironmentRules.displayGroup(group, environment: run.environment)
+                        return (.failure(RunRefusal(.conflict, "group \(shown) is busy with \(holder); retry when it finishes")), Effects())
                     }
                 }
             }
