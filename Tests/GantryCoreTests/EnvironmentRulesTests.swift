@@ -525,11 +525,11 @@ enum NestingProbe {
     }
 
     @Test func aPoolResolvesOnlyItsEnvironmentsSecrets() {
-        let policies = [
-            Self.policy("production", pool: "production", secrets: ["PROD_DB", "SLACK"]),
-            Self.policy("staging", pool: "staging", secrets: ["STAGING_DB", "SLACK"]),
-            Self.policy("dev", pool: nil, secrets: nil),
-        ]
+        var productionPolicy = Self.policy("production", pool: "production", secrets: ["SLACK"])
+        productionPolicy.exclusiveSecrets = ["PROD_DB"]
+        var stagingPolicy = Self.policy("staging", pool: "staging", secrets: ["SLACK"])
+        stagingPolicy.exclusiveSecrets = ["STAGING_DB"]
+        let policies = [productionPolicy, stagingPolicy, Self.policy("dev", pool: nil, secrets: nil)]
         let production = SecretScope.of(pool: "production", policies: policies)
         #expect(production.permits("PROD_DB") && production.permits("SLACK"))
         #expect(!production.permits("STAGING_DB") && !production.permits("ANYTHING"))
@@ -538,13 +538,14 @@ enum NestingProbe {
         // The default pool serves environments without a policy: any name but the pools' own.
         let fallback = SecretScope.of(pool: nil, policies: policies)
         #expect(fallback.permits("ANYTHING") && !fallback.permits("PROD_DB") && !fallback.permits("STAGING_DB"))
-        #expect(!fallback.permits("SLACK"), "listed only by pooled environments")
+        #expect(fallback.permits("SLACK"), "a shared secret (not exclusive) may be held by any pool")
         #expect(!SecretScope.of(pool: "nobody", policies: policies).permits("SLACK"))
         #expect(SecretScope.of(pool: nil, policies: []) == .unrestricted)
     }
 
     @Test func anotherEnvironmentsSecretsAndAddressesAreItsOwn() throws {
-        let production = Self.policy("production", pool: "production", secrets: ["PROD_DB"], listen: ["127.0.0.1:8300"])
+        var production = Self.policy("production", pool: "production", secrets: ["SLACK"], listen: ["127.0.0.1:8300"])
+        production.exclusiveSecrets = ["PROD_DB"]
         let definition = try #require(PipelineParser().parse("""
             pipeline: p
             environment: staging
@@ -556,7 +557,7 @@ enum NestingProbe {
             Issue.record("a staging run named production's secret")
             return
         }
-        #expect(refusal.reason == "step 'a': secret PROD_DB belongs to environment production (its policy lists it); this environment's policy must list it too")
+        #expect(refusal.reason == "step 'a': secret PROD_DB belongs to environment production (its policy's exclusive_secrets); this environment's policy must list it there too")
         let deploy = try #require(PipelineParser().parse("""
             pipeline: p
             environment: staging

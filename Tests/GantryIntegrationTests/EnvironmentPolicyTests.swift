@@ -245,7 +245,7 @@ import Testing
         let (api, dispatcher) = try await APIHarness.start(env)
         try await apply("""
             environment: production
-            secrets: [PROD_TOKEN]
+            exclusive_secrets: [PROD_TOKEN]
             pool: production
             """, env)
         // Started after the policy: a default-pool worker, which must never take production's steps.
@@ -276,7 +276,7 @@ import Testing
             """
         let (status, json) = try await api.submit(sneaky, token: ci)
         #expect(status == 422)
-        #expect(json.error == "step 'n': secret PROD_TOKEN belongs to environment production (its policy lists it); this environment's policy must list it too")
+        #expect(json.error == "step 'n': secret PROD_TOKEN belongs to environment production (its policy's exclusive_secrets); this environment's policy must list it there too")
         _ = (dispatcher, pooled)
     }
 

@@ -59,8 +59,12 @@ public struct EnvironmentPolicy: Sendable, Equatable {
     public var refs: [String]?
     /// Pipeline names allowed to run here; nil: any.
     public var pipelines: [String]?
-    /// The only secret names steps of its runs may use; nil: any.
+    /// The only secret names steps of its runs may use (with `exclusiveSecrets`); nil: any.
     public var secrets: [String]?
+    /// Secrets that belong to this environment alone: no other environment's run may name them,
+    /// and no worker of another pool resolves them. (A name in `secrets` may be shared, such as
+    /// a Slack webhook every environment posts to.)
+    public var exclusiveSecrets: [String]
     /// Worker variables (`GANTRY_*`, `AWS_*`) a build step may inherit; others of those families never reach a child.
     public var inheritEnv: [String]
     /// The worker pool its steps go to.
@@ -76,7 +80,7 @@ public struct EnvironmentPolicy: Sendable, Equatable {
     public init(
         name: String, description: String? = nil, confirm: String? = nil, promoteFrom: String? = nil,
         approvals: Approvals? = nil, refs: [String]? = nil, pipelines: [String]? = nil, secrets: [String]? = nil,
-        inheritEnv: [String] = [], pool: String? = nil, concurrencyGroup: String? = nil, groups: [String: [String]] = [:],
+        exclusiveSecrets: [String] = [], inheritEnv: [String] = [], pool: String? = nil, concurrencyGroup: String? = nil, groups: [String: [String]] = [:],
         targets: Targets? = nil, lines: [String: Int] = [:]
     ) {
         self.name = name
@@ -87,12 +91,18 @@ public struct EnvironmentPolicy: Sendable, Equatable {
         self.refs = refs
         self.pipelines = pipelines
         self.secrets = secrets
+        self.exclusiveSecrets = exclusiveSecrets
         self.inheritEnv = inheritEnv
         self.pool = pool
         self.concurrencyGroup = concurrencyGroup
         self.groups = groups
         self.targets = targets
         self.lines = lines
+    }
+
+    /// Whether steps of its runs may name the secret.
+    public func allowsSecret(_ name: String) -> Bool {
+        exclusiveSecrets.contains(name) || (secrets?.contains(name) ?? true)
     }
 
     /// The approvers' token names, with groups expanded (sorted, without repeats).

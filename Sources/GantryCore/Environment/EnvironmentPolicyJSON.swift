@@ -34,6 +34,7 @@ public enum EnvironmentPolicyJSON {
             "protection": .object(protection),
             "groups": .object(policy.groups.mapValues { .array($0.map(JSONValue.string)) }),
             "secrets": strings(policy.secrets),
+            "exclusive_secrets": strings(policy.exclusiveSecrets),
             "inherit_env": strings(policy.inheritEnv),
             "pool": policy.pool.map(JSONValue.string) ?? .null,
             "concurrency": .object(["group": .string(policy.concurrencyGroup ?? policy.name)]),
@@ -55,7 +56,8 @@ public enum EnvironmentPolicyJSON {
         }
         out.append("  refs:         " + (policy.refs.map { $0.isEmpty ? "none allowed" : $0.joined(separator: ", ") } ?? "any"))
         out.append("  pipelines:    " + (policy.pipelines.map { $0.isEmpty ? "none allowed" : $0.joined(separator: ", ") } ?? "any"))
-        out.append("  secrets:      " + (policy.secrets.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? "any"))
+        out.append("  secrets:      " + (policy.secrets.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? "any")
+            + (policy.exclusiveSecrets.isEmpty ? "" : "; its own alone: " + policy.exclusiveSecrets.joined(separator: ", ")))
         out.append("  inherit_env:  " + (policy.inheritEnv.isEmpty ? "no GANTRY_* or AWS_* variable" : policy.inheritEnv.joined(separator: ", ")))
         out.append("  pool:         " + (policy.pool ?? "default"))
         out.append("  concurrency:  group \(policy.concurrencyGroup ?? policy.name)")

@@ -77,7 +77,7 @@ private struct PolicyReader: NodeReading {
     }
 
     mutating func policy(_ root: Node) -> EnvironmentPolicy? {
-        let keys = ["environment", "description", "protection", "groups", "secrets", "inherit_env", "pool", "concurrency", "targets"]
+        let keys = ["environment", "description", "protection", "groups", "secrets", "exclusive_secrets", "inherit_env", "pool", "concurrency", "targets"]
         guard let top = mapping(root, "the policy", keys: keys) else { return nil }
         guard top["environment"] != nil else {
             report(root, "missing key 'environment': name the environment, e.g. environment: production")
@@ -125,6 +125,13 @@ private struct PolicyReader: NodeReading {
                 report(secrets.value, "secrets: '\(name.prefix(80))' is not a secret name: capitals, digits and '_'")
             }
             policy.secrets = list
+        }
+        if let exclusive = top["exclusive_secrets"] {
+            note("exclusive_secrets", exclusive)
+            policy.exclusiveSecrets = strings(exclusive, "exclusive_secrets")
+            for name in policy.exclusiveSecrets where !Self.isSecretName(name) {
+                report(exclusive.value, "exclusive_secrets: '\(name.prefix(80))' is not a secret name: capitals, digits and '_'")
+            }
         }
         if let inherit = top["inherit_env"] {
             note("inherit_env", inherit)

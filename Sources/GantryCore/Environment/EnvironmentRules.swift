@@ -127,12 +127,12 @@ public enum EnvironmentRules {
     /// A step's secrets, inherited variables and targets against the policy.
     static func checkStep(_ step: PipelineStep, policy: EnvironmentPolicy?) -> Refusal? {
         let inputs = JSONValue.object(step.inputs)
-        if let allowed = policy?.secrets {
+        if let policy, let allowed = policy.secrets {
             for expression in Expressions.references(in: inputs) + (step.condition.map { Expressions.expressions(in: $0) } ?? [])
             where expression.hasPrefix("secrets.") {
                 let name = String(expression.dropFirst("secrets.".count))
-                if !allowed.contains(name) {
-                    return Refusal("step '\(step.id)': secret \(name) is not one of \(policy!.place("secrets"))'s: \(list(allowed))")
+                if !policy.allowsSecret(name) {
+                    return Refusal("step '\(step.id)': secret \(name) is not one of \(policy.place("secrets"))'s: \(list(allowed + policy.exclusiveSecrets))")
                 }
             }
         }
@@ -308,7 +308,7 @@ struct Reserved {
 
     init(_ others: [EnvironmentPolicy], except own: EnvironmentPolicy?) {
         for other in others {
-            for name in other.secrets ?? [] where !(own?.secrets?.contains(name) ?? false) { secrets[name] = other.name }
+            for name in other.exclusiveSecrets where !(own?.exclusiveSecrets.contains(name) ?? false) { secrets[name] = other.name }
             for address in other.targets?.localListen ?? [] where !(own?.targets?.localListen?.contains(address) ?? false) { listen[address] = other.name }
             for prefix in other.targets?.s3 ?? [] where !(own?.targets?.s3?.contains(prefix) ?? false) { s3.append((prefix, other.name)) }
             for target in other.targets?.kubernetes ?? [] {
@@ -327,7 +327,7 @@ struct Reserved {
         }
         for expression in Expressions.references(in: inputs) where expression.hasPrefix("secrets.") {
             let name = String(expression.dropFirst("secrets.".count))
-            if let owner = secrets[name] { return refusal(step, "secret \(name)", owner) }
+            if let owner = secrets[name] { return refusal(step, "secret \(name)", owner, listKey: "exclusive_secrets") }
         }
         if step.kind == "deploy" {
             if let refusal = written("listen", reserving: !listen.isEmpty) ?? written("context", reserving: !contexts.isEmpty) { return refusal }
@@ -347,8 +347,8 @@ struct Reserved {
         return nil
     }
 
-    private func refusal(_ step: PipelineStep, _ what: String, _ owner: String) -> EnvironmentRules.Refusal {
-        EnvironmentRules.Refusal("step '\(step.id)': \(what) belongs to environment \(owner) (its policy lists it); this environment's policy must list it too")
+    private func refusal(_ step: PipelineStep, _ what: String, _ owner: String, listKey: String = "targets") -> EnvironmentRules.Refusal {
+        EnvironmentRules.Refusal("step '\(step.id)': \(what) belongs to environment \(owner) (its policy's \(listKey)); this environment's policy must list it there too")
     }
 }
 

@@ -4,7 +4,7 @@
 public struct SecretScope: Sendable, Equatable {
     /// Names this pool may resolve; nil: any name not in `reserved`.
     public var allowed: Set<String>?
-    /// Names other pools' environments list and none of this pool's do.
+    /// Names other pools' environments keep to themselves (`exclusive_secrets`) and none of this pool's lists.
     public var reserved: Set<String>
 
     public init(allowed: Set<String>?, reserved: Set<String>) {
@@ -19,9 +19,9 @@ public struct SecretScope: Sendable, Equatable {
     public static func of(pool: String?, policies: [EnvironmentPolicy]) -> SecretScope {
         let poolName = pool ?? "default"
         let serving = policies.filter { ($0.pool ?? "default") == poolName }
-        let listedHere = Set(serving.compactMap(\.secrets).joined())
-        let listedElsewhere = Set(policies.filter { ($0.pool ?? "default") != poolName }.compactMap(\.secrets).joined())
-        let reserved = listedElsewhere.subtracting(listedHere)
+        let listedHere = Set(serving.flatMap { ($0.secrets ?? []) + $0.exclusiveSecrets })
+        let exclusiveElsewhere = Set(policies.filter { ($0.pool ?? "default") != poolName }.flatMap(\.exclusiveSecrets))
+        let reserved = exclusiveElsewhere.subtracting(listedHere)
         // A named pool that no environment names serves nothing; the default pool also serves
         // environments without a policy, which may name any secret.
         let open = poolName == "default" || serving.contains { $0.secrets == nil }
