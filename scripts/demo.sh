@@ -41,6 +41,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "migrate the schema (as the schema owner)"
 GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" $G migrate
 
+say "production's protection, held by the server (gantry environment apply, as an admin)"
+$G environment apply environments/production.yml --namespace "$NS" --database-url "$GANTRY_ADMIN_DATABASE_URL"
+
 say "start a dispatcher and two workers (lease 2s, namespace $NS)"
 API_PORT=${GANTRY_DEMO_API_PORT:-8090}
 $G dispatcher --namespace "$NS" --id demo-dispatcher --reap-interval 250ms --listen "127.0.0.1:$API_PORT" >"$LOGS/dispatcher.log" 2>&1 & pids+=($!)
@@ -227,12 +230,12 @@ for line in open(sys.argv[1]):
 PY
 
 # ---------------------------------------------------------------------------
-say "production, end to end (pipelines/production.yml): scan, approval, backup to S3, blue-green per service behind nginx, smoke test, metrics watch"
+say "production, end to end (pipelines/production.yml on its own worker pool): approval, scan, backup to S3, blue-green per service behind nginx, smoke test, metrics watch"
 # shellcheck disable=SC1091
 . .gantry/s3-credentials
 AWS_ENDPOINT_URL_S3="$GANTRY_TEST_S3_ENDPOINT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY" AWS_REGION=us-east-1 \
 GANTRY_SECRET_SLACK_WEBHOOK="$SLACK_URL" GANTRY_SECRET_PAGERDUTY_ROUTING_KEY="$PD_KEY" \
-  $G worker --namespace "$NS" --kind scan,backup,deploy,smoke-test,metrics-watch,notify --id worker-prod --concurrency 8 --lease 10s \
+  $G worker --namespace "$NS" --pool production --kind scan,backup,deploy,smoke-test,metrics-watch,notify --id worker-prod --concurrency 8 --lease 10s \
   --state-dir "$PWD/$LOGS/local" >"$LOGS/worker-prod.log" 2>&1 & pids+=($!)
 GOOD=a1b2c3d4e5f60718293a4b5c6d7e8f9012345678
 BAD=badc0ffee0ddf00d1234567890abcdef12345678
@@ -257,10 +260,12 @@ for sha in $GOOD $BAD; do
   GANTRY_TOKEN=$CI $G submit --pipeline "$LOGS/staging.yml" --sha $sha --wait >/dev/null || true
 done
 echo "both SHAs passed staging (promote_from: staging)"
+echo "production's policy refuses what the pipeline file alone would have let through:"
+GANTRY_TOKEN=$CI $G submit --pipeline pipelines/production.yml --sha $GOOD --ref feature/x --confirm "DEPLOY TO PRODUCTION" "${PARAMS[@]}" 2>&1 | sed 's/^/  /' || true
 
 prod_run() {  # sha → waits for approval, alice approves, follows the run to its end
   local run status
-  run=$(GANTRY_TOKEN=$CI $G submit --pipeline pipelines/production.yml --sha "$1" --confirm "DEPLOY TO PRODUCTION" "${PARAMS[@]}" | awk '{print $1}')
+  run=$(GANTRY_TOKEN=$CI $G submit --pipeline pipelines/production.yml --sha "$1" --ref main --confirm "DEPLOY TO PRODUCTION" "${PARAMS[@]}" | awk '{print $1}')
   for i in $(seq 1 80); do
     GANTRY_TOKEN=$CI $G run "$run" | grep -q "waiting for approval" && break; sleep 0.25
   done

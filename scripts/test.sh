@@ -36,3 +36,5 @@ heavy='BackupTests|DeployTests|DeployKubernetesFakeTests|MetricsWatchTests|Bench
 swift test --skip-build --skip "Disruptive|$heavy"
 swift test --skip-build --filter "$heavy"
 swift test --skip-build --filter Disruptive
+# The API against its own description: schemathesis (PyPI), as a submitter token, bounded.
+FUZZ_SECONDS=60 scripts/api-fuzz.sh

@@ -107,6 +107,25 @@ import Testing
         #expect(definition?.environment == name)
     }
 
+    /// The shipped pipelines pass the shipped environment policies (environments/*.yml), as a
+    /// CI engineer copying both would expect.
+    @Test(arguments: ["production", "staging"])
+    func thePlatformPipelinesPassTheirEnvironmentsPolicies(name: String) throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let pipeline = try String(contentsOf: root.appendingPathComponent("pipelines/\(name).yml"), encoding: .utf8)
+        let policies = try ["production", "staging"].map { environment in
+            try #require(EnvironmentPolicyParser().parse(
+                try String(contentsOf: root.appendingPathComponent("environments/\(environment).yml"), encoding: .utf8), file: environment
+            ).policy)
+        }
+        let definition = try #require(PipelineParser().parse(pipeline, file: name).definition)
+        let policy = policies.first { $0.name == name }
+        let request = EnvironmentRules.Request(environment: name, ref: "main", confirm: policy?.confirm, submitter: "ci")
+        let result = EnvironmentRules.evaluate(definition, policy: policy, request: request, others: policies)
+        #expect(throws: Never.self, "\(name)") { try result.get() }
+        if name == "production" { #expect((try? result.get())?.gate == "approval") }
+    }
+
     @Test func productionReadsAsDesigned() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("pipelines/production.yml")

@@ -68,6 +68,7 @@ enum OpenAPIDocument {
                         type: object
                         properties:
                           runs: { type: array, items: { $ref: "#/components/schemas/Run" } }
+                "400": { $ref: "#/components/responses/Error" }
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
           /v1/runs/{id}:
@@ -76,6 +77,7 @@ enum OpenAPIDocument {
               parameters: [{ $ref: "#/components/parameters/RunID" }]
               responses:
                 "200": { description: the run, content: { application/json: { schema: { $ref: "#/components/schemas/Run" } } } }
+                "400": { $ref: "#/components/responses/Error" }
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
@@ -85,6 +87,7 @@ enum OpenAPIDocument {
               parameters: [{ $ref: "#/components/parameters/RunID" }]
               responses:
                 "200": { description: text/event-stream }
+                "400": { $ref: "#/components/responses/Error" }
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
@@ -109,6 +112,7 @@ enum OpenAPIDocument {
               requestBody: { required: true, content: { application/json: { schema: { $ref: "#/components/schemas/Decision" } } } }
               responses:
                 "200": { description: the run after the decision, content: { application/json: { schema: { $ref: "#/components/schemas/Run" } } } }
+                "400": { $ref: "#/components/responses/Error" }
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
@@ -120,6 +124,7 @@ enum OpenAPIDocument {
               requestBody: { required: true, content: { application/json: { schema: { $ref: "#/components/schemas/Decision" } } } }
               responses:
                 "200": { description: the run after the decision, content: { application/json: { schema: { $ref: "#/components/schemas/Run" } } } }
+                "400": { $ref: "#/components/responses/Error" }
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
@@ -130,6 +135,7 @@ enum OpenAPIDocument {
               parameters: [{ $ref: "#/components/parameters/RunID" }]
               responses:
                 "200": { description: the run, content: { application/json: { schema: { $ref: "#/components/schemas/Run" } } } }
+                "400": { $ref: "#/components/responses/Error" }
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
@@ -141,6 +147,7 @@ enum OpenAPIDocument {
               requestBody: { content: { application/json: { schema: { type: object, properties: { step: { type: string } } } } } }
               responses:
                 "200": { description: the run, content: { application/json: { schema: { $ref: "#/components/schemas/Run" } } } }
+                "400": { $ref: "#/components/responses/Error" }
                 "401": { $ref: "#/components/responses/Error" }
                 "403": { $ref: "#/components/responses/Error" }
                 "404": { $ref: "#/components/responses/Error" }
