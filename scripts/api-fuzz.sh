@@ -26,7 +26,7 @@ for _ in $(seq 1 100); do
   kill -0 "$pid" 2>/dev/null || { echo "api-fuzz: the dispatcher exited:"; cat "$log"; exit 1; }
   sleep 0.1
 done
-token=$("$binary" token create --name fuzz-ci --role submitter --env staging --namespace "$namespace" 2>/dev/null)
+token=$("$binary" token create --database-url "$GANTRY_ADMIN_DATABASE_URL" --name fuzz-ci --role submitter --env staging --namespace "$namespace" 2>/dev/null)
 echo "api-fuzz: schemathesis for ${budget}s against 127.0.0.1:$port (submitter token, staging)"
 .gantry/venv/bin/schemathesis run "http://127.0.0.1:$port/openapi.yaml" \
   --header "Authorization: Bearer $token" \

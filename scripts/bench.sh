@@ -13,5 +13,6 @@ scripts/build-release.sh 2>&1 | tail -n 1
 . .gantry/env
 scripts/services.sh fresh-bench-db
 export GANTRY_DATABASE_URL="${GANTRY_DATABASE_URL%/gantry}/gantry_bench"
-.build/release/gantry migrate --database-url "${GANTRY_ADMIN_DATABASE_URL%/gantry}/gantry_bench"
+export GANTRY_ADMIN_DATABASE_URL="${GANTRY_ADMIN_DATABASE_URL%/gantry}/gantry_bench"
+.build/release/gantry migrate --database-url "$GANTRY_ADMIN_DATABASE_URL"
 .build/release/gantry bench --steps 100000 --workers 2 --concurrency 64 "$@"

@@ -95,9 +95,10 @@ psql "$GANTRY_DATABASE_URL" -q -c "
 say "pipelines through the API (GANTRY_URL=http://127.0.0.1:$API_PORT); first with noop steps, then with real step kinds"
 export GANTRY_URL="http://127.0.0.1:$API_PORT"
 $G worker --namespace "$NS" --kind noop --id worker-c --concurrency 16 --lease 2s >"$LOGS/worker-c.log" 2>&1 & pids+=($!)
-CI=$($G token create --namespace "$NS" --name ci --role submitter --env staging,production 2>/dev/null)
-ALICE=$($G token create --namespace "$NS" --name alice --role approver --env production 2>/dev/null)
-BOB=$($G token create --namespace "$NS" --name bob --role approver --env production 2>/dev/null)
+# Tokens are an admin's to make: the owner's URL (the application's role may only read them).
+CI=$($G token create --database-url "$GANTRY_ADMIN_DATABASE_URL" --namespace "$NS" --name ci --role submitter --env staging,production 2>/dev/null)
+ALICE=$($G token create --database-url "$GANTRY_ADMIN_DATABASE_URL" --namespace "$NS" --name alice --role approver --env production 2>/dev/null)
+BOB=$($G token create --database-url "$GANTRY_ADMIN_DATABASE_URL" --namespace "$NS" --name bob --role approver --env production 2>/dev/null)
 echo "tokens: ci (submitter for staging, production), alice and bob (approvers for production) — gantry token list:"
 $G token list --namespace "$NS"
 

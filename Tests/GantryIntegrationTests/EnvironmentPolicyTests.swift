@@ -280,6 +280,48 @@ import Testing
         _ = (dispatcher, pooled)
     }
 
+    @Test func aFloodOfUnauthenticatedRequestsIsCountedNotWrittenOneRowEach() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        for index in 0..<60 {
+            _ = try await api.call(.get, "/v1/runs", token: index.isMultiple(of: 2) ? nil : "gty_made-up")
+        }
+        func logged() async throws -> [ActionLog.Entry] {
+            try await ActionLog().recent(namespace: env.namespace, limit: 100, on: env.db()).filter { $0.actor.hasPrefix("(") }
+        }
+        func total(_ entries: [ActionLog.Entry]) -> Int {
+            entries.reduce(0) { sum, entry in sum + (Int(entry.reason?.split(separator: " ").first ?? "") ?? 1) }
+        }
+        try await env.eventually("all 60 refusals counted in the actions log") { try await total(logged()) == 60 }
+        let rows = try await logged()
+        #expect(rows.count <= 6, "\(rows.count) rows for 60 refused requests")
+        #expect(rows.contains { $0.actor == "(no token)" && $0.reason?.hasSuffix("requests: no bearer token") == true })
+        _ = dispatcher
+    }
+
+    @Test func aTokenPastItsRateIsToldToWaitAndOthersAreNot() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env, extra: ["--api-rate", "5", "--api-idle-timeout", "2s"])
+        let busy = try await api.token("busy", [.auditor])
+        let calm = try await api.token("calm", [.auditor])
+        var limited: HTTPResponse?
+        for _ in 0..<40 {
+            var request = HTTPRequest(url: api.base + "/v1/runs", timeout: .seconds(10))
+            request.headers.append(("Authorization", "Bearer \(busy)"))
+            let response = try await api.http.send(request)
+            if response.status == 429 { limited = response; break }
+        }
+        let refused = try #require(limited, "40 requests at once never met the limit of 5/s (burst 10)")
+        let retryAfter = refused.headers.first { $0.name.lowercased() == "retry-after" }?.value
+        #expect(Int(retryAfter ?? "") ?? 0 >= 1)
+        #expect(JSONValue.parseObject(refused.text)?["error"]?.stringValue?.hasPrefix("this token sent more than 5 requests a second") == true)
+        #expect(try await api.call(.get, "/v1/runs", token: calm).status == 200)
+        // A connection that sends nothing is closed after the idle timeout.
+        let socket = try LoopbackSocket.connect(port: api.port)
+        try await env.eventually("the idle connection to be closed", timeout: .seconds(10)) { socket.isClosedByPeer() }
+        _ = dispatcher
+    }
+
     static func residentKB(_ pid: Int32) throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),

@@ -71,7 +71,11 @@ import Testing
         }
         // No token, a made-up token, a revoked token: 401, each with what to do.
         let revoked = try await api.token("old", [.admin])
-        _ = try await TokenStore().revoke(name: "old", namespace: env.namespace, on: env.db())
+        _ = try await TokenStore().revoke(name: "old", namespace: env.namespace, on: env.adminDB())
+        // The application's role (what dispatchers and workers hold) can read tokens but not write them.
+        await #expect(throws: PostgresError.self) {
+            _ = try await TokenStore().revoke(name: "admin", namespace: env.namespace, on: env.db())
+        }
         for token in [nil, "gty_not-a-real-token", revoked] {
             for endpoint in Self.endpoints {
                 let (status, json) = try await api.call(endpoint.method, endpoint.path(run), token: token, body: endpoint.body)

@@ -11,6 +11,13 @@ public struct APIConfiguration: Sendable {
     /// How long an event stream waits for news of its run before it re-reads the run anyway
     /// (news comes at once; this only covers an announcement that was lost).
     public var eventsFallback: Duration = .seconds(2)
+    /// How often requests refused for want of a token are written to the actions log, as counts.
+    public var refusalFlushInterval: Duration = .seconds(5)
+    /// Requests per second each token may make (twice that in a burst); 0: no limit.
+    public var tokenRate: Double = 100
+    /// How long a connection may sit without a request before it is closed (a stream being
+    /// answered is not idle).
+    public var idleTimeout: Duration = .seconds(60)
 
     public init(host: String, port: Int, databaseConnections: Int = 4, readConnections: Int = 2, maxBodyBytes: Int = 1 << 20) {
         self.host = host

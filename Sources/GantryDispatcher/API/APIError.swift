@@ -8,6 +8,8 @@ struct APIError: Error, Sendable {
     var message: String
     /// Further lines (every problem of a pipeline that does not validate).
     var details: [String] = []
+    /// Seconds for `Retry-After` (429).
+    var retryAfter: Int?
 
     static func badRequest(_ message: String, details: [String] = []) -> APIError { APIError(status: .badRequest, message: message, details: details) }
     static func unauthorized(_ message: String) -> APIError { APIError(status: .unauthorized, message: message) }
@@ -20,7 +22,9 @@ struct APIError: Error, Sendable {
     var response: Response {
         var object: [String: JSONValue] = ["error": .string(message)]
         if !details.isEmpty { object["details"] = .array(details.map(JSONValue.string)) }
-        return APIResponses.json(status, text: JSONValue.object(object).jsonText)
+        var response = APIResponses.json(status, text: JSONValue.object(object).jsonText)
+        if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        return response
     }
 }
 

@@ -3,7 +3,9 @@ import GantryCore
 import GantryPostgres
 import GantryRedis
 import Hummingbird
+import HummingbirdCore
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -27,7 +29,8 @@ struct APIServer: Sendable {
             effector: effector,
             changes: RunChangeFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, clientName: "gantry-api-changes-\(dispatcher.id)",
                                    fallback: configuration.eventsFallback, logger: logger),
-            logger: logger, maxBodyBytes: configuration.maxBodyBytes
+            logger: logger, maxBodyBytes: configuration.maxBodyBytes,
+            limiter: TokenRateLimiter(rate: configuration.tokenRate, burst: 2 * configuration.tokenRate)
         )
     }
 
@@ -36,6 +39,7 @@ struct APIServer: Sendable {
         let listening = Mutex(false)
         let application = Application(
             router: router(),
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "gantry"),
             onServerRunning: { [logger, configuration] _ in
                 listening.withLock { $0 = true }
@@ -44,8 +48,11 @@ struct APIServer: Sendable {
             logger: logger
         )
         let changes = api.changes
+        let api = self.api
+        let flushEvery = configuration.refusalFlushInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await changes.run() }
+            group.addTask { await api.refusals.run(every: flushEvery) { await api.flushRefusals($0) } }
             do {
                 try await application.run()
             } catch where !listening.withLock({ $0 }) {

@@ -22,6 +22,10 @@ struct RunAPI: Sendable {
     let maxBodyBytes: Int
     let store = RunStore()
     let policies = EnvironmentPolicies()
+    /// Unauthenticated refusals, written as counts (`flushRefusals`), not one row each.
+    let refusals = RefusalTally()
+    /// Each token's request budget.
+    let limiter: TokenRateLimiter
     let tokens = TokenStore()
     let actions = ActionLog()
 
@@ -67,15 +71,20 @@ struct RunAPI: Sendable {
     /// The hash of the request's bearer token; no token is refused (401) and logged.
     private func bearerHash(_ request: Request, action: String) async throws -> String {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
-            try? await record(actor: "(no token)", action, runID: nil, environment: nil, accepted: false, reason: "no bearer token")
+            refusals.note(actor: "(no token)", action: action, reason: "no bearer token")
             throw APIError.unauthorized("no token: send Authorization: Bearer <token> (gantry token create makes one; the CLI reads GANTRY_TOKEN)")
         }
-        return APITokens.hash(String(header.dropFirst(7)))
+        let hash = APITokens.hash(String(header.dropFirst(7)))
+        if let wait = limiter.admit(hash) {
+            throw APIError(status: .tooManyRequests,
+                message: "this token sent more than \(Int(limiter.rate)) requests a second; wait \(wait)s (Retry-After) and slow down", retryAfter: wait)
+        }
+        return hash
     }
 
     /// Logs the refusal of a token that is unknown or revoked and returns the 401 to throw.
     private func unknownToken(_ action: String) async -> APIError {
-        try? await record(actor: "(unknown token)", action, runID: nil, environment: nil, accepted: false, reason: "unknown or revoked token")
+        refusals.note(actor: "(unknown token)", action: action, reason: "unknown or revoked token")
         return APIError.unauthorized("the token is unknown or revoked; ask an admin for a new one (gantry token create)")
     }
 
@@ -84,6 +93,15 @@ struct RunAPI: Sendable {
         if case .failure(let denied) = grant.decide(action, environment: environment) {
             try? await record(actor: grant.name, name ?? action.rawValue, runID: runID, environment: environment, accepted: false, reason: denied.reason)
             throw APIError.forbidden(denied.reason)
+        }
+    }
+
+    /// Writes the unauthenticated refusals counted since the last call, one row per kind:
+    /// "12 requests: no bearer token".
+    func flushRefusals(_ counts: [(RefusalTally.Key, Int)]) async {
+        for (key, count) in counts {
+            try? await record(actor: key.actor, key.action, runID: nil, environment: nil, accepted: false,
+                              reason: count == 1 ? key.reason : "\(count) requests: \(key.reason)")
         }
     }
 

@@ -332,6 +332,10 @@ enum Schema {
         BEGIN
             IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_writer') THEN
                 GRANT SELECT ON environments, environment_changes TO gantry_writer;
+                -- Tokens are an admin's: the role dispatchers and workers hold reads them (to
+                -- check a bearer token) and never writes them, so that its URL, if a step ever
+                -- read it, could not mint an admin token.
+                REVOKE INSERT, UPDATE, DELETE ON tokens FROM gantry_writer;
             END IF;
             IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN
                 GRANT SELECT ON environments, environment_changes TO gantry_reader;

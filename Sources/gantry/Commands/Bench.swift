@@ -51,6 +51,12 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("read-rate"), help: "With --pipeline: GET /v1/runs/{id} requests per second while the runs execute (sent at a fixed rate by 4 readers).")
     var readRate: Int = 200
 
+    @Option(name: .customLong("admin-database-url"), help: ArgumentHelp(
+        "With --pipeline: the schema owner's URL, to create the bench's API token (the application's role may not).",
+        discussion: "Default: $GANTRY_ADMIN_DATABASE_URL."
+    ))
+    var adminDatabaseURL: String?
+
     @Option var output: OutputFormat = .text
 
     func validate() throws {
@@ -124,10 +130,15 @@ struct Bench: AsyncParsableCommand {
         let idleRSS = fleet.workerRSSMegabytes()
 
         if let port {
+            guard let adminText = adminDatabaseURL ?? ProcessInfo.processInfo.environment["GANTRY_ADMIN_DATABASE_URL"],
+                  let adminURL = try? PostgresURL(parsing: adminText) else {
+                throw Failure("--pipeline creates an API token, which needs the schema owner's URL: pass --admin-database-url or set GANTRY_ADMIN_DATABASE_URL")
+            }
             let token = APITokens.generate()
             _ = try await TokenStore().create(
                 id: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), name: "bench", roles: [.admin],
-                environments: [], hash: APITokens.hash(token), namespace: namespace, on: db
+                environments: [], hash: APITokens.hash(token), namespace: namespace,
+                on: PostgresConnection(url: adminURL, applicationName: "gantry bench token")
             )
             let report = try await PipelineBench(
                 base: "http://127.0.0.1:\(port)", token: token, sequentialRuns: sequential, concurrentRuns: runs, readRate: readRate,
@@ -320,7 +331,8 @@ private final class Fleet {
     init(namespace: String, workers: Int, concurrency: Int, listenPort: Int?) throws {
         let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let common = ["--namespace", namespace, "--log-level", "warning"]
-        let listen = listenPort.map { ["--listen", "127.0.0.1:\($0)", "--api-connections", "4", "--api-read-connections", "4"] } ?? []
+        // One admin token sends every submit and read of the measurement: no per-token limit.
+        let listen = listenPort.map { ["--listen", "127.0.0.1:\($0)", "--api-connections", "4", "--api-read-connections", "4", "--api-rate", "0"] } ?? []
         // The reconciler is held off: the database may hold other installations' unfinished steps.
         processes.append(try Self.launch(binary, ["dispatcher", "--id", "bench-dispatcher", "--reconcile-after", "10m"] + listen + common))
         dispatcherPIDs = [processes[0].processIdentifier]

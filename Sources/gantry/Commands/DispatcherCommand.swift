@@ -44,6 +44,12 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(name: .customLong("events-fallback"), help: "How long a run's event stream (submit --wait) waits for news before it re-reads the run anyway; news of a change arrives at once.")
     var eventsFallback: String = "2s"
 
+    @Option(name: .customLong("api-rate"), help: "Requests per second each API token may make (twice that in a burst) before it is answered 429 with Retry-After; 0: no limit.")
+    var apiRate: Double = 100
+
+    @Option(name: .customLong("api-idle-timeout"), help: "Close an API connection that sends no request for this long (a stream being answered is not idle).")
+    var apiIdleTimeout: String = "60s"
+
     @Option(name: .customLong("api-read-connections"), help: "Postgres connections for API reads and token checks (kept apart so reads never wait behind a submit).")
     var apiReadConnections: Int = 2
 
@@ -65,6 +71,10 @@ struct DispatcherCommand: AsyncParsableCommand {
             parsed.databaseConnections = apiConnections
             parsed.readConnections = apiReadConnections
             parsed.eventsFallback = try parseDuration(eventsFallback, flag: "--events-fallback")
+            guard apiRate >= 0, apiRate <= 1_000_000 else { throw Failure("--api-rate \(apiRate): use 0 (no limit) or a rate up to 1000000") }
+            parsed.tokenRate = apiRate
+            parsed.idleTimeout = try parseDuration(apiIdleTimeout, flag: "--api-idle-timeout")
+            guard parsed.idleTimeout >= .seconds(1) else { throw Failure("--api-idle-timeout \(apiIdleTimeout): use 1s or more") }
             guard parsed.eventsFallback >= .milliseconds(100) else {
                 throw Failure("--events-fallback \(eventsFallback): use 100ms or more (streams get news at once; this is only the safety net)")
             }

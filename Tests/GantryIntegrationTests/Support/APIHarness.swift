@@ -49,13 +49,14 @@ struct APIHarness {
         return false
     }
 
-    /// Creates a token straight in the database (as `gantry token create` does) and returns it.
+    /// Creates a token straight in the database, as the schema owner (as `gantry token create`
+    /// does with the admin's URL), and returns it.
     func token(_ name: String, _ roles: [Role], env environments: [String] = []) async throws -> String {
         let token = APITokens.generate()
         var random = SystemRandomNumberGenerator()
         let result = try await TokenStore().create(
             id: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), name: name, roles: roles,
-            environments: environments, hash: APITokens.hash(token), namespace: env.namespace, on: env.db()
+            environments: environments, hash: APITokens.hash(token), namespace: env.namespace, on: env.adminDB()
         )
         if case .failure(let refusal) = result { throw Failure(refusal.reason) }
         return token

@@ -1,0 +1,42 @@
+import Synchronization
+
+/// A request budget per token: a bucket of `burst` requests refilled at `rate` per second.
+/// A token past it is answered 429 with `Retry-After`, before any database work, so that one
+/// token (a runaway script, a leaked one) cannot take the API from the others.
+final class TokenRateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    /// Requests per second per token; 0 turns the limit off.
+    let rate: Double
+    let burst: Double
+    private let buckets = Mutex<[String: Bucket]>([:])
+
+    init(rate: Double, burst: Double) {
+        self.rate = rate
+        self.burst = max(1, burst)
+    }
+
+    /// Nil when the request may go; otherwise the seconds to wait before the next one would.
+    func admit(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
+        guard rate > 0 else { return nil }
+        return buckets.withLock { buckets in
+            // Forget idle tokens now and then: a full bucket is the same as no bucket.
+            if buckets.count > 10_000 { buckets = buckets.filter { now - $0.value.updated < .seconds(burst / rate) } }
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
+            let elapsed = now - bucket.updated
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            bucket.tokens = min(burst, bucket.tokens + seconds * rate)
+            bucket.updated = now
+            if bucket.tokens >= 1 {
+                bucket.tokens -= 1
+                buckets[key] = bucket
+                return nil
+            }
+            buckets[key] = bucket
+            return max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))
+        }
+    }
+}
