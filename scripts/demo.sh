@@ -41,9 +41,6 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "migrate the schema (as the schema owner)"
 GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" $G migrate
 
-say "production's protection, held by the server (gantry environment apply, as an admin)"
-$G environment apply environments/production.yml --namespace "$NS" --database-url "$GANTRY_ADMIN_DATABASE_URL"
-
 say "start a dispatcher and two workers (lease 2s, namespace $NS)"
 API_PORT=${GANTRY_DEMO_API_PORT:-8090}
 $G dispatcher --namespace "$NS" --id demo-dispatcher --reap-interval 250ms --listen "127.0.0.1:$API_PORT" >"$LOGS/dispatcher.log" 2>&1 & pids+=($!)
@@ -231,6 +228,9 @@ for line in open(sys.argv[1]):
 PY
 
 # ---------------------------------------------------------------------------
+say "production's protection, held by the server from now on (gantry environment apply, as an admin): the demo pipelines above could no longer run there"
+$G environment apply environments/production.yml --namespace "$NS" --database-url "$GANTRY_ADMIN_DATABASE_URL"
+
 say "production, end to end (pipelines/production.yml on its own worker pool): approval, scan, backup to S3, blue-green per service behind nginx, smoke test, metrics watch"
 # shellcheck disable=SC1091
 . .gantry/s3-credentials

@@ -132,8 +132,9 @@ struct EnvironmentCommand: AsyncParsableCommand {
 
     /// `user@host` of whoever runs the CLI, recorded with a change made through the database.
     static func localActor() -> String {
-        let user = ProcessInfo.processInfo.environment["SUDO_USER"].map { "\($0)(sudo)" }
-            ?? ProcessInfo.processInfo.environment["USER"] ?? String(getuid())
+        let environment = ProcessInfo.processInfo.environment
+        let account = getpwuid(getuid()).flatMap { String(validatingCString: $0.pointee.pw_name) } ?? String(getuid())
+        let user = environment["SUDO_USER"].map { "\($0)(sudo as \(account))" } ?? account
         return "\(user)@\(ProcessInfo.processInfo.hostName)"
     }
 }
