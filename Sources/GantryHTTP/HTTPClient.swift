@@ -93,6 +93,7 @@ public actor HTTPClient {
         set(ccurl_setopt_long(curl, CURLOPT_MAXREDIRS, 5))
         set(ccurl_setopt_long(curl, CURLOPT_SSL_VERIFYPEER, request.verifyTLS ? 1 : 0))
         set(ccurl_setopt_long(curl, CURLOPT_SSL_VERIFYHOST, request.verifyTLS ? 2 : 0))
+        if let caFile = request.caFile { set(ccurl_setopt_string(curl, CURLOPT_CAINFO, caFile)) }
         set(ccurl_setopt_slist(curl, CURLOPT_HTTPHEADER, headerList))
         set(ccurl_setopt_data_callback(curl, CURLOPT_WRITEFUNCTION, httpWriteCallback))
         set(ccurl_setopt_pointer(curl, CURLOPT_WRITEDATA, context))

@@ -17,6 +17,8 @@ public struct HTTPRequest: Sendable {
     public var maxResponseBytes: Int
     /// TLS peer and host verification; on unless a test server needs it off.
     public var verifyTLS: Bool
+    /// A PEM file of the certificate authorities to trust instead of the system's (a private CA).
+    public var caFile: String?
 
     public init(
         method: Method = .get, url: String, headers: [(name: String, value: String)] = [], body: [UInt8]? = nil,

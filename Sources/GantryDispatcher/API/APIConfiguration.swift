@@ -18,6 +18,9 @@ public struct APIConfiguration: Sendable {
     /// How long a connection may sit without a request before it is closed (a stream being
     /// answered is not idle).
     public var idleTimeout: Duration = .seconds(60)
+    /// PEM files of the API's certificate (chain) and private key: with both, the API speaks HTTPS only.
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
 
     public init(host: String, port: Int, databaseConnections: Int = 4, readConnections: Int = 2, maxBodyBytes: Int = 1 << 20) {
         self.host = host

@@ -4,8 +4,10 @@ import GantryPostgres
 import GantryRedis
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -39,7 +41,7 @@ struct APIServer: Sendable {
         let listening = Mutex(false)
         let application = Application(
             router: router(),
-            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000))),
+            server: try serverBuilder(),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "gantry"),
             onServerRunning: { [logger, configuration] _ in
                 listening.withLock { $0 = true }
@@ -60,6 +62,26 @@ struct APIServer: Sendable {
             }
             group.cancelAll()
         }
+    }
+
+    /// HTTP/1.1 with the idle timeout, inside TLS when a certificate and key are given.
+    private func serverBuilder() throws -> HTTPServerBuilder {
+        let http = HTTPServerBuilder.http1(configuration: .init(
+            idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000)
+        ))
+        guard let certificateFile = configuration.tlsCertificateFile, let keyFile = configuration.tlsKeyFile else { return http }
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw APITLSError(reason: "--tls-cert \(certificateFile) / --tls-key \(keyFile): cannot be read as PEM (\(error))")
+        }
+        guard !chain.isEmpty else { throw APITLSError(reason: "--tls-cert \(certificateFile): no certificate in the file") }
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv12
+        return try .tls(http, tlsConfiguration: tls)
     }
 
     func router() -> Router<BasicRequestContext> {
@@ -115,6 +137,12 @@ struct APIServer: Sendable {
             return APIError(status: .internalServerError, message: "internal error; the dispatcher's log has the details").response
         }
     }
+}
+
+/// The API's certificate or key could not be used.
+public struct APITLSError: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { reason }
 }
 
 /// The API could not listen where `--listen` said (the port taken, an address not on this host).

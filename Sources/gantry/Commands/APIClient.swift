@@ -27,7 +27,11 @@ struct APIOptions: ParsableArguments {
         guard let token, !token.isEmpty else {
             throw Failure("no API token: set GANTRY_TOKEN or pass --token-file (an admin makes one with gantry token create)")
         }
-        return APIClient(base: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
+        let caFile = ProcessInfo.processInfo.environment["GANTRY_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw Failure("GANTRY_CA_FILE \(caFile): cannot read it (a PEM file of the CA that signed the API's certificate)")
+        }
+        return APIClient(base: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token, caFile: caFile)
     }
 }
 
@@ -46,6 +50,8 @@ struct APIFailure: Error, CustomStringConvertible {
 struct APIClient: Sendable {
     let base: String
     let token: String
+    /// GANTRY_CA_FILE: the CA to trust for an https:// API with a private certificate.
+    var caFile: String?
     let http = HTTPClient(name: "gantry-cli-http")
 
     private var headers: [(name: String, value: String)] {
@@ -55,6 +61,7 @@ struct APIClient: Sendable {
     /// Sends a request and decodes the JSON answer; a non-2xx answer throws its `error` line.
     func call<T: Decodable>(_ method: HTTPRequest.Method, _ path: String, body: [String: JSONValue]? = nil, as type: T.Type) async throws -> (status: Int, value: T) {
         var request = HTTPRequest(method: method, url: base + path, headers: headers, timeout: .seconds(30))
+        request.caFile = caFile
         if let body {
             request.headers.append(("Content-Type", "application/json"))
             request.body = Array(JSONValue.object(body).jsonText.utf8)
@@ -82,11 +89,12 @@ struct APIClient: Sendable {
         var failures = 0
         while true {
             let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self)
-            let request = HTTPRequest(
+            var request = HTTPRequest(
                 url: base + "/v1/runs/\(runID)/events",
                 headers: [("Authorization", "Bearer \(token)"), ("Accept", "text/event-stream")],
                 timeout: .seconds(86_400 * 7)
             )
+            request.caFile = caFile
             let client = HTTPClient(name: "gantry-cli-events")
             async let transfer: HTTPResponse = {
                 defer { continuation.finish() }
@@ -135,7 +143,8 @@ struct APIClient: Sendable {
         if let attempt { path += "&attempt=\(attempt)" }
         if follow { path += "&follow=1" }
         let errorBody = ErrorBody()
-        let request = HTTPRequest(url: base + path, headers: [("Authorization", "Bearer \(token)")], timeout: .seconds(86_400))
+        var request = HTTPRequest(url: base + path, headers: [("Authorization", "Bearer \(token)")], timeout: .seconds(86_400))
+        request.caFile = caFile
         let response: HTTPResponse
         do {
             response = try await HTTPClient(name: "gantry-cli-logs").stream(request) { status, bytes in

@@ -50,6 +50,12 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(name: .customLong("api-idle-timeout"), help: "Close an API connection that sends no request for this long (a stream being answered is not idle).")
     var apiIdleTimeout: String = "60s"
 
+    @Option(name: .customLong("tls-cert"), help: "With --listen: a PEM certificate (chain) for the API; with --tls-key, the API speaks HTTPS only.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "With --listen: the PEM private key of --tls-cert.")
+    var tlsKey: String?
+
     @Option(name: .customLong("api-read-connections"), help: "Postgres connections for API reads and token checks (kept apart so reads never wait behind a submit).")
     var apiReadConnections: Int = 2
 
@@ -75,6 +81,12 @@ struct DispatcherCommand: AsyncParsableCommand {
             parsed.tokenRate = apiRate
             parsed.idleTimeout = try parseDuration(apiIdleTimeout, flag: "--api-idle-timeout")
             guard parsed.idleTimeout >= .seconds(1) else { throw Failure("--api-idle-timeout \(apiIdleTimeout): use 1s or more") }
+            guard (tlsCert == nil) == (tlsKey == nil) else { throw Failure("--tls-cert and --tls-key go together: give both for HTTPS, or neither") }
+            for (flag, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
+                if let path, !FileManager.default.isReadableFile(atPath: path) { throw Failure("\(flag) \(path): cannot read it") }
+            }
+            parsed.tlsCertificateFile = tlsCert
+            parsed.tlsKeyFile = tlsKey
             guard parsed.eventsFallback >= .milliseconds(100) else {
                 throw Failure("--events-fallback \(eventsFallback): use 100ms or more (streams get news at once; this is only the safety net)")
             }
