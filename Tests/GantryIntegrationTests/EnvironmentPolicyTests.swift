@@ -4,6 +4,7 @@ import GantryDispatcher
 import GantryHTTP
 import GantryPostgres
 import GantryRedis
+import Synchronization
 import Testing
 
 /// The attacks of issue 16, tried with ordinary tokens against a real dispatcher, workers,
@@ -322,10 +323,69 @@ import Testing
         _ = dispatcher
     }
 
+    @Test func aTokenHoldsABoundedNumberOfStreamsAndRevokingItClosesThem() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env, extra: ["--api-streams-per-token", "2", "--api-stream-recheck", "500ms"])
+        let ci = try await api.token("watcher", [.submitter], env: ["staging"])
+        // A run that waits (for an approval nobody gives): its event stream stays open.
+        let waiting = """
+            pipeline: p
+            environment: staging
+            steps: [{ id: gate, kind: approval, with: { timeout: 1h } }]
+            """
+        let run = try await api.submit(waiting, token: ci).json.id
+        let opened = OpenedStreams()
+        let url = api.base + "/v1/runs/\(run)/events"
+        func stream() -> Task<Int, any Error> {
+            Task { [opened] in
+                var request = HTTPRequest(url: url, timeout: .seconds(60))
+                request.headers.append(("Authorization", "Bearer \(ci)"))
+                let mark = OpenedStreams.Mark(opened)
+                return try await HTTPClient(name: "stream").stream(request) { status, _ in
+                    if status == 200 { mark.once() }
+                    return true
+                }.status
+            }
+        }
+        let first = stream(), second = stream()
+        // Both hold their place once the server has sent them the run; a third is refused.
+        try await env.eventually("both streams to open") { opened.count == 2 }
+        var request = HTTPRequest(url: api.base + "/v1/runs/\(run)/events", timeout: .seconds(5))
+        request.headers.append(("Authorization", "Bearer \(ci)"))
+        let third = try await api.http.send(request)
+        #expect(third.status == 429)
+        #expect(JSONValue.parseObject(third.text)?["error"]?.stringValue == "this token already holds 2 open streams (events, followed logs); close one first")
+        _ = try await TokenStore().revoke(name: "watcher", namespace: env.namespace, on: env.adminDB())
+        // Revoked: both open streams end by themselves (each rechecks its token).
+        #expect(try await first.value == 200)
+        #expect(try await second.value == 200)
+        _ = dispatcher
+    }
+
     static func residentKB(_ pid: Int32) throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
               let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { throw Failure("no VmRSS for \(pid)") }
         return kb
+    }
+}
+
+/// How many event streams of a test have received their first bytes.
+final class OpenedStreams: Sendable {
+    private let value = Mutex(0)
+    var count: Int { value.withLock { $0 } }
+
+    /// Counts one stream once, however many chunks it receives.
+    final class Mark: Sendable {
+        private let streams: OpenedStreams
+        private let done = Mutex(false)
+        init(_ streams: OpenedStreams) { self.streams = streams }
+        func once() {
+            let first = done.withLock { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            if first { streams.value.withLock { $0 += 1 } }
+        }
     }
 }

@@ -18,6 +18,10 @@ public struct APIConfiguration: Sendable {
     /// How long a connection may sit without a request before it is closed (a stream being
     /// answered is not idle).
     public var idleTimeout: Duration = .seconds(60)
+    /// Event streams and followed logs one token may hold open at once.
+    public var streamsPerToken: Int = 32
+    /// How often an open stream checks that its token was not revoked.
+    public var streamRecheck: Duration = .seconds(5)
     /// PEM files of the API's certificate (chain) and private key: with both, the API speaks HTTPS only.
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?

@@ -32,7 +32,8 @@ struct APIServer: Sendable {
             changes: RunChangeFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, clientName: "gantry-api-changes-\(dispatcher.id)",
                                    fallback: configuration.eventsFallback, logger: logger),
             logger: logger, maxBodyBytes: configuration.maxBodyBytes,
-            limiter: TokenRateLimiter(rate: configuration.tokenRate, burst: 2 * configuration.tokenRate)
+            limiter: TokenRateLimiter(rate: configuration.tokenRate, burst: 2 * configuration.tokenRate),
+            streams: StreamLimits(perToken: configuration.streamsPerToken, recheck: configuration.streamRecheck)
         )
     }
 

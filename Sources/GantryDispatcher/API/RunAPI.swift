@@ -26,6 +26,8 @@ struct RunAPI: Sendable {
     let refusals = RefusalTally()
     /// Each token's request budget.
     let limiter: TokenRateLimiter
+    /// Each token's open streams, and their recheck of its revocation.
+    let streams: StreamLimits
     let tokens = TokenStore()
     let actions = ActionLog()
 
@@ -61,11 +63,16 @@ struct RunAPI: Sendable {
 
     /// The grant of the request's bearer token; a missing or unknown token is refused (401) and logged.
     func authenticate(_ request: Request, action: String) async throws -> Grant {
+        try await authenticateWithHash(request, action: action).grant
+    }
+
+    /// The grant, and the token's hash (what streams are counted and rechecked by).
+    func authenticateWithHash(_ request: Request, action: String) async throws -> (grant: Grant, hash: String) {
         let hash = try await bearerHash(request, action: action)
         guard let grant = try await reads.withConnection({ db in try await tokens.grant(hash: hash, namespace: namespace, on: db) }) else {
             throw await unknownToken(action)
         }
-        return grant
+        return (grant, hash)
     }
 
     /// The hash of the request's bearer token; no token is refused (401) and logged.
@@ -281,10 +288,12 @@ struct RunAPI: Sendable {
 
     /// Server-sent events: the run as JSON (event `run`) each time it changes, until it ends.
     func events(_ request: Request, id: String) async throws -> Response {
-        let grant = try await authenticate(request, action: "read")
+        let (grant, hash) = try await authenticateWithHash(request, action: "read")
         _ = try await loadReadable(id, grant: grant)
+        let place = try streams.acquire(hash)
         let store = store, namespace = namespace, reads = reads, changes = changes
         let body = ResponseBody { writer in
+            defer { place.release() }
             // Subscribed before the first read: a change between a read and the wait is not missed.
             let subscription = changes.subscribe(id)
             let fallback = Task {
@@ -315,6 +324,8 @@ struct RunAPI: Sendable {
                 }
                 // Until the run changes, or the fallback says to look anyway.
                 guard await news.next() != nil else { break }
+                // A revoked token's stream ends (checked at most every few seconds).
+                guard await place.stillLive(namespace: namespace, reads: reads) else { break }
             }
             try await writer.finish(nil)
         }
@@ -328,7 +339,7 @@ struct RunAPI: Sendable {
     /// A step's log as plain text: the live stream from Redis, or the excerpt the ledger
     /// kept once the stream has expired. `follow=1` keeps the response open until the attempt ends.
     func logs(_ request: Request, id: String, redisURL: RedisURL) async throws -> Response {
-        let grant = try await authenticate(request, action: "read")
+        let (grant, hash) = try await authenticateWithHash(request, action: "read")
         let detail = try await loadReadable(id, grant: grant)
         let query = request.uri.queryParameters
         guard let stepID = query["step"].map(String.init) else {
@@ -346,8 +357,10 @@ struct RunAPI: Sendable {
         let recordedAttempt = detail.attempts.first { $0.key == key && $0.status != .stale }
         let excerpt = recordedAttempt?.logTail
         let streams = StepLogStream(keys: QueueKeys(namespace: namespace))
-        let reads = reads
+        let reads = reads, namespace = namespace
+        let place = try self.streams.acquire(hash)
         let body = ResponseBody { writer in
+            defer { place.release() }
             // A blocking read needs a connection of its own.
             let redis = RedisConnection(url: redisURL, configuration: .init(commandTimeout: .seconds(10), clientName: "gantry-api-logs"))
             var after = "0"
@@ -379,6 +392,7 @@ struct RunAPI: Sendable {
                     }
                     break
                 }
+                if follow, !(await place.stillLive(namespace: namespace, reads: reads)) { break }
                 if follow && entries.isEmpty {
                     // An attempt that logs nothing has no end marker: stop once the ledger has its outcome.
                     let recorded = try await reads.withConnection({ db in try await AttemptLedger().current([key], on: db) })

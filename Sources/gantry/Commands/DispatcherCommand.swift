@@ -50,6 +50,12 @@ struct DispatcherCommand: AsyncParsableCommand {
     @Option(name: .customLong("api-idle-timeout"), help: "Close an API connection that sends no request for this long (a stream being answered is not idle).")
     var apiIdleTimeout: String = "60s"
 
+    @Option(name: .customLong("api-streams-per-token"), help: "Event streams and followed logs one API token may hold open at once (429 past that).")
+    var apiStreamsPerToken: Int = 32
+
+    @Option(name: .customLong("api-stream-recheck"), help: "How often an open stream checks that its token was not revoked (a revoked token's streams end then).")
+    var apiStreamRecheck: String = "5s"
+
     @Option(name: .customLong("tls-cert"), help: "With --listen: a PEM certificate (chain) for the API; with --tls-key, the API speaks HTTPS only.")
     var tlsCert: String?
 
@@ -85,6 +91,10 @@ struct DispatcherCommand: AsyncParsableCommand {
             for (flag, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
                 if let path, !FileManager.default.isReadableFile(atPath: path) { throw Failure("\(flag) \(path): cannot read it") }
             }
+            guard (1...10_000).contains(apiStreamsPerToken) else { throw Failure("--api-streams-per-token \(apiStreamsPerToken): use 1 to 10000") }
+            parsed.streamsPerToken = apiStreamsPerToken
+            parsed.streamRecheck = try parseDuration(apiStreamRecheck, flag: "--api-stream-recheck")
+            guard parsed.streamRecheck >= .milliseconds(100) else { throw Failure("--api-stream-recheck \(apiStreamRecheck): use 100ms or more") }
             parsed.tlsCertificateFile = tlsCert
             parsed.tlsKeyFile = tlsKey
             guard parsed.eventsFallback >= .milliseconds(100) else {
