@@ -149,7 +149,7 @@ struct APIClient: Sendable {
         do {
             response = try await HTTPClient(name: "gantry-cli-logs").stream(request) { status, bytes in
                 if status == 200 {
-                    FileHandle.standardOutput.write(Data(bytes))
+                    StandardOutput.write(bytes)
                 } else {
                     errorBody.append(bytes)
                 }

@@ -94,20 +94,19 @@ struct Submit: AsyncParsableCommand {
         let terminal = isatty(STDOUT_FILENO) == 1 && output == .text
         let sink: (String) -> Void = output == .json
             ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-            : { print($0) }
+            : { StandardOutput.write($0 + "\n") }
         if output == .text { print("run \(run.id) submitted: \(run.pipeline)\(run.environment.map { " → \($0)" } ?? "")") }
         var last: RunView?
-        let out = FileHandle.standardOutput
         let final = try await client.follow(run.id) { view in
             let time = String(Timestamp.iso8601(ms: WallClock.nowMs()).dropFirst(11).prefix(8))
-            if terminal { out.write(Data("\r\u{1B}[K".utf8)) }
+            if terminal { StandardOutput.write("\r\u{1B}[K") }
             for line in RunPrinter.changes(from: last, to: view) {
-                if terminal { out.write(Data("\(time) \(line)\n".utf8)) } else { sink("\(time) \(line)") }
+                if terminal { StandardOutput.write("\(time) \(line)\n") } else { sink("\(time) \(line)") }
             }
-            if terminal { out.write(Data(RunPrinter.progress(view).utf8)) }
+            if terminal { StandardOutput.write(RunPrinter.progress(view)) }
             last = view
         }
-        if terminal { out.write(Data("\r\u{1B}[K".utf8)) }
+        if terminal { StandardOutput.write("\r\u{1B}[K") }
         return final
     }
 }
