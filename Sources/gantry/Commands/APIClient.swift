@@ -19,10 +19,7 @@ struct APIOptions: ParsableArguments {
         }
         var token = ProcessInfo.processInfo.environment["GANTRY_TOKEN"]
         if let tokenFile {
-            guard let data = FileManager.default.contents(atPath: tokenFile) else {
-                throw Failure("--token-file \(tokenFile): cannot read the file")
-            }
-            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            token = try InputFile.read(tokenFile, flag: "--token-file", limit: 64 << 10).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard let token, !token.isEmpty else {
             throw Failure("no API token: set GANTRY_TOKEN or pass --token-file (an admin makes one with gantry token create)")

@@ -39,23 +39,14 @@ struct Plan: ParsableCommand {
     }
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: file) else { throw Failure("\(file): cannot read the file") }
-        let (definition, diagnostics) = PipelineParser().parse(String(decoding: data, as: UTF8.self), file: file)
+        let (definition, diagnostics) = PipelineParser().parse(try InputFile.read(file, flag: "plan"), file: file)
         guard let definition else {
             for diagnostic in diagnostics { print(diagnostic) }
             throw ExitCode(1)
         }
         var files: [String]?
         if let changedFiles {
-            let text: String
-            if changedFiles == "-" {
-                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-            } else {
-                guard let contents = FileManager.default.contents(atPath: changedFiles) else {
-                    throw Failure("--changed-files \(changedFiles): cannot read the file")
-                }
-                text = String(decoding: contents, as: UTF8.self)
-            }
+            let text = try InputFile.read(changedFiles, flag: "--changed-files", limit: 8 << 20)
             files = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         var parameters: [String: String] = [:]

@@ -30,11 +30,8 @@ struct Submit: AsyncParsableCommand {
 
     func run() async throws {
         let client = try api.client()
-        guard let data = FileManager.default.contents(atPath: pipeline) else {
-            throw Failure("--pipeline \(pipeline): cannot read the file")
-        }
         var body: [String: JSONValue] = [
-            "pipeline": .string(String(decoding: data, as: UTF8.self)),
+            "pipeline": .string(try InputFile.read(pipeline, flag: "--pipeline")),
             "pipeline_file": .string(pipeline),
             "sha": .string(sha),
         ]
@@ -51,15 +48,7 @@ struct Submit: AsyncParsableCommand {
         }
         if !params.isEmpty { body["params"] = .object(params) }
         if let changedFiles {
-            let text: String
-            if changedFiles == "-" {
-                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-            } else {
-                guard let data = FileManager.default.contents(atPath: changedFiles) else {
-                    throw Failure("--changed-files \(changedFiles): cannot read the file")
-                }
-                text = String(decoding: data, as: UTF8.self)
-            }
+            let text = try InputFile.read(changedFiles, flag: "--changed-files", limit: 8 << 20)
             body["changed_files"] = .array(text.split(whereSeparator: \.isNewline).map { .string(String($0).trimmingCharacters(in: .whitespaces)) })
         }
         let created: RunView

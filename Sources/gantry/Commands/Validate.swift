@@ -17,12 +17,13 @@ struct Validate: ParsableCommand {
     func run() throws {
         var problems = 0
         for file in files {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                print("\(file):1:1: cannot read the file")
+            let text: String
+            do { text = try InputFile.read(file, flag: "validate") } catch {
+                print("\(file):1:1: " + "\(error)".replacingOccurrences(of: "validate \(file): ", with: ""))
                 problems += 1
                 continue
             }
-            let (definition, diagnostics) = PipelineParser().parse(String(decoding: data, as: UTF8.self), file: file)
+            let (definition, diagnostics) = PipelineParser().parse(text, file: file)
             problems += diagnostics.count
             switch output {
             case .text:
