@@ -30,7 +30,10 @@ struct ChildProcess: Sendable {
     /// How long the pipe is still read after the leader exited and its group was killed.
     var drainLimit: Duration = .seconds(2)
     /// Longer lines are handed over in pieces of this many bytes.
-    var maxLineBytes = 16 * 1024
+    var maxLineBytes = ChildProcess.maxLineBytesDefault
+    /// Output lines longer than this reach the step's log in pieces of this size (`StepLog` keeps a
+    /// secret cut between two pieces whole).
+    static let maxLineBytesDefault = 16 * 1024
     /// When set, stdout goes to this file (created or truncated) and only stderr is read as lines:
     /// for commands whose output is data (a scanner's report, a dump), not a log.
     var stdoutFile: String?

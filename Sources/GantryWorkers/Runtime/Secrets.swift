@@ -44,6 +44,25 @@ public struct Redactor: Sendable {
 
     public var isEmpty: Bool { needles.isEmpty }
 
+    /// Where `text` may be cut so that what comes before it can be redacted and shown now and
+    /// what follows kept for the next piece: no secret crosses the cut, and the last
+    /// `longest - 1` characters (the start of a secret the next piece may finish) stay behind.
+    func safeCut(_ text: String) -> String.Index {
+        guard let longest = needles.first?.count, longest > 1 else { return text.endIndex }
+        var cut = text.index(text.endIndex, offsetBy: -(longest - 1), limitedBy: text.startIndex) ?? text.startIndex
+        var moved = true
+        while moved {
+            moved = false
+            for needle in needles {
+                for range in text.ranges(of: needle) where range.lowerBound < cut && range.upperBound > cut {
+                    cut = range.lowerBound
+                    moved = true
+                }
+            }
+        }
+        return cut
+    }
+
     public func redact(_ text: String) -> String {
         guard !needles.isEmpty else { return text }
         var out = text

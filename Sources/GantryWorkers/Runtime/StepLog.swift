@@ -14,6 +14,10 @@ public final class StepLog: Sendable {
         var outboxDropped = 0
         /// Over every line ever written (not only the kept tail), each followed by "\n".
         var digest = SHA256()
+        /// The unredacted end of a line a process wrote longer than `ChildProcess.maxLineBytes`,
+        /// which came in pieces: held until the next piece, so that a secret cut in two is
+        /// still found whole.
+        var carry = ""
     }
 
     private let state = Mutex(State())
@@ -33,7 +37,35 @@ public final class StepLog: Sendable {
     /// Executors that read a process's output must hand over whole lines, so that a
     /// secret split across two reads is still found.
     public func write(_ line: String) {
-        let line = redactor.redact(line)
+        // A piece of a longer line (a process's output is cut at maxLineBytes): redact and show
+        // what no secret can still reach, keep the rest for the next piece.
+        if !redactor.isEmpty {
+            let joined = state.withLock { state -> String in
+                defer { state.carry = "" }
+                return state.carry + line
+            }
+            if line.utf8.count >= ChildProcess.maxLineBytesDefault {
+                let cut = redactor.safeCut(joined)
+                state.withLock { $0.carry = String(joined[cut...]) }
+                if cut > joined.startIndex { append(redactor.redact(String(joined[..<cut]))) }
+                return
+            }
+            append(redactor.redact(joined))
+            return
+        }
+        append(line)
+    }
+
+    /// Shows what is still held of a line that came in pieces (the attempt ended).
+    public func finish() {
+        let rest = state.withLock { state -> String in
+            defer { state.carry = "" }
+            return state.carry
+        }
+        if !rest.isEmpty { append(redactor.redact(rest)) }
+    }
+
+    private func append(_ line: String) {
         state.withLock { state in
             state.digest.update(data: Array(line.utf8))
             state.digest.update(data: [0x0A])

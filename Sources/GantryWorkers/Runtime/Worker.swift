@@ -331,6 +331,7 @@ private final class Session: Sendable {
         } else {
             ending = await run(executor, context, deliveryID: deliveryID)
         }
+        log.finish()
         var result = AttemptResult(
             key: AttemptKey(step: job.key, attempt: job.attempt), kind: job.baseKind, status: .succeeded,
             worker: configuration.id, logTail: log.excerpt, logSHA256: log.sha256, startedAtUs: startedUs, finishedAtUs: WallClock.nowUs(),
