@@ -223,7 +223,8 @@ struct SecretScan {
             throw StepFailure("with.secrets.diff: git is not installed on this worker", retryable: false)
         }
         let process = ChildProcess(
-            executable: git, arguments: ["-C", root, "diff", "--unified=0", "--no-color", "--no-ext-diff"] + range,
+            // The revisions come from the pipeline: after --end-of-options, '-…' can only be a revision.
+            executable: git, arguments: ["-C", root, "diff", "--unified=0", "--no-color", "--no-ext-diff", "--end-of-options"] + range,
             environment: ShellCommand.baseEnvironment(context, workerEnvironment: environment), stdoutFile: scratch.path("diff")
         )
         let log = context.log
