@@ -585,6 +585,24 @@ enum NestingProbe {
             let result = EnvironmentRules.evaluate(backup, policy: nil, request: request, others: [bucketOwner])
             #expect((try? result.get()) == nil ? refused : !refused, "\(to)")
         }
+        // Another spelling of a reserved port, a rollback that names no address, and an endpoint
+        // that would turn any location into another environment's are refused too.
+        for with in ["target: local, service: api, version: v1, run: ./api, listen: \"localhost:8300\"",
+                     "target: local, service: api, version: v1, run: ./api, listen: \"127.0.0.1:08300\"",
+                     "target: local, action: rollback, service: api"] {
+            let definition = try #require(PipelineParser().parse("""
+                pipeline: p
+                environment: staging
+                steps: [{ id: d, kind: deploy, with: { \(with) } }]
+                """, file: "p.yml").definition)
+            #expect(throws: EnvironmentRules.Refusal.self, "\(with)") { try EnvironmentRules.evaluate(definition, policy: nil, request: request, others: [production]).get() }
+        }
+        let endpoint = try #require(PipelineParser().parse("""
+            pipeline: p
+            environment: staging
+            steps: [{ id: b, kind: backup, with: { source: { paths: [x] }, to: "s3://prod/x/", endpoint: "https://backups.s3.amazonaws.com" } }]
+            """, file: "p.yml").definition)
+        #expect(throws: EnvironmentRules.Refusal.self) { try EnvironmentRules.evaluate(endpoint, policy: nil, request: request, others: [bucketOwner]).get() }
         // Production's own runs may, of course.
         var own = request
         own.environment = "production"

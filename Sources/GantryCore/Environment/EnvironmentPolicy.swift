@@ -144,6 +144,12 @@ public enum SafeName {
 /// A `listen` address: `host:port`, with a host of letters, digits, '.', '-' (or `[v6]`)
 /// and a port 1-65535. Nothing else may reach an nginx `listen` or `proxy_pass` line.
 public enum ListenAddress {
+    /// The port of a `host:port`, as a number (`08300` is 8300).
+    public static func port(_ text: String) -> Int? {
+        guard isValid(text), let colon = text.lastIndex(of: ":") else { return nil }
+        return Int(text[text.index(after: colon)...])
+    }
+
     public static func isValid(_ text: String) -> Bool {
         guard let colon = text.lastIndex(of: ":") else { return false }
         let host = text[..<colon], port = text[text.index(after: colon)...]

@@ -331,10 +331,25 @@ struct Reserved {
         }
         if step.kind == "deploy" {
             if let refusal = written("listen", reserving: !listen.isEmpty) ?? written("context", reserving: !contexts.isEmpty) { return refusal }
-            if let address = step.inputs["listen"]?.stringValue, let owner = listen[address] { return refusal(step, "listen \(address)", owner) }
+            // One port is one address to nginx, whatever the host is spelt as (localhost, 127.1, 08300).
+            if let address = step.inputs["listen"]?.stringValue, let port = ListenAddress.port(address),
+               let owner = listen.first(where: { ListenAddress.port($0.key) == port })?.value {
+                return refusal(step, "listen \(address)", owner)
+            }
+            let isLocal = (step.inputs["target"]?.stringValue ?? "local") == "local"
+            if isLocal, !listen.isEmpty, step.inputs["listen"] == nil {
+                return EnvironmentRules.Refusal("step '\(step.id)': a local deploy or rollback must name with.listen here: other environments reserve addresses, and a service is known by its address")
+            }
             if let context = step.inputs["context"]?.stringValue, let owner = contexts[context] { return refusal(step, "kubernetes context \(context)", owner) }
         }
         if step.kind == "backup" {
+            // Where another environment keeps backups, a step cannot point the worker's S3 client
+            // elsewhere either (an endpoint can turn any location into theirs).
+            if !s3.isEmpty {
+                for key in ["endpoint", "region", "access_key_id", "secret_access_key"] where step.inputs[key] != nil {
+                    return EnvironmentRules.Refusal("step '\(step.id)': with.\(key): other environments reserve S3 locations, so the worker's S3 settings apply")
+                }
+            }
             for key in ["to", "from"] {
                 guard let location = step.inputs[key]?.stringValue else { continue }
                 // Judged by its written-out part: what an expression adds could land anywhere under it.

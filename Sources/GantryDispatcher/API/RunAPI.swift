@@ -72,6 +72,7 @@ struct RunAPI: Sendable {
         guard let grant = try await reads.withConnection({ db in try await tokens.grant(hash: hash, namespace: namespace, on: db) }) else {
             throw await unknownToken(action)
         }
+        limiter.register(hash)
         return (grant, hash)
     }
 
@@ -257,6 +258,7 @@ struct RunAPI: Sendable {
             try await store.detail(run: id, namespace: namespace, tokenHash: hash, on: db)
         }
         guard let grant else { throw await unknownToken("read") }
+        limiter.register(hash)
         guard let detail else { throw APIError.notFound("no run \(id.prefix(64)) in this installation") }
         try await authorizeRead(grant, detail)
         return APIResponses.json(.ok, text: RunViews.view(detail).jsonText)
@@ -358,9 +360,10 @@ struct RunAPI: Sendable {
         let excerpt = recordedAttempt?.logTail
         let streams = StepLogStream(keys: QueueKeys(namespace: namespace))
         let reads = reads, namespace = namespace
-        let place = try self.streams.acquire(hash)
+        // Only a followed log is a long-lived stream; reading a log once takes no place.
+        let place = follow ? try self.streams.acquire(hash) : nil
         let body = ResponseBody { writer in
-            defer { place.release() }
+            defer { place?.release() }
             // A blocking read needs a connection of its own.
             let redis = RedisConnection(url: redisURL, configuration: .init(commandTimeout: .seconds(10), clientName: "gantry-api-logs"))
             var after = "0"
@@ -392,7 +395,7 @@ struct RunAPI: Sendable {
                     }
                     break
                 }
-                if follow, !(await place.stillLive(namespace: namespace, reads: reads)) { break }
+                if let place, !(await place.stillLive(namespace: namespace, reads: reads)) { break }
                 if follow && entries.isEmpty {
                     // An attempt that logs nothing has no end marker: stop once the ledger has its outcome.
                     let recorded = try await reads.withConnection({ db in try await AttemptLedger().current([key], on: db) })

@@ -50,6 +50,9 @@ final class StreamPlace: Sendable {
         self.tokenHash = tokenHash
     }
 
+    // A response whose body never ran (the client left while the run was read) still gives its place back.
+    deinit { release() }
+
     func release() {
         let first = state.withLock { state -> Bool in
             defer { state.released = true }

@@ -52,7 +52,8 @@ public struct BackupTransfer: Sendable {
         return try await withThrowingTaskGroup(of: ChildProcess.Termination?.self) { group in
             group.addTask {
                 do {
-                    return try await process.run { log.write($0) }
+                    let output = log.processOutput()
+                    return try await process.run { output.write($0) }
                 } catch {
                     // It never started: end the stream so the reader stops waiting.
                     pipe.closeWriteEnd()

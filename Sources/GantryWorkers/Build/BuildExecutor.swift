@@ -53,7 +53,8 @@ public struct BuildExecutor: StepExecutor {
         let log = context.log
         let termination: ChildProcess.Termination
         do {
-            termination = try await process.run { log.write($0) }
+            let output = log.processOutput()
+            termination = try await process.run { output.write($0) }
         } catch {
             throw StepFailure("build: \(error)", retryable: false)
         }

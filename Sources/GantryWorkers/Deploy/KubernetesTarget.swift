@@ -145,7 +145,8 @@ struct KubernetesTarget {
         if stdin != nil { process.stdinFile = scratch.path("stdin") }
         let log = context.log
         context.log.write("$ kubectl \(full.joined(separator: " "))")
-        let termination = try await process.run { log.write($0) }
+        let output = log.processOutput()
+        let termination = try await process.run { output.write($0) }
         if termination.stopped { throw CancellationError() }
         let out = String(decoding: FileManager.default.contents(atPath: scratch.path("stdout")) ?? Data(), as: UTF8.self)
         guard termination.ending == .exited(0) else {

@@ -51,6 +51,11 @@ struct LocalTarget {
     /// Rolling: instances are replaced one at a time, each checked before the next.
     func deploy(_ spec: Spec, strategy: String, rollbackOnFailure: Bool) async throws -> StepOutputs {
         var state = try await recover(spec.service, listen: spec.listen, rollbackWindow: spec.rollbackWindow)
+        // A service name on this target belongs to one address: a deploy to another address is
+        // another service (or someone else's), and must not take this one's configuration.
+        guard state.active == nil || state.listen == spec.listen else {
+            throw StepFailure("\(spec.service) serves on \(state.listen) on this target; a deploy to \(spec.listen) must use another service name", retryable: false)
+        }
         let previousVersion = state.active?.version
         if state.active?.version == spec.version, let active = state.active, try await allHealthy(active.instances, spec) {
             log("\(spec.service) \(spec.version) is already serving on \(spec.listen); nothing to do")
@@ -156,7 +161,11 @@ struct LocalTarget {
     /// rollback window), else by starting that version again, blue-green.
     func rollback(_ spec: Spec, to version: String?) async throws -> StepOutputs {
         var state = try await recover(spec.service, listen: spec.listen, rollbackWindow: spec.rollbackWindow)
-        // Where the service is served is the target's record, not the rollback step's to give.
+        // Where the service is served is the target's record, not the rollback step's to give; a step
+        // that names an address must name that one (a service name on another address is another's).
+        guard spec.listen.isEmpty || spec.listen == state.listen else {
+            throw StepFailure("\(spec.service) serves on \(state.listen) on this target, not \(spec.listen); nothing was rolled back", retryable: false)
+        }
         var spec = spec
         spec.listen = state.listen
         guard let active = state.active else {

@@ -14,16 +14,14 @@ public final class StepLog: Sendable {
         var outboxDropped = 0
         /// Over every line ever written (not only the kept tail), each followed by "\n".
         var digest = SHA256()
-        /// The unredacted end of a line a process wrote longer than `ChildProcess.maxLineBytes`,
-        /// which came in pieces: held until the next piece, so that a secret cut in two is
-        /// still found whole.
-        var carry = ""
+        /// The process writers, flushed by `finish()`.
+        var sources: [ProcessOutput] = []
     }
 
     private let state = Mutex(State())
     private let capacity: Int
     /// Applied to every line before it is kept or shipped.
-    private let redactor: Redactor
+    fileprivate let redactor: Redactor
     /// Lines waiting to be shipped at most; beyond, the oldest are dropped (Redis away, or a runaway step).
     private let outboxLimit: Int
 
@@ -37,35 +35,57 @@ public final class StepLog: Sendable {
     /// Executors that read a process's output must hand over whole lines, so that a
     /// secret split across two reads is still found.
     public func write(_ line: String) {
-        // A piece of a longer line (a process's output is cut at maxLineBytes): redact and show
-        // what no secret can still reach, keep the rest for the next piece.
-        if !redactor.isEmpty {
-            let joined = state.withLock { state -> String in
-                defer { state.carry = "" }
-                return state.carry + line
-            }
-            if line.utf8.count >= ChildProcess.maxLineBytesDefault {
-                let cut = redactor.safeCut(joined)
-                state.withLock { $0.carry = String(joined[cut...]) }
-                if cut > joined.startIndex { append(redactor.redact(String(joined[..<cut]))) }
-                return
-            }
-            append(redactor.redact(joined))
-            return
-        }
-        append(line)
+        append(redactor.redact(line))
     }
 
-    /// Shows what is still held of a line that came in pieces (the attempt ended).
+    /// A writer for one process's output, which may cut a long line into pieces of
+    /// `ChildProcess.maxLineBytesDefault` bytes: each piece is shown only up to where no secret
+    /// can still reach, and the rest is held (per process, so that other writers of the log
+    /// never join it) for the next piece or `finish()`.
+    public func processOutput() -> ProcessOutput {
+        let output = ProcessOutput(log: self)
+        state.withLock { $0.sources.append(output) }
+        return output
+    }
+
+    /// Shows what every process writer still holds of a line that came in pieces (the attempt ended).
     public func finish() {
-        let rest = state.withLock { state -> String in
-            defer { state.carry = "" }
-            return state.carry
-        }
-        if !rest.isEmpty { append(redactor.redact(rest)) }
+        for source in state.withLock({ $0.sources }) { source.flush() }
     }
 
-    private func append(_ line: String) {
+    /// One process's lines into a `StepLog`.
+    public final class ProcessOutput: Sendable {
+        private let log: StepLog
+        private let carry = Mutex("")
+
+        fileprivate init(log: StepLog) { self.log = log }
+
+        public func write(_ line: String) {
+            let redactor = log.redactor
+            guard !redactor.isEmpty else { return log.append(line) }
+            let (shown, rest): (String, String) = carry.withLock { carry in
+                let joined = carry + line
+                guard line.utf8.count >= ChildProcess.maxLineBytesDefault else {
+                    carry = ""
+                    return (joined, "")
+                }
+                let cut = redactor.safeCut(joined)
+                carry = String(joined[cut...])
+                return (String(joined[..<cut]), carry)
+            }
+            if !shown.isEmpty || rest.isEmpty { log.append(redactor.redact(shown)) }
+        }
+
+        fileprivate func flush() {
+            let rest = carry.withLock { carry -> String in
+                defer { carry = "" }
+                return carry
+            }
+            if !rest.isEmpty { log.append(log.redactor.redact(rest)) }
+        }
+    }
+
+    fileprivate func append(_ line: String) {
         state.withLock { state in
             state.digest.update(data: Array(line.utf8))
             state.digest.update(data: [0x0A])

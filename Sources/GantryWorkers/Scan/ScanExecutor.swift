@@ -300,7 +300,8 @@ struct VulnerabilityGate {
                 stdoutFile: scratch.path("report")
             )
             let log = context.log
-            let termination = try await process.run { log.write($0) }
+            let output = log.processOutput()
+            let termination = try await process.run { output.write($0) }
             if termination.stopped { throw CancellationError() }
             text = String(decoding: FileManager.default.contents(atPath: scratch.path("report")) ?? Data(), as: UTF8.self)
             origin = "the output of with.vulnerabilities.command (which \(termination.ending))"
