@@ -208,8 +208,14 @@ import Testing
         #expect(try await cli(["environment", "show", "staging"], env.databaseURLText).1.contains("environment staging has no policy"))
         let history = try await EnvironmentStore().history("production", namespace: env.namespace, on: env.db())
         #expect(history.count == 1 && history[0].before == nil && history[0].after == Self.productionPolicy)
+        // Token changes are recorded too, with the account that made them.
+        let created = try await cli(["token", "create", "--name", "release-bot", "--role", "auditor"], env.adminURLText)
+        #expect(created.0 == 0, "\(created.1)")
+        #expect(try await cli(["token", "revoke", "release-bot"], env.adminURLText).0 == 0)
         let actions = try await ActionLog().recent(namespace: env.namespace, limit: 10, on: env.db())
         #expect(actions.contains { $0.action == "environment.apply" && $0.environment == "production" && $0.accepted })
+        #expect(actions.contains { $0.action == "token.create" && $0.actor.contains("@") && $0.reason == "token release-bot: auditor" })
+        #expect(actions.contains { $0.action == "token.revoke" && $0.actor.contains("@") && $0.reason == "token release-bot" })
 
         let listed = try await api.call(.get, "/v1/environments", token: reader)
         #expect(listed.status == 200)

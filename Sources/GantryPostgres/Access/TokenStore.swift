@@ -14,16 +14,24 @@ public struct TokenStore: Sendable {
 
     public init() {}
 
-    /// Stores a new token; refuses a name already used by a live token.
+    /// Stores a new token; refuses a name already used by a live token. The creation is
+    /// recorded in the actions log with `actor` (who ran the command), in the same transaction.
     public func create(
         id: String, name: String, roles: [Role], environments: [String], hash: String, namespace: String,
-        on db: PostgresConnection
+        actor: String = "(unrecorded)", on db: PostgresConnection
     ) async throws(PostgresError) -> Result<Void, RunRefusal> {
         do {
-            try await db.run(
-                "INSERT INTO tokens (id, namespace, name, hash, roles, environments) VALUES ($1, $2, $3, $4, $5::text[], $6::text[])",
-                [id, namespace, name, hash, PostgresArray.literal(roles.map(\.rawValue)), PostgresArray.literal(environments)]
-            )
+            try await db.transactionAsync { (db: isolated PostgresConnection) throws(PostgresError) in
+                try db.query(
+                    "INSERT INTO tokens (id, namespace, name, hash, roles, environments) VALUES ($1, $2, $3, $4, $5::text[], $6::text[])",
+                    [id, namespace, name, hash, PostgresArray.literal(roles.map(\.rawValue)), PostgresArray.literal(environments)]
+                )
+                let scope = environments.isEmpty ? "" : " for \(environments.joined(separator: ","))"
+                try db.query(
+                    "INSERT INTO actions (namespace, actor, action, accepted, reason) VALUES ($1, $2, 'token.create', true, $3)",
+                    [namespace, actor, "token \(name): \(roles.map(\.rawValue).joined(separator: ","))\(scope)"]
+                )
+            }
             return .success(())
         } catch where error.sqlState == PostgresError.uniqueViolation {
             return .failure(RunRefusal(.conflict, "a token named \(name) exists; revoke it first or choose another name"))
@@ -77,12 +85,21 @@ public struct TokenStore: Sendable {
         }
     }
 
-    /// Revokes the live token with this name; false when there is none.
-    public func revoke(name: String, namespace: String, on db: PostgresConnection) async throws(PostgresError) -> Bool {
-        try await db.run(
-            "UPDATE tokens SET revoked_at = now() WHERE name = $1 AND namespace = $2 AND revoked_at IS NULL",
-            [name, namespace]
-        ).affected > 0
+    /// Revokes the live token with this name, recorded with `actor`; false when there is none.
+    public func revoke(name: String, namespace: String, actor: String = "(unrecorded)", on db: PostgresConnection) async throws(PostgresError) -> Bool {
+        try await db.transactionAsync { (db: isolated PostgresConnection) throws(PostgresError) in
+            let revoked = try db.query(
+                "UPDATE tokens SET revoked_at = now() WHERE name = $1 AND namespace = $2 AND revoked_at IS NULL",
+                [name, namespace]
+            ).affected > 0
+            if revoked {
+                try db.query(
+                    "INSERT INTO actions (namespace, actor, action, accepted, reason) VALUES ($1, $2, 'token.revoke', true, $3)",
+                    [namespace, actor, "token \(name)"]
+                )
+            }
+            return revoked
+        }
     }
 }
 
