@@ -22,7 +22,7 @@ pid=$!
 stop() { kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
 trap stop EXIT
 for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$port/healthz" 2>/dev/null && break
   kill -0 "$pid" 2>/dev/null || { echo "api-fuzz: the dispatcher exited:"; cat "$log"; exit 1; }
   sleep 0.1
 done
