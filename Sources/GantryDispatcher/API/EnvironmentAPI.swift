@@ -10,36 +10,39 @@ final class EnvironmentPolicies: Sendable {
     /// Parsed policies by the SHA-256 of their text; a text is parsed once per dispatcher.
     private let parsed = Mutex<[String: EnvironmentPolicy]>([:])
 
-    /// Every environment's policy (parsed once per distinct text); one that no longer parses is left out.
-    func all(namespace: String, on db: PostgresConnection) async throws -> [EnvironmentPolicy] {
-        try await store.list(namespace: namespace, on: db).compactMap { stored in
-            if let cached = parsed.withLock({ $0[stored.sha256] }) { return cached }
-            guard let policy = EnvironmentPolicyParser().parse(stored.definition, file: stored.name).policy else { return nil }
+    /// What a submit to `environment` needs, in one query: its own policy (nil when it has none,
+    /// or for a run without an environment) and every other environment's, for reservations.
+    /// Its own stored policy failing to parse (an older Gantry wrote it) refuses the submit
+    /// rather than running without protection; another's is left out of the reservations.
+    func load(for environment: String?, namespace: String, on db: PostgresConnection) async throws -> (own: EnvironmentPolicy?, others: [EnvironmentPolicy]) {
+        var own: EnvironmentPolicy?
+        var others: [EnvironmentPolicy] = []
+        for stored in try await store.list(namespace: namespace, on: db) {
+            let (policy, diagnostics) = parse(stored)
+            if stored.name == environment {
+                guard let policy else {
+                    throw APIError(status: .internalServerError,
+                        message: "the stored policy of environment \(stored.name) does not parse (\(diagnostics.first?.description ?? "?")); an admin must apply it again")
+                }
+                own = policy
+            } else if let policy {
+                others.append(policy)
+            }
+        }
+        return (own, others)
+    }
+
+    /// A stored policy, parsed once per distinct text.
+    private func parse(_ stored: EnvironmentStore.Stored) -> (EnvironmentPolicy?, [PipelineDiagnostic]) {
+        if let cached = parsed.withLock({ $0[stored.sha256] }) { return (cached, []) }
+        let (policy, diagnostics) = EnvironmentPolicyParser().parse(stored.definition, file: "environment \(stored.name)")
+        if let policy {
             parsed.withLock { cache in
                 if cache.count > 1_000 { cache.removeAll() }
                 cache[stored.sha256] = policy
             }
-            return policy
         }
-    }
-
-    /// The policy of `environment`, or nil when it has none (or the run has no environment).
-    /// A stored policy that no longer parses (an older Gantry wrote it) refuses the submit
-    /// rather than running without protection.
-    func policy(for environment: String?, namespace: String, on db: PostgresConnection) async throws -> EnvironmentPolicy? {
-        guard let environment else { return nil }
-        guard let stored = try await store.load(environment, namespace: namespace, on: db) else { return nil }
-        if let cached = parsed.withLock({ $0[stored.sha256] }) { return cached }
-        let (policy, diagnostics) = EnvironmentPolicyParser().parse(stored.definition, file: "environment \(environment)")
-        guard let policy else {
-            throw APIError(status: .internalServerError,
-                message: "the stored policy of environment \(environment) does not parse (\(diagnostics.first?.description ?? "?")); an admin must apply it again")
-        }
-        parsed.withLock { cache in
-            if cache.count > 1_000 { cache.removeAll() }
-            cache[stored.sha256] = policy
-        }
-        return policy
+        return (policy, diagnostics)
     }
 }
 

@@ -150,6 +150,11 @@ struct RunAPI: Sendable {
         } else if !grant.maySubmitSomewhere {
             try await authorize(grant, .submit, environment: nil, runID: nil)
         }
+        if let files = body.changedFiles {
+            guard files.count <= 50_000, files.allSatisfy({ $0.utf8.count <= 1_024 }) else {
+                throw APIError.badRequest("changed_files: at most 50000 paths of at most 1024 bytes each; without changed_files, when.paths filters skip nothing")
+            }
+        }
         let file = body.pipelineFile.map { String($0.prefix(200)) } ?? "pipeline.yml"
         let (parsed, diagnostics) = PipelineParser().parse(body.pipeline, file: file)
         guard let definition = parsed else {
@@ -175,9 +180,7 @@ struct RunAPI: Sendable {
             throw APIError.gate(reason)
         }
         // The environment's policy and the file, the stricter winning: one pure decision.
-        let (policy, others) = try await reads.withConnection { db in
-            (try await policies.policy(for: environment, namespace: namespace, on: db), try await policies.all(namespace: namespace, on: db))
-        }
+        let (policy, others) = try await reads.withConnection { db in try await policies.load(for: environment, namespace: namespace, on: db) }
         let rules: EnvironmentRules.Effective
         switch EnvironmentRules.evaluate(
             definition, policy: policy,
@@ -185,11 +188,6 @@ struct RunAPI: Sendable {
         ) {
         case .success(let effective): rules = effective
         case .failure(let refusal): try await refuse(refusal.reason)
-        }
-        if let files = body.changedFiles {
-            guard files.count <= 50_000, files.allSatisfy({ $0.utf8.count <= 1_024 }) else {
-                throw APIError.badRequest("changed_files: at most 50000 paths of at most 1024 bytes each; without changed_files, when.paths filters skip nothing")
-            }
         }
         let params = body.params ?? [:]
         let plan = PipelinePlan.make(rules.definition, changedFiles: body.changedFiles, params: params, ref: body.ref, environment: environment)

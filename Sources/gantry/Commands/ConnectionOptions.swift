@@ -81,3 +81,12 @@ struct Failure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// `user@host` of whoever runs the CLI: the actor recorded with a change an admin makes
+/// through the database (environment policies, tokens).
+func localActor() -> String {
+    let environment = ProcessInfo.processInfo.environment
+    let account = getpwuid(getuid()).flatMap { String(validatingCString: $0.pointee.pw_name) } ?? String(getuid())
+    let user = environment["SUDO_USER"].map { "\($0)(sudo as \(account))" } ?? account
+    return "\(user)@\(ProcessInfo.processInfo.hostName)"
+}

@@ -37,7 +37,7 @@ struct EnvironmentCommand: AsyncParsableCommand {
                 return
             }
             let db = PostgresConnection(url: try connection.database(), applicationName: "gantry environment")
-            let actor = EnvironmentCommand.localActor()
+            let actor = localActor()
             let (changed, before) = try await EnvironmentStore().apply(
                 name: policy.name, definition: text, sha256: APITokens.sha256Hex(text), actor: actor,
                 namespace: connection.namespace, on: db
@@ -128,13 +128,5 @@ struct EnvironmentCommand: AsyncParsableCommand {
                 }
             }
         }
-    }
-
-    /// `user@host` of whoever runs the CLI, recorded with a change made through the database.
-    static func localActor() -> String {
-        let environment = ProcessInfo.processInfo.environment
-        let account = getpwuid(getuid()).flatMap { String(validatingCString: $0.pointee.pw_name) } ?? String(getuid())
-        let user = environment["SUDO_USER"].map { "\($0)(sudo as \(account))" } ?? account
-        return "\(user)@\(ProcessInfo.processInfo.hostName)"
     }
 }

@@ -55,7 +55,7 @@ struct TokenCommand: AsyncParsableCommand {
                 id: Identifiers.newRunID(nowMs: WallClock.nowMs(), using: &random), name: name,
                 roles: Array(Set(role.compactMap(Role.init(rawValue:)))).sorted { $0.rawValue < $1.rawValue },
                 environments: environments, hash: APITokens.hash(token), namespace: connection.namespace,
-                actor: EnvironmentCommand.localActor(), on: db
+                actor: localActor(), on: db
             )
             if case .failure(let refusal) = result { throw Failure(refusal.reason) }
             switch output {
@@ -100,7 +100,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             let db = PostgresConnection(url: try connection.database(), applicationName: "gantry token")
-            guard try await TokenStore().revoke(name: name, namespace: connection.namespace, actor: EnvironmentCommand.localActor(), on: db) else {
+            guard try await TokenStore().revoke(name: name, namespace: connection.namespace, actor: localActor(), on: db) else {
                 throw Failure("no live token named \(name) (gantry token list shows them)")
             }
             print("revoked \(name)")
