@@ -212,8 +212,12 @@ import Testing
                 "\(refused.steps.first?.attempts.first?.error ?? "")")
         #expect(!FileManager.default.fileExists(atPath: into + "/dotdot.tgz/escape.txt"))
         #expect(!FileManager.default.fileExists(atPath: into + "/dotdot.tgz/inner/ok.txt"), "nothing was extracted")
-        _ = try await restore("symlink.tgz")
+        let linked = try await restore("symlink.tgz")
+        #expect(linked.status == "failed")
+        #expect(linked.steps.first?.attempts.first?.error?.contains("the backup's link 'out' points to '\(outside)'; links must point down") == true,
+                "\(linked.steps.first?.attempts.first?.error ?? "")")
         #expect(!FileManager.default.fileExists(atPath: outside + "/through-link.txt"), "a member was written through a symlink")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: into + "/symlink.tgz/inner/out")) == nil, "no outward link is left behind")
         _ = await worker.stop()
         _ = await dispatcher.stop()
     }

@@ -171,9 +171,7 @@ public struct BackupTransfer: Sendable {
                 throw StepFailure("restore: tar is not installed here", retryable: false)
             }
             try await Self.checkMembers(of: file, tar: tar, environment: environment)
-            // Owners and modes are not taken from the archive (a restore runs as the worker, often
-            // root); GNU tar already strips leading '/' and keeps symlinks that leave the directory
-            // as placeholders until the end, so no later member writes through them.
+            // Owners and modes are not taken from the archive (a restore runs as the worker, often root).
             process = ChildProcess(
                 executable: tar,
                 arguments: ["--no-same-owner", "--no-same-permissions", "--no-overwrite-dir", "-xzf", file, "-C", directory],
@@ -195,19 +193,21 @@ public struct BackupTransfer: Sendable {
         return downloaded
     }
 
-    /// Refuses an archive with a member that would land outside the directory it is restored
-    /// into (an absolute name or a `..` component), before anything is extracted.
+    /// Refuses an archive with a member that would land or point outside the directory it
+    /// is restored into (ArchiveMembers has the rules), before anything is extracted.
     static func checkMembers(of file: String, tar: String, environment: [String: String]) async throws {
-        let listing = file + ".list"
-        defer { try? FileManager.default.removeItem(atPath: listing) }
-        let list = ChildProcess(executable: tar, arguments: ["-tzf", file], environment: environment, stdoutFile: listing)
-        try check(try await list.run(onLine: { _ in }), what: "tar -t")
-        let names = (try? String(contentsOfFile: listing, encoding: .utf8)) ?? ""
-        for name in names.split(separator: "\n") {
-            let parts = name.split(separator: "/", omittingEmptySubsequences: false)
-            if name.hasPrefix("/") || parts.contains("..") {
-                throw StepFailure("the backup holds '\(name.prefix(200))', which would be written outside with.to_path; nothing was restored", retryable: false)
-            }
+        func listing(_ arguments: [String]) async throws -> [Substring] {
+            let output = file + ".list"
+            defer { try? FileManager.default.removeItem(atPath: output) }
+            let list = ChildProcess(executable: tar, arguments: arguments + [file], environment: environment, stdoutFile: output)
+            try check(try await list.run(onLine: { _ in }), what: "tar -t")
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n")
+        }
+        let names = try await listing(["-tzf"])
+        let verbose = try await listing(["--numeric-owner", "-tvzf"])
+        if let problem = ArchiveMembers.problem(names: names, verbose: verbose) {
+            throw StepFailure(problem + "; nothing was restored", retryable: false)
         }
     }
 
