@@ -93,7 +93,12 @@ ensure_env() {
       echo "PG_OWNER_PASSWORD=$(secret)"
       echo "PG_APP_PASSWORD=$(secret)"
       echo "PG_AUDITOR_PASSWORD=$(secret)"
+      echo "PG_WORKER_PASSWORD=$(secret)"
     } >"$STATE/secrets"
+  fi
+  # Secrets files written before the worker role existed get its password added.
+  if ! grep -q '^PG_WORKER_PASSWORD=' "$STATE/secrets"; then
+    (umask 077; echo "PG_WORKER_PASSWORD=$(secret)" >>"$STATE/secrets")
   fi
   # shellcheck disable=SC1091
   . "$STATE/secrets"
@@ -209,7 +214,8 @@ EOF
     as_pg sed -i 's/^max_connections = 200$/max_connections = 500/' "$data/postgresql.conf"
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null
   fi
-  # Roles: the owner runs migrations; the app role writes; the auditor reads.
+  # Roles: the owner runs migrations; the app role (dispatchers) writes runs and steps; the
+  # worker role records attempts; the auditor reads.
   PGOPTIONS='-c client_min_messages=warning' pg_psql "$home" -d postgres <<SQL
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_owner') THEN CREATE ROLE gantry_owner LOGIN; END IF;
@@ -217,12 +223,16 @@ DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_auditor') THEN CREATE ROLE gantry_auditor LOGIN; END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_writer') THEN CREATE ROLE gantry_writer NOLOGIN; END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN CREATE ROLE gantry_reader NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_worker') THEN CREATE ROLE gantry_worker LOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_runner') THEN CREATE ROLE gantry_runner NOLOGIN; END IF;
 END \$\$;
 GRANT gantry_writer TO gantry;
 GRANT gantry_reader TO gantry_auditor;
+GRANT gantry_runner TO gantry_worker;
 ALTER ROLE gantry_owner PASSWORD '$PG_OWNER_PASSWORD';
 ALTER ROLE gantry PASSWORD '$PG_APP_PASSWORD';
 ALTER ROLE gantry_auditor PASSWORD '$PG_AUDITOR_PASSWORD';
+ALTER ROLE gantry_worker PASSWORD '$PG_WORKER_PASSWORD';
 SQL
   if [ -z "$(pg_psql "$home" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'gantry'")" ]; then
     pg_psql "$home" -d postgres -c "CREATE DATABASE gantry OWNER gantry_owner"
@@ -294,9 +304,11 @@ export GANTRY_REDIS_URL='redis://gantry:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/0'
 export GANTRY_DATABASE_URL='postgresql://gantry:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/gantry'
 export GANTRY_ADMIN_DATABASE_URL='postgresql://gantry_owner:$PG_OWNER_PASSWORD@127.0.0.1:$PG_PORT/gantry'
 export GANTRY_AUDITOR_DATABASE_URL='postgresql://gantry_auditor:$PG_AUDITOR_PASSWORD@127.0.0.1:$PG_PORT/gantry'
+export GANTRY_WORKER_DATABASE_URL='postgresql://gantry_worker:$PG_WORKER_PASSWORD@127.0.0.1:$PG_PORT/gantry'
 export GANTRY_TEST_REDIS_URL="\$GANTRY_REDIS_URL"
 export GANTRY_TEST_DATABASE_URL="\$GANTRY_DATABASE_URL"
 export GANTRY_TEST_ADMIN_DATABASE_URL="\$GANTRY_ADMIN_DATABASE_URL"
+export GANTRY_TEST_WORKER_DATABASE_URL="\$GANTRY_WORKER_DATABASE_URL"
 export GANTRY_TEST_SERVICES='$ROOT/scripts/services.sh'
 EOF
   if [ -f "$STATE/s3-credentials" ]; then

@@ -107,6 +107,33 @@ import Testing
         #expect(try await AttemptLedger().attempts(ofRun: run, on: env.db()).map(\.status) == [.succeeded])
     }
 
+    @Test func theWorkersRoleRecordsAttemptsAndReadsPoliciesAndNothingElse() async throws {
+        let env = try await TestEnvironment.make()
+        let run = newRun()
+        let worker = try env.workerDB()
+        #expect(try await AttemptLedger().record([result(run, worker: "w1", delivery: "1-0")], on: worker).values.first == .recorded)
+        #expect(try await AttemptLedger().attempts(ofRun: run, on: worker).map(\.status) == [.succeeded])
+        try await worker.run("SELECT name, definition FROM environments")
+        for statement in [
+            "UPDATE runs SET status = 'succeeded'",
+            "UPDATE steps SET status = 'succeeded'",
+            "SELECT * FROM steps",
+            "SELECT hash FROM tokens",
+            "INSERT INTO tokens (id, namespace, name, hash, roles) VALUES (gen_random_uuid(), 'x', 'x', 'x', '{admin}')",
+            "INSERT INTO approvals (run_id, step_id, decision, approver) VALUES ('\(run)', 's', 'approved', 'w1')",
+            "INSERT INTO actions (namespace, actor, action, accepted) VALUES ('x', 'w1', 'run.cancel', true)",
+            "UPDATE environments SET definition = ''",
+            "SELECT * FROM environment_changes",
+        ] {
+            do {
+                try await worker.run(statement)
+                Issue.record("the worker's role could: \(statement)")
+            } catch {
+                #expect(error.sqlState == "42501", "\(statement): \(error)")
+            }
+        }
+    }
+
     @Test func migratingAgainChangesNothing() async throws {
         let env = try await TestEnvironment.make()
         let report = try await Migrator().migrate(try env.adminDB(), logger: Logger(label: "test"))

@@ -27,7 +27,7 @@ import Testing
             arguments: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", binary,
                         "worker", "--kind", "build", "--id", "nobody-worker", "--concurrency", "2", "--lease", "5s",
                         "--namespace", env.namespace],
-            environment: ["GANTRY_REDIS_URL": env.redisURLText, "GANTRY_DATABASE_URL": env.databaseURLText,
+            environment: ["GANTRY_REDIS_URL": env.redisURLText, "GANTRY_DATABASE_URL": env.workerURLText,
                           "GANTRY_SECRET_DEPLOY_KEY": secret, "TMPDIR": scratch, "HOME": scratch],
             log: env.logDirectory + "-nobody-worker.log"
         )

@@ -16,6 +16,7 @@ extension Migration {
         Migration(version: 5, name: "steps without the per-row foreign-key check on runs", sql: Schema.v5),
         Migration(version: 6, name: "runs without the index of running runs no query uses", sql: Schema.v6),
         Migration(version: 7, name: "environment policies held by the server, and their audited changes", sql: Schema.v7),
+        Migration(version: 8, name: "a role for workers: record attempts, read what they run", sql: Schema.v8),
     ]
 }
 
@@ -339,6 +340,23 @@ enum Schema {
             END IF;
             IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_reader') THEN
                 GRANT SELECT ON environments, environment_changes TO gantry_reader;
+            END IF;
+        END
+        $grants$;
+        """
+
+    /// Workers get a role of their own (`gantry_runner`, granted to the `gantry_worker` login by
+    /// `scripts/services.sh`): a worker reads and inserts attempts (its ledger) and reads the
+    /// environments' policies (the secrets its pool may resolve), and nothing else. A step that
+    /// somehow read its worker's URL could record an attempt, never change a run, a step, an
+    /// approval, a token or a policy.
+    static let v8 = """
+        DO $grants$
+        BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gantry_runner') THEN
+                GRANT SELECT, INSERT ON attempts TO gantry_runner;
+                GRANT USAGE ON SEQUENCE attempts_seq_seq TO gantry_runner;
+                GRANT SELECT ON environments TO gantry_runner;
             END IF;
         END
         $grants$;

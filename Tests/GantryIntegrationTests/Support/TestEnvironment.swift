@@ -14,6 +14,8 @@ struct TestEnvironment {
     let redisURLText: String
     /// The application role's URL, pinned to this test's schema.
     let databaseURLText: String
+    /// The workers' role's URL (it records attempts and reads policies, nothing else).
+    let workerURLText: String
     let adminURLText: String
     let binary: String
     let services: String?
@@ -25,7 +27,8 @@ struct TestEnvironment {
     static func make(_ name: String = #function) async throws -> TestEnvironment {
         let env = ProcessInfo.processInfo.environment
         guard let redis = env["GANTRY_TEST_REDIS_URL"], let database = env["GANTRY_TEST_DATABASE_URL"],
-              let admin = env["GANTRY_TEST_ADMIN_DATABASE_URL"], let binary = env["GANTRY_TEST_BINARY"]
+              let admin = env["GANTRY_TEST_ADMIN_DATABASE_URL"], let workerDatabase = env["GANTRY_TEST_WORKER_DATABASE_URL"],
+              let binary = env["GANTRY_TEST_BINARY"]
         else {
             throw Failure("integration tests need the servers `make test` starts; run `make test` (or source .gantry/env and set GANTRY_TEST_BINARY)")
         }
@@ -35,7 +38,7 @@ struct TestEnvironment {
         func pinned(_ url: String) -> String { url + (url.contains("?") ? "&" : "?") + schemaOption }
         let adminDB = PostgresConnection(url: try PostgresURL(parsing: admin), applicationName: "gantry-test setup")
         try await adminDB.run("CREATE SCHEMA \(namespace)")
-        try await adminDB.run("GRANT USAGE ON SCHEMA \(namespace) TO gantry_writer, gantry_reader")
+        try await adminDB.run("GRANT USAGE ON SCHEMA \(namespace) TO gantry_writer, gantry_reader, gantry_runner")
         let pinnedAdmin = PostgresConnection(url: try PostgresURL(parsing: pinned(admin)), applicationName: "gantry-test migrate")
         _ = try await Migrator().migrate(pinnedAdmin, logger: Logger(label: "test"))
         let logs = URL(fileURLWithPath: binary).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -44,7 +47,7 @@ struct TestEnvironment {
         let safeName = name.filter { $0.isLetter || $0.isNumber }
         return TestEnvironment(
             redisURL: try RedisURL(parsing: redis), redisURLText: redis,
-            databaseURLText: pinned(database), adminURLText: pinned(admin),
+            databaseURLText: pinned(database), workerURLText: pinned(workerDatabase), adminURLText: pinned(admin),
             binary: binary, services: env["GANTRY_TEST_SERVICES"], namespace: namespace,
             keys: QueueKeys(namespace: namespace), logDirectory: logs + "/\(namespace)-\(safeName)"
         )
@@ -53,6 +56,9 @@ struct TestEnvironment {
     func redis() -> RedisConnection { RedisConnection(url: redisURL) }
     func db() throws -> PostgresConnection {
         PostgresConnection(url: try PostgresURL(parsing: databaseURLText), applicationName: "gantry-test")
+    }
+    func workerDB() throws -> PostgresConnection {
+        PostgresConnection(url: try PostgresURL(parsing: workerURLText), applicationName: "gantry-test worker role")
     }
     func adminDB() throws -> PostgresConnection {
         PostgresConnection(url: try PostgresURL(parsing: adminURLText), applicationName: "gantry-test admin")
@@ -80,7 +86,7 @@ struct TestEnvironment {
         environment: [String: String] = [:]
     ) throws -> GantryProcess {
         try start(["worker", "--kind", kind, "--id", name, "--concurrency", String(concurrency), "--lease", lease] + extra,
-                  name: name, environment: environment)
+                  name: name, environment: ["GANTRY_DATABASE_URL": workerURLText].merging(environment) { _, new in new })
     }
 
     /// Runs a services.sh action (stop-postgres, start-postgres, restart-redis).
