@@ -402,16 +402,14 @@ import Testing
               - { id: talk, kind: noop, with: { log: "hello from ${{ run.sha }}", sleep_ms: 1500 } }
               - { id: quiet, kind: noop, needs: [talk] }
             """
+        // Followed from the submit on: before, while and after the step runs.
         let id = try await api.submit(pipeline, token: token).json.id
-        try await api.wait(id, token: token, for: "the step to start") { $0.steps[0].status == "queued" }
-        let started = ContinuousClock.now
         let followed = try await api.cli(["logs", id, "--step", "talk", "--follow"], token: token)
         #expect(followed.status == 0, "\(followed.err)")
         #expect(followed.out == "hello from 3f2a9c1\n")
         // It waited for the attempt to end (the ledger has its outcome before the log's end is
         // shipped), then stopped by itself.
         #expect(try await api.run(id, token: token).steps[0].attempts.first?.status == "succeeded")
-        _ = started
         try await api.wait(id, token: token)
         #expect(try await api.cli(["logs", id, "--step", "talk"], token: token).out == "hello from 3f2a9c1\n")
         // A step that logged nothing: empty, and --follow ends with the attempt.
@@ -419,6 +417,49 @@ import Testing
         #expect(quiet.status == 0 && quiet.out.isEmpty)
         let missing = try await api.cli(["logs", id, "--step", "nope"], token: token)
         #expect(missing.status == 2 && missing.err.contains("has no step nope"))
+        _ = (dispatcher, worker)
+    }
+
+    @Test func followedLogsShareOneWatchAndOneReaderConnection() async throws {
+        let env = try await TestEnvironment.make()
+        let replica = "share-\(env.namespace)"
+        let (api, dispatcher) = try await APIHarness.start(env, name: replica)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = """
+            pipeline: followed
+            environment: staging
+            steps:
+              - { id: talk, kind: noop, with: { log: "line for ${{ run.sha }}", sleep_ms: 4000 } }
+            """
+        let id = try await api.submit(pipeline, token: token).json.id
+        let threadsBefore = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(dispatcher.pid)/task").count
+        let redis = env.redis()
+        func logClients() async throws -> [String] {
+            let list = try await redis.command(["CLIENT", "LIST"]).string ?? ""
+            return list.split(separator: "\n").compactMap { line in
+                line.split(separator: " ").first { $0.hasPrefix("name=gantry-api-logs") && $0.hasSuffix(replica) }.map(String.init)
+            }
+        }
+        let followers = 12
+        let outputs = try await withThrowingTaskGroup(of: (status: Int32, out: String, err: String).self) { group in
+            for _ in 0..<followers {
+                group.addTask { try await api.cli(["logs", id, "--step", "talk", "--follow"], token: token) }
+            }
+            // While they follow: one connection watches, one reads, however many follow.
+            try await env.eventually("the followers to be watched") { try await logClients().count == 2 }
+            #expect(try await logClients().sorted() == ["name=gantry-api-logs-\(replica)", "name=gantry-api-logs-watch-\(replica)"])
+            let threadsDuring = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(dispatcher.pid)/task").count
+            #expect(threadsDuring <= threadsBefore + 2, "threads \(threadsBefore) → \(threadsDuring) for \(followers) followers")
+            var all: [(status: Int32, out: String, err: String)] = []
+            for try await output in group { all.append(output) }
+            return all
+        }
+        #expect(outputs.count == followers)
+        for output in outputs {
+            #expect(output.status == 0 && output.out == "line for 3f2a9c1\n", "\(output)")
+        }
+        #expect(try await api.run(id, token: token).status == "succeeded")
         _ = (dispatcher, worker)
     }
 

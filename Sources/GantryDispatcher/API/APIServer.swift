@@ -17,12 +17,10 @@ struct APIServer: Sendable {
     let configuration: APIConfiguration
     let api: RunAPI
     let logger: Logger
-    let redisURL: RedisURL
 
     init(configuration: APIConfiguration, dispatcher: DispatcherConfiguration, effector: Effector, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        self.redisURL = dispatcher.redis
         self.api = RunAPI(
             namespace: dispatcher.keys.namespace,
             pool: PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)"),
@@ -31,6 +29,7 @@ struct APIServer: Sendable {
             effector: effector,
             changes: RunChangeFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, clientName: "gantry-api-changes-\(dispatcher.id)",
                                    fallback: configuration.eventsFallback, logger: logger),
+            logs: LogTailFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, replica: dispatcher.id, logger: logger),
             logger: logger, maxBodyBytes: configuration.maxBodyBytes,
             limiter: TokenRateLimiter(rate: configuration.tokenRate, burst: 2 * configuration.tokenRate),
             streams: StreamLimits(perToken: configuration.streamsPerToken, recheck: configuration.streamRecheck)
@@ -50,11 +49,12 @@ struct APIServer: Sendable {
             },
             logger: logger
         )
-        let changes = api.changes
+        let changes = api.changes, logs = api.logs
         let api = self.api
         let flushEvery = configuration.refusalFlushInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await changes.run() }
+            group.addTask { await logs.run() }
             group.addTask { await api.refusals.run(every: flushEvery) { await api.flushRefusals($0) } }
             do {
                 try await application.run()
@@ -101,9 +101,8 @@ struct APIServer: Sendable {
         router.get("/v1/runs/:id/events") { request, context in
             await handle { try await api.events(request, id: try context.parameters.require("id")) }
         }
-        let redisURL = redisURL
         router.get("/v1/runs/:id/logs") { request, context in
-            await handle { try await api.logs(request, id: try context.parameters.require("id"), redisURL: redisURL) }
+            await handle { try await api.logs(request, id: try context.parameters.require("id")) }
         }
         router.get("/v1/environments") { request, _ in await handle { try await api.listEnvironments(request) } }
         router.get("/v1/environments/:name") { request, context in

@@ -18,6 +18,8 @@ struct RunAPI: Sendable {
     let effector: Effector
     /// Wakes event streams when their run changes.
     let changes: RunChangeFeed
+    /// Wakes followed logs when they grow, and lends them a connection to read.
+    let logs: LogTailFeed
     let logger: Logger
     let maxBodyBytes: Int
     let store = RunStore()
@@ -337,8 +339,9 @@ struct RunAPI: Sendable {
     }
 
     /// A step's log as plain text: the live stream from Redis, or the excerpt the ledger
-    /// kept once the stream has expired. `follow=1` keeps the response open until the attempt ends.
-    func logs(_ request: Request, id: String, redisURL: RedisURL) async throws -> Response {
+    /// kept once the stream has expired. `follow=1` keeps the response open until the attempt
+    /// ends, woken by `LogTailFeed` (no connection or thread of its own).
+    func logs(_ request: Request, id: String) async throws -> Response {
         let (grant, hash) = try await authenticateWithHash(request, action: "read")
         let detail = try await loadReadable(id, grant: grant)
         let query = request.uri.queryParameters
@@ -356,22 +359,33 @@ struct RunAPI: Sendable {
         let key = AttemptKey(step: step.key, attempt: attempt)
         let recordedAttempt = detail.attempts.first { $0.key == key && $0.status != .stale }
         let excerpt = recordedAttempt?.logTail
-        let streams = StepLogStream(keys: QueueKeys(namespace: namespace))
-        let reads = reads, namespace = namespace
+        let logs = logs, reads = reads, namespace = namespace
         // Only a followed log is a long-lived stream; reading a log once takes no place.
         let place = follow ? try self.streams.acquire(hash) : nil
         let body = ResponseBody { writer in
             defer { place?.release() }
-            // A blocking read needs a connection of its own.
-            let redis = RedisConnection(url: redisURL, configuration: .init(commandTimeout: .seconds(10), clientName: "gantry-api-logs"))
+            // Subscribed before the first read: a line written between a read and the wait is not missed.
+            let subscription = follow ? logs.subscribe(key, from: "0") : nil
+            let fallback = subscription.map { subscription in
+                Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: logs.fallback)
+                        logs.poke(subscription)
+                    }
+                }
+            }
+            defer {
+                fallback?.cancel()
+                if let subscription { logs.unsubscribe(subscription) }
+            }
+            var news = subscription?.news.makeAsyncIterator()
             var after = "0"
             var sawAny = false
             var ended = false
             // The worker ships its last lines (and the end marker) up to 200 ms after it recorded the outcome.
             var catchUpUntil: ContinuousClock.Instant?
             while !ended && !Task.isCancelled {
-                let block: Duration? = follow ? .seconds(1) : catchUpUntil != nil ? .milliseconds(200) : nil
-                let entries = try await streams.read(key, after: after, block: block, on: redis)
+                let entries = try await logs.streams.read(key, after: after, block: nil, on: logs.reader)
                 for (entryID, entry) in entries {
                     after = entryID
                     switch entry {
@@ -382,23 +396,25 @@ struct RunAPI: Sendable {
                         ended = true
                     }
                 }
-                if ended { break }
+                if ended || entries.count >= 500 { continue }
                 if !follow {
-                    if entries.count >= 500 { continue }
-                    // A finished attempt whose stream has no end yet: wait (briefly) for the rest of it.
-                    if recordedAttempt != nil, sawAny {
-                        let deadline = catchUpUntil ?? ContinuousClock.now + .seconds(2)
-                        catchUpUntil = deadline
-                        if ContinuousClock.now < deadline { continue }
-                    }
-                    break
+                    // A finished attempt whose stream has no end yet: look again (briefly) for the rest of it.
+                    guard recordedAttempt != nil, sawAny else { break }
+                    let deadline = catchUpUntil ?? ContinuousClock.now + .seconds(2)
+                    catchUpUntil = deadline
+                    guard ContinuousClock.now < deadline else { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                    continue
                 }
-                if let place, !(await place.stillLive(namespace: namespace, reads: reads)) { break }
-                if follow && entries.isEmpty {
+                if entries.isEmpty {
                     // An attempt that logs nothing has no end marker: stop once the ledger has its outcome.
                     let recorded = try await reads.withConnection({ db in try await AttemptLedger().current([key], on: db) })
-                    if recorded[key] != nil, try await streams.read(key, after: after, block: nil, on: redis).isEmpty { break }
+                    if recorded[key] != nil, try await logs.streams.read(key, after: after, block: nil, on: logs.reader).isEmpty { break }
                 }
+                // Until the log grows, or the fallback says to look anyway.
+                guard await news?.next() != nil else { break }
+                // A revoked token's stream ends (checked at most every few seconds).
+                if let place, !(await place.stillLive(namespace: namespace, reads: reads)) { break }
             }
             if !sawAny, let excerpt, !excerpt.isEmpty {
                 try await writer.write(ByteBuffer(string: excerpt + "\n"))

@@ -42,8 +42,35 @@ public struct StepLogStream: Sendable {
         command += ["STREAMS", keys.log(key), after]
         let reply = try await redis.command(command)
         guard let streams = reply.array, let stream = streams.first?.array, stream.count == 2 else { return [] }
+        return Self.entries(stream[1])
+    }
+
+    /// For several logs at once, the id of the last entry after each one's cursor (at most
+    /// `count` entries on from it), waiting up to `block` when none has any: one blocking read
+    /// watches every followed log of an API replica. Logs without news are absent.
+    public func newest(after cursors: [AttemptKey: String], count: Int = 500, block: Duration, on redis: RedisConnection) async throws(RedisError) -> [AttemptKey: String] {
+        guard !cursors.isEmpty else { return [:] }
+        let ordered = Array(cursors)
+        var byStream: [String: AttemptKey] = [:]
+        var command = ["XREAD", "COUNT", String(count), "BLOCK", String(max(1, block.milliseconds)), "STREAMS"]
+        for (key, _) in ordered {
+            let stream = keys.log(key)
+            byStream[stream] = key
+            command.append(stream)
+        }
+        command += ordered.map(\.value)
+        var newest: [AttemptKey: String] = [:]
+        for stream in try await redis.command(command).array ?? [] {
+            guard let parts = stream.array, parts.count == 2, let name = parts[0].string, let key = byStream[name],
+                  let last = parts[1].array?.last?.array?.first?.string else { continue }
+            newest[key] = last
+        }
+        return newest
+    }
+
+    private static func entries(_ reply: RedisValue) -> [(id: String, entry: Entry)] {
         var out: [(id: String, entry: Entry)] = []
-        for item in stream[1].array ?? [] {
+        for item in reply.array ?? [] {
             guard let parts = item.array, parts.count == 2, let id = parts[0].string, let fields = parts[1].pairs else { continue }
             if let line = fields.first(where: { $0.0 == "l" })?.1 {
                 out.append((id, .line(line)))
