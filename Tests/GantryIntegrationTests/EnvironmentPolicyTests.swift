@@ -287,6 +287,31 @@ import Testing
         _ = (dispatcher, pooled)
     }
 
+    @Test func aRunningWorkerLearnsThatASecretWasTakenFromItsPool() async throws {
+        let env = try await TestEnvironment.make()
+        let dispatcher = try env.dispatcher()
+        let worker = try env.worker("general", extra: ["--policy-refresh", "1s"], environment: ["GANTRY_SECRET_DEPLOY_KEY": "k3y-\(env.namespace)"])
+        // Jobs put straight into the default pool's queue (as a holder of the Redis URL could):
+        // only the worker's own scope stands between them and the secret.
+        let inputs = #"{"log": "key ${{ secrets.DEPLOY_KEY }}"}"#
+        let before = try await env.enqueue(count: 1, with: inputs, maxAttempts: 1)
+        #expect(try await env.waitForRuns(before).map(\.status) == ["succeeded"])
+        try await apply("""
+            environment: production
+            exclusive_secrets: [DEPLOY_KEY]
+            pool: production
+            """, env)
+        try await env.eventually("the worker to read the new policies") {
+            worker.log.contains("the environments' policies changed: this pool's steps may now name the secrets any (never: DEPLOY_KEY)")
+        }
+        let after = try await env.enqueue(count: 1, with: inputs, maxAttempts: 1)
+        #expect(try await env.waitForRuns(after).map(\.status) == ["failed"])
+        let error = try await env.attempts(after[0]).first?.error ?? ""
+        #expect(error.hasPrefix("secret DEPLOY_KEY is not available on worker general"), "\(error)")
+        #expect(!worker.log.contains("k3y-\(env.namespace)"))
+        _ = dispatcher
+    }
+
     @Test func aFloodOfUnauthenticatedRequestsIsCountedNotWrittenOneRowEach() async throws {
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)

@@ -290,7 +290,7 @@ private final class Session: Sendable {
             for expression in Expressions.references(in: .object(inputs)) where expression.hasPrefix("secrets.") {
                 let name = String(expression.dropFirst("secrets.".count))
                 // Another pool's secret is never resolved here, even if this worker was given it.
-                if configuration.secretScope.permits(name), let value = configuration.secrets.value(name) {
+                if configuration.secretScope.current.permits(name), let value = configuration.secrets.value(name) {
                     // A value too short to mask would be found (and starred) all over the logs, or
                     // guessed from what is left: refused when the worker sets a minimum.
                     if value.utf8.count < configuration.minSecretLength { shortSecrets.append(name) }

@@ -21,15 +21,15 @@ public struct WorkerConfiguration: Sendable {
     public var maxBatch: Int
     /// Where steps' secrets come from.
     public var secrets: SecretStore
-    /// Which secret names its pool may resolve (from the environments' policies at start).
-    public var secretScope: SecretScope
+    /// Which secret names its pool may resolve (from the environments' policies, kept current).
+    public var secretScope: PoolSecretScope
     /// Secret values shorter than this are refused (the step fails) rather than redacted; 0: any length.
     public var minSecretLength: Int
 
     public init(
         id: String, kinds: [String], concurrency: Int, lease: Duration, drainGrace: Duration,
         redis: RedisURL, database: PostgresURL, keys: QueueKeys = QueueKeys(), maxBatch: Int = 512,
-        secrets: SecretStore = SecretStore(directory: nil), secretScope: SecretScope = .unrestricted, minSecretLength: Int = 0
+        secrets: SecretStore = SecretStore(directory: nil), secretScope: PoolSecretScope = PoolSecretScope(pool: nil), minSecretLength: Int = 0
     ) {
         self.minSecretLength = max(0, minSecretLength)
         self.secretScope = secretScope

@@ -54,6 +54,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("min-secret-length"), help: "Refuse (fail the step) secret values shorter than this, which redaction could not hide well; 0 allows any.")
     var minSecretLength: Int = 0
 
+    @Option(name: .customLong("policy-refresh"), help: "How often to re-read the environments' policies (the secrets this pool may resolve), at least 1s.")
+    var policyRefresh = "30s"
+
     @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
     var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
 
@@ -94,24 +97,25 @@ struct WorkerCommand: AsyncParsableCommand {
         if let pool, !SafeName.isValid(pool) {
             throw ValidationError("--pool '\(pool)': use \(SafeName.rule)")
         }
-        // The secrets this pool may resolve, from the environments' policies (read once: restart
-        // the pool's workers after a policy changes its secrets or pool).
+        // The secrets this pool may resolve, from the environments' policies: read before the
+        // first step, then every --policy-refresh.
         let database = try connection.database()
+        let refreshEvery = try parseDuration(policyRefresh, flag: "--policy-refresh")
+        guard refreshEvery >= .seconds(1) else { throw ValidationError("--policy-refresh \(policyRefresh): must be at least 1s") }
+        let secretScope = PoolSecretScope(pool: pool)
         let policyReader = PostgresConnection(url: database, applicationName: "gantry worker policies")
-        var stored: [EnvironmentStore.Stored]
+        var policies: [EnvironmentPolicy]
         while true {
             // Without them the worker cannot know which secrets its pool may hold; it waits
             // (it could not record an attempt without Postgres either).
             do {
-                stored = try await EnvironmentStore().list(namespace: connection.namespace, on: policyReader)
+                policies = try await secretScope.refresh(namespace: connection.namespace, on: policyReader).policies
                 break
             } catch {
                 logger.warning("cannot read the environments' policies yet; retrying in 2s", metadata: ["error": "\(error)"])
                 try await Task.sleep(for: .seconds(2))
             }
         }
-        let policies = stored.compactMap { EnvironmentPolicyParser().parse($0.definition, file: $0.name).policy }
-        let secretScope = SecretScope.of(pool: pool, policies: policies)
         if pool != nil, !policies.contains(where: { $0.pool == pool }) {
             logger.warning("no environment's policy names this pool; its steps will only come once one does", metadata: ["gantry.pool": "\(pool ?? "")"])
         }
@@ -121,15 +125,17 @@ struct WorkerCommand: AsyncParsableCommand {
             concurrency: concurrency ?? fleet.map(\.concurrency).max()!,
             lease: leaseValue,
             drainGrace: try drainGrace.map { try parseDuration($0, flag: "--drain-grace") } ?? fleet.map(\.drainGrace).max()!,
-            redis: try connection.redis(), database: try connection.database(), keys: connection.keys,
+            redis: try connection.redis(), database: database, keys: connection.keys,
             secrets: SecretStore(directory: secretsDirectory), secretScope: secretScope, minSecretLength: minSecretLength
         )
         if let secretsDirectory, !FileManager.default.fileExists(atPath: secretsDirectory) {
             throw Failure("--secrets-dir \(secretsDirectory): no such directory")
         }
         let worker = Worker(configuration: configuration, registry: registry, logger: logger)
+        let refresher = PolicyRefresher(scope: secretScope, namespace: connection.namespace, database: database, interval: refreshEvery, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: worker)],
+            // Shut down in reverse: the refresher stops first, then the worker drains.
+            services: [.init(service: worker), .init(service: refresher)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
