@@ -540,6 +540,22 @@ enum NestingProbe {
         #expect(SecretScope.of(pool: nil, policies: []) == .unrestricted)
     }
 
+    @Test func aPoolPassesOnOnlyTheCloudVariablesItsPoliciesList() {
+        var production = Self.policy("production", pool: "production", secrets: nil)
+        production.inheritEnv = ["AWS_REGION", "AWS_PROFILE"]
+        var staging = Self.policy("staging", pool: "staging", secrets: nil)
+        staging.inheritEnv = ["AWS_ACCESS_KEY_ID"]
+        let policies = [production, staging]
+        let scope = SecretScope.of(pool: "production", policies: policies)
+        #expect(scope.inheritable == ["AWS_REGION", "AWS_PROFILE"])
+        #expect(scope.mayInherit("AWS_REGION") && scope.mayInherit("AWS_PROFILE") && scope.mayInherit("DOCKER_HOST"))
+        #expect(!scope.mayInherit("AWS_ACCESS_KEY_ID"), "staging's listing does not reach production's pool")
+        #expect(!scope.mayInherit("GANTRY_DATABASE_URL") && !scope.mayInherit("GANTRY_SECRET_X"))
+        // No policy: no cloud variable passes, as at submit.
+        #expect(!SecretScope.unrestricted.mayInherit("AWS_REGION"))
+        #expect(!SecretScope.of(pool: nil, policies: policies).mayInherit("AWS_REGION"))
+    }
+
     @Test func anotherEnvironmentsSecretsAndAddressesAreItsOwn() throws {
         var production = Self.policy("production", pool: "production", secrets: ["SLACK"], listen: ["127.0.0.1:8300"])
         production.exclusiveSecrets = ["PROD_DB"]

@@ -1,5 +1,7 @@
 import Foundation
 import GantryCore
+import GantryDispatcher
+import GantryPostgres
 import Testing
 
 /// The deploy kind's kubernetes target against a FAKE kubectl
@@ -39,12 +41,23 @@ import Testing
             ]),
             "services": .object(["api": .object(["spec": .object(["selector": .object(["app": .string("api"), "color": .string("blue")])])])]),
         ]).jsonText.write(toFile: statePath, atomically: true, encoding: .utf8)
+        // Production's policy lets its steps inherit AWS_REGION (an EKS exec plugin would need it),
+        // not the worker's access keys.
+        let policy = "environment: production\ninherit_env: [AWS_REGION]\n"
+        _ = try await EnvironmentStore().apply(name: "production", definition: policy, sha256: APITokens.sha256Hex(policy),
+                                               actor: "test-admin", namespace: env.namespace, on: env.adminDB())
+        let envPath = env.logDirectory + "-kubectl-env.log"
         let worker = try env.worker("kube", kind: "deploy", concurrency: 2, environment: [
             "PATH": "\(Self.fakes):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")",
-            "FAKE_KUBECTL_STATE": statePath, "FAKE_KUBECTL_LOG": logPath,
+            "FAKE_KUBECTL_STATE": statePath, "FAKE_KUBECTL_LOG": logPath, "FAKE_KUBECTL_ENV": envPath,
+            "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAFAKE", "AWS_SECRET_ACCESS_KEY": "fake-secret",
         ])
         let token = try await api.token("ci", [.submitter], env: ["production"])
-        func state() throws -> [String: JSONValue] { try #require(JSONValue.parseObject(try String(contentsOfFile: statePath, encoding: .utf8))) }
+        func state() throws -> [String: JSONValue] {
+            let text = try String(contentsOfFile: statePath, encoding: .utf8)
+            guard let object = JSONValue.parseObject(text) else { throw Failure("the fake kubectl's state is not a JSON object") }
+            return object
+        }
         func selectorColor() throws -> String? {
             guard case .object(let services)? = try state()["services"] else { return nil }
             return KubernetesColor.of(services["api"])
@@ -81,6 +94,8 @@ import Testing
             "--namespace=prod rollout status deployment/billing --timeout=300s",
         ])
         #expect(try selectorColor() == "green")
+        // kubectl saw AWS_REGION, and neither the access keys nor any GANTRY_* variable.
+        #expect(Set(try String(contentsOfFile: envPath, encoding: .utf8).split(separator: "\n")) == ["AWS_REGION"])
         let outputs = try #require(run.steps.first?.attempts.last?.outputs)
         #expect(outputs["previous_version"] == .string("registry.local/api:v1") && outputs["version"] == .string("registry.local/api:v2"))
 

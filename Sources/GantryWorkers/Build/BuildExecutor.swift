@@ -135,9 +135,13 @@ struct BuildSpec {
                     throw StepFailure("with.inherit_env[\(index)] \(name): name the secret as ${{ secrets.\(name.dropFirst("GANTRY_SECRET_".count)) }} in with.env, so that it is redacted", retryable: false)
                 }
                 // The worker's own connections and credentials (database, Redis, its tokens) never
-                // reach a step. AWS_* passes only when the environment's policy listed it (checked at submit).
+                // reach a step. AWS_* passes only when a policy of this worker's pool lists it: checked
+                // at submit, and again here for a job that did not come through a submit.
                 guard !name.hasPrefix("GANTRY_") else {
                     throw StepFailure("with.inherit_env[\(index)] \(name): the worker's GANTRY_* variables never reach a step", retryable: false)
+                }
+                guard context.scope.mayInherit(name) else {
+                    throw StepFailure("with.inherit_env[\(index)] \(name): no environment policy of this worker's pool lists it in inherit_env", retryable: false)
                 }
                 if let value = workerEnvironment[name] { environment[name] = value }
             }

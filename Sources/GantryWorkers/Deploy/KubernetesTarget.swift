@@ -44,9 +44,11 @@ struct KubernetesTarget {
             throw StepFailure("deploy: kubectl is not on this worker's PATH", retryable: false)
         }
         self.context = context
-        // kubectl keeps the worker's cluster credentials (KUBECONFIG, a cloud's exec plugin) but
-        // never Gantry's own: the database and Redis URLs and the secrets (GANTRY_*).
-        self.environment = environment.filter { !$0.key.hasPrefix("GANTRY_") }
+        // kubectl keeps the worker's cluster configuration (KUBECONFIG, HOME) but never Gantry's
+        // own variables (the database and Redis URLs, the secrets), and the worker's cloud
+        // credentials (AWS_*, for an EKS exec plugin) only where a policy of its pool lists them
+        // in inherit_env.
+        self.environment = environment.filter { context.scope.mayInherit($0.key) }
         self.kubectl = kubectl
     }
 

@@ -33,6 +33,9 @@ public struct StepContext: Sendable {
     public let deadline: ContinuousClock.Instant
     /// Lines for the step's log (kept, capped, in the attempt record).
     public let log: StepLog
+    /// What the worker's pool may resolve and pass on (from the environments' policies), as
+    /// it stood when the attempt started.
+    public let scope: SecretScope
     /// The worker's logger; `logger` adds the run, step and attempt to it.
     let workerLogger: Logger
     let lease: LeaseCheck

@@ -286,11 +286,12 @@ private final class Session: Sendable {
         var secretValues: [String] = []
         var missingSecrets: [String] = []
         var shortSecrets: [String] = []
+        let scope = configuration.secretScope.current
         if job.inputs.contains(utf8: "secrets.") {
             for expression in Expressions.references(in: .object(inputs)) where expression.hasPrefix("secrets.") {
                 let name = String(expression.dropFirst("secrets.".count))
                 // Another pool's secret is never resolved here, even if this worker was given it.
-                if configuration.secretScope.current.permits(name), let value = configuration.secrets.value(name) {
+                if scope.permits(name), let value = configuration.secrets.value(name) {
                     // A value too short to mask would be found (and starred) all over the logs, or
                     // guessed from what is left: refused when the worker sets a minimum.
                     if value.utf8.count < configuration.minSecretLength { shortSecrets.append(name) }
@@ -314,7 +315,7 @@ private final class Session: Sendable {
         }
         let context = StepContext(
             job: job, inputs: inputs, bindings: bindings, deadline: deadline,
-            log: log, workerLogger: logger, lease: lease
+            log: log, scope: scope, workerLogger: logger, lease: lease
         )
         let executor = registry.executor(for: job.baseKind)!
         let ending: Ending
