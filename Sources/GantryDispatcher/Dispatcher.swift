@@ -436,10 +436,17 @@ final class DispatcherCore: Sendable {
             try await queue.enqueue(enqueue, on: redis)
             try await queue.schedule(delayed, on: redis)
             if !withdrawn.isEmpty { try await settleCanceled(withdrawn, db: db, redis: redis) }
-            if !enqueue.isEmpty || !delayed.isEmpty || !recorded.isEmpty || !withdrawn.isEmpty {
-                logger.warning("reconciled steps Redis had lost", metadata: [
+            // Only a re-enqueue means Redis lost work. An outcome applied here is usually one whose
+            // event is still queued behind a backlog (a large fan-out), and a withdrawn attempt one
+            // a replica stopped before recording: worth a line, not a warning.
+            if !enqueue.isEmpty || !delayed.isEmpty {
+                logger.warning("re-enqueued steps Redis had lost", metadata: [
                     "gantry.requeued": "\(enqueue.count + delayed.count)", "gantry.applied": "\(recorded.count)",
                     "gantry.canceled": "\(withdrawn.count)",
+                ])
+            } else if !recorded.isEmpty || !withdrawn.isEmpty {
+                logger.info("reconciled quiet steps from the ledger", metadata: [
+                    "gantry.applied": "\(recorded.count)", "gantry.canceled": "\(withdrawn.count)",
                 ])
             }
         }

@@ -12,12 +12,15 @@ struct Gantry: AsyncParsableCommand {
             Run commands (submit, runs, run, logs, approve, reject, cancel, retry) are clients of the \
             dispatcher's API: GANTRY_URL and GANTRY_TOKEN. Fleet commands take GANTRY_REDIS_URL \
             (redis://[user:password@]host:port/db) and GANTRY_DATABASE_URL (a libpq URL). \
-            Passwords and tokens are never printed.
+            Passwords and tokens are never printed. Exit status: 0 succeeded, 1 the run failed, \
+            2 refused or canceled, 3 the API unreachable, 4 succeeded but a finally step failed, \
+            64 a usage or configuration error (docs/ci.md).
             """,
         subcommands: [
             Submit.self,
             Runs.self,
             ShowRun.self,
+            Wait.self,
             Approve.self,
             Reject.self,
             Cancel.self,
@@ -48,6 +51,9 @@ struct Gantry: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let error as UsageError {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            Foundation.exit(ExitStatus.usage)
         } catch {
             exit(withError: error)
         }

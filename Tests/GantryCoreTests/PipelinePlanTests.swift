@@ -28,14 +28,14 @@ import Testing
         pipeline: p
         environment: staging
         steps:
-          - { id: build-api, kind: build, when: { paths: ["services/api/**"] } }
-          - { id: build-web, kind: build, when: { paths: ["web/**"] } }
-          - { id: test, kind: build, needs: [build-api, build-web] }
-          - { id: canary, kind: deploy, needs: [test], if: "${{ run.params.canary }} == 'yes'" }
-          - { id: deploy, kind: deploy, needs: [test] }
-          - { id: smoke, kind: smoke-test, needs: [deploy, canary] }
+          - { id: build-api, kind: build, when: { paths: ["services/api/**"] }, with: { run: make api } }
+          - { id: build-web, kind: build, when: { paths: ["web/**"] }, with: { run: make web } }
+          - { id: test, kind: build, needs: [build-api, build-web], with: { run: make test } }
+          - { id: canary, kind: deploy, needs: [test], if: "${{ run.params.canary }} == 'yes'", with: { service: api-canary, version: v2, run: ./api, listen: "127.0.0.1:8301" } }
+          - { id: deploy, kind: deploy, needs: [test], with: { service: api, version: v2, run: ./api, listen: "127.0.0.1:8300" } }
+          - { id: smoke, kind: smoke-test, needs: [deploy, canary], with: { checks: [{ url: "http://127.0.0.1:8300/healthz" }] } }
         finally:
-          - { id: notify, kind: notify }
+          - { id: notify, kind: notify, with: { channel: slack, webhook_url: "https://hooks.slack.example/T0/B0/x" } }
         """
 
     func plan(changed: [String]?, params: [String: String] = [:]) throws -> PipelinePlan {

@@ -40,10 +40,10 @@ import Testing
           - { id: c, kind: noop, needs: [a] }
           - { id: d, kind: noop, needs: [b, c] }
         on_failure:
-          - { id: rollback, kind: deploy }
+          - { id: rollback, kind: noop }
         finally:
-          - { id: n1, kind: notify }
-          - { id: n2, kind: notify }
+          - { id: n1, kind: noop }
+          - { id: n2, kind: noop }
         """
 
     @Test func fanOutFanInThenFinallyInOrder() throws {
@@ -83,7 +83,7 @@ import Testing
     }
 
     @Test func approvalsNeedDistinctApproversAndCanTimeOut() throws {
-        let yaml = "pipeline: p\nsteps:\n  - { id: gate, kind: approval, with: { required: 2, timeout: 1h } }\n  - { id: go, kind: deploy, needs: [gate] }\n"
+        let yaml = "pipeline: p\nsteps:\n  - { id: gate, kind: approval, with: { required: 2, timeout: 1h } }\n  - { id: go, kind: noop, needs: [gate] }\n"
         let start = RunState(try definition(yaml))
         let (waiting, first) = run(start, [.submitted(skips: [:]), .approvalGranted(step: "gate", by: "ann"), .approvalGranted(step: "gate", by: "ann")])
         #expect(first == [.awaitApproval(step: "gate", required: 2, deadlineMs: 3_601_000)])
@@ -93,6 +93,16 @@ import Testing
         let (timedOut, commands) = run(waiting, [.approvalTimedOut(step: "gate")])
         #expect(commands == [.markSkipped(step: "go", reason: "an earlier step failed"), .finishRun(.failed)])
         #expect(timedOut.outcome == .failed)
+        // A timeout and a rejection fail the gate alike, and are told apart by its error.
+        let deadline = try #require({ () -> Int64? in
+            if case .awaitingApproval(_, _, let deadline)? = waiting.steps["gate"]?.lifecycle { return deadline }
+            return nil
+        }())
+        #expect(timedOut.steps["gate"]?.attempts.lastError == "approval timed out at \(Timestamp.iso8601(ms: deadline)) with 1 of 2 approvals")
+        #expect(ApprovalOutcome.state(stepStatus: "failed", lastError: timedOut.steps["gate"]?.attempts.lastError) == "timed_out")
+        let (rejected, _) = run(waiting, [.approvalRejected(step: "gate", by: "bob")])
+        #expect(rejected.steps["gate"]?.attempts.lastError == "rejected by bob")
+        #expect(ApprovalOutcome.state(stepStatus: "failed", lastError: rejected.steps["gate"]?.attempts.lastError) == "rejected")
     }
 
     @Test func cancelStopsRunningStepsSkipsTheRestAndRunsFinally() throws {

@@ -189,6 +189,18 @@ import Testing
         let capture = Capture()
         try await LocalHTTPServer.serve(router(capture)) { base in
             let worker = try env.worker("notifier", kind: "notify", concurrency: 2, environment: ["GANTRY_SECRET_HOOK": "s3cret-value"])
+            // A Slack notification without its URL is refused at submit, before any step runs.
+            let incomplete = try await api.submit("""
+                pipeline: refused
+                environment: staging
+                steps:
+                  - id: no-url
+                    kind: notify
+                    with: { channel: slack }
+                """, token: token)
+            #expect(incomplete.status == 422 || incomplete.status == 400)
+            #expect(incomplete.json.error.contains("step 'no-url': with") && incomplete.json.error.contains("webhook_url"),
+                    "\(incomplete.json.error)")
             let pipeline = """
                 pipeline: refused
                 environment: staging
@@ -196,9 +208,6 @@ import Testing
                   - id: hook
                     kind: notify
                     with: { channel: webhook, url: "\(base)/refuses", secret: "${{ secrets.HOOK }}" }
-                  - id: no-url
-                    kind: notify
-                    with: { channel: slack }
                 """
             let id = try await api.submit(pipeline, token: token).json.id
             let run = try await api.wait(id, token: token)
@@ -206,7 +215,6 @@ import Testing
             #expect(capture.all("/refuses").count == 1, "a 400 is not retried")
             #expect(steps["hook"]?.attempts.count == 1)
             #expect(steps["hook"]?.attempts.first?.error == "webhook answered 400: invalid_payload after 1 try")
-            #expect(steps["no-url"]?.attempts.first?.error?.hasPrefix("with.webhook_url: give the Slack incoming-webhook URL") == true)
             _ = await worker.stop()
         }
         _ = await dispatcher.stop()

@@ -20,6 +20,9 @@ public struct RunView: Codable, Sendable, Equatable {
     /// Why it stopped early, when it did.
     public var stopReason: String?
     public var steps: [StepView]
+    /// The `finally` and `on_failure` steps that failed (nil when none did): a run whose
+    /// deploy succeeded but whose notification failed says so.
+    public var cleanupFailed: [String]?
 
     public init(
         id: String, pipeline: String, environment: String?, sha: String?, ref: String?, submitter: String, status: String,
@@ -42,6 +45,8 @@ public struct RunView: Codable, Sendable, Equatable {
         self.waitingFor = waitingFor
         self.stopReason = stopReason
         self.steps = steps
+        let failed = steps.filter { $0.section != "main" && $0.status == "failed" }.map(\.id)
+        self.cleanupFailed = failed.isEmpty ? nil : failed
     }
 
     /// Whether the run will not change again (short of a retry).
@@ -51,7 +56,14 @@ public struct RunView: Codable, Sendable, Equatable {
         case id, pipeline, environment, sha, ref, submitter, status, phase
         case definitionSHA256 = "definition_sha256"
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms"
-        case waitingFor = "waiting_for", stopReason = "stop_reason", steps
+        case waitingFor = "waiting_for", stopReason = "stop_reason", steps, cleanupFailed = "cleanup_failed"
+    }
+
+    /// The run's outcome in words, with the cleanup steps that failed: "succeeded, but finally step notify failed".
+    public var outcome: String {
+        guard let failed = cleanupFailed else { return status }
+        let sections = Set(steps.filter { failed.contains($0.id) }.map(\.section)).sorted().joined(separator: "/")
+        return "\(status), but \(sections) step\(failed.count == 1 ? "" : "s") \(failed.joined(separator: ", ")) failed"
     }
 }
 
@@ -114,14 +126,38 @@ public struct ApprovalView: Codable, Sendable, Equatable {
         }
     }
 
-    public init(required: Int, approvedBy: [String], decisions: [Decision]) {
+    /// `pending`, `approved`, `rejected`, `timed_out` or `canceled` (nil from servers before it).
+    public var state: String?
+    /// When the gate stops waiting (ISO 8601), once it has been reached.
+    public var deadline: String?
+
+    public init(required: Int, approvedBy: [String], decisions: [Decision], state: String? = nil, deadline: String? = nil) {
         self.required = required
         self.approvedBy = approvedBy
         self.decisions = decisions
+        self.state = state
+        self.deadline = deadline
     }
 
     enum CodingKeys: String, CodingKey {
-        case required, approvedBy = "approved_by", decisions
+        case required, approvedBy = "approved_by", decisions, state, deadline
+    }
+}
+
+/// How an approval gate ended, read from its step: a rejection and a timeout both fail
+/// the step, and must never look alike.
+public enum ApprovalOutcome {
+    /// How the step's error of a gate that timed out begins (the RunMachine writes it).
+    public static let timedOutPrefix = "approval timed out at"
+
+    /// The gate's state for a step of this status and error.
+    public static func state(stepStatus: String, lastError: String?) -> String {
+        switch stepStatus {
+        case "awaiting_approval", "pending": "pending"
+        case "succeeded": "approved"
+        case "failed": lastError?.hasPrefix(timedOutPrefix) == true ? "timed_out" : "rejected"
+        default: "canceled"
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 extension RunView {
     public var jsonText: String {
         var w = JSONObjectWriter()
+        w.raw("cleanup_failed", cleanupFailed.map { JSONValue.array($0.map(JSONValue.string)).jsonText })
         w.field("created_at", createdAt)
         w.field("definition_sha256", definitionSHA256)
         w.field("duration_ms", durationMs)
@@ -55,7 +56,9 @@ extension ApprovalView {
             return d.finish()
         }
         w.raw("decisions", "[" + decisions.joined(separator: ",") + "]")
+        w.field("deadline", deadline)
         w.field("required", Int64(required))
+        w.field("state", state)
         return w.finish()
     }
 }

@@ -21,6 +21,15 @@ public enum Identifiers {
         isName(text, maxLength: 64)
     }
 
+    /// A commit as a run names it: 7 to 64 hexadecimal digits (an abbreviated or full SHA-1,
+    /// or a SHA-256 object name). `plan`, `submit` and the API take the same.
+    public static func isCommitSHA(_ text: String) -> Bool {
+        (7...64).contains(text.utf8.count) && text.utf8.allSatisfy { Hex.isDigit($0) }
+    }
+
+    /// What `isCommitSHA` asks, for messages.
+    public static let commitSHARule = "7 to 64 hexadecimal digits"
+
     /// Kind names: 1-32 characters of `a-z 0-9 - _`, starting with a letter or digit.
     public static func isValidKind(_ text: String) -> Bool {
         isName(text, maxLength: 32)

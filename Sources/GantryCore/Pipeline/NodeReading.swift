@@ -69,7 +69,7 @@ extension NodeReading {
 
     mutating func bool(_ entry: (key: Node, value: Node)?, _ what: String) -> Bool? {
         guard let entry else { return nil }
-        guard let scalar = entry.value.scalar, let value = Bool.construct(from: scalar) else {
+        guard let scalar = entry.value.scalar, let value = PlainScalar.bool(scalar) else {
             report(entry.value, "\(what) must be true or false")
             return nil
         }

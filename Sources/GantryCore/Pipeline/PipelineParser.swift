@@ -168,9 +168,16 @@ private struct Reader: NodeReading {
                     report(with.value, "with of step '\(id)' must be a mapping of inputs")
                 }
             }
+            // A `with:` that is not a mapping was reported above.
+            if let schema = StepInputSchemas.schema(for: step.kind), entries["with"]?.value.mapping != nil || entries["with"] == nil {
+                // With no `with:` at all, the step is checked as if it gave an empty one
+                // (its required inputs are then reported at the step).
+                var checker = InputSchemaChecker(file: file, stepID: id, kind: step.kind)
+                checker.check(entries["with"]?.value ?? Node.mapping(Node.Mapping([], .implicit, .block, item.mark)), against: schema, path: "with")
+                diagnostics += checker.diagnostics
+            }
             if step.kind == "approval" { checkApproval(step, entries["with"]?.value ?? item) }
             if step.kind == "metrics-watch", let with = entries["with"]?.value { checkMetricConditions(step, with) }
-            if step.kind == "deploy" { checkDeployNames(step, entries["with"]?.value ?? item) }
             out.append(step)
         }
         return out
@@ -189,26 +196,6 @@ private struct Reader: NodeReading {
                     report(node, "metrics-watch step '\(step.id)': metrics[\(index)].\(key) '\(text)': \(error)")
                 }
             }
-        }
-    }
-
-    /// A deploy's names and address reach nginx's configuration and kubectl's command line:
-    /// written out, they must be plain names and `host:port` (with expressions, the worker
-    /// checks the value it resolves).
-    mutating func checkDeployNames(_ step: PipelineStep, _ node: Node) {
-        if step.inputs["kubectl"] != nil {
-            report(node, "deploy step '\(step.id)': with.kubectl: the kubectl program is the worker's setting (GANTRY_KUBECTL), not the pipeline's; remove it")
-        }
-        if let listen = step.inputs["listen"] {
-            if let text = listen.stringValue, text.contains("${{") || ListenAddress.isValid(text) {} else {
-                report(node, "deploy step '\(step.id)': with.listen must be host:port, e.g. 127.0.0.1:8300")
-            }
-        }
-        var names: [(String, JSONValue)] = ["service", "context", "namespace"].compactMap { key in step.inputs[key].map { (key, $0) } }
-        if case .array(let services)? = step.inputs["services"] { names += services.map { ("services[]", $0) } }
-        for (key, value) in names {
-            if let text = value.stringValue, text.contains("${{") || SafeName.isValid(text) { continue }
-            report(node, "deploy step '\(step.id)': with.\(key) must be a name (\(SafeName.rule))")
         }
     }
 
@@ -288,13 +275,7 @@ private struct Reader: NodeReading {
         switch node {
         case .scalar(let scalar):
             checkExpressions(in: scalar.string, node: node, stepID: stepID)
-            if scalar.style == .plain {
-                if let bool = Bool.construct(from: scalar) { return .bool(bool) }
-                if let int = Int.construct(from: scalar) { return .number(Double(int)) }
-                if let double = Double.construct(from: scalar) { return .number(double) }
-                if scalar.string == "null" || scalar.string == "~" { return .null }
-            }
-            return .string(scalar.string)
+            return PlainScalar.value(scalar)
         case .sequence(let sequence):
             return .array(sequence.map { json($0, stepID: stepID) })
         case .mapping(let mapping):
@@ -344,9 +325,14 @@ private struct Reader: NodeReading {
                 report(node, "'${{ \(expression) }}' in step '\(stepID)': write steps.STEP_ID.outputs.NAME")
                 return
             }
+            if let problem = InputNames.outputName(parts[3]) {
+                report(node, "'${{ \(expression) }}' in step '\(stepID)': '\(parts[3])' is not an output name: \(problem)")
+                return
+            }
             outputReferences.append((stepID, parts[1], node))
         case "secrets":
-            guard parts.count == 2, !parts[1].isEmpty, parts[1].allSatisfy({ $0.isUppercase || $0.isNumber || $0 == "_" }) else {
+            guard parts.count == 2, !parts[1].isEmpty,
+                  parts[1].unicodeScalars.allSatisfy({ ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }) else {
                 report(node, "'${{ \(expression) }}' in step '\(stepID)': write secrets.NAME with NAME in capitals, digits and '_'")
                 return
             }

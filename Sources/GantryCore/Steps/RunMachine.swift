@@ -66,8 +66,14 @@ public enum RunMachine {
             next.steps[id] = step
 
         case .approvalRejected(let id, _), .approvalTimedOut(let id):
-            guard case .awaitingApproval? = next.steps[id]?.lifecycle else { return (state, []) }
+            guard case .awaitingApproval(let approvers, let required, let deadline)? = next.steps[id]?.lifecycle else { return (state, []) }
             next.steps[id]?.lifecycle = .failed
+            // Kept as the step's error, so that a gate that timed out never reads as a rejection.
+            if case .approvalRejected(_, let approver) = event {
+                next.steps[id]?.attempts.lastError = "rejected by \(approver)"
+            } else {
+                next.steps[id]?.attempts.lastError = "\(ApprovalOutcome.timedOutPrefix) \(Timestamp.iso8601(ms: deadline)) with \(approvers.count) of \(required) approvals"
+            }
             if next.steps[id]?.section == .main, next.outcome == .running { next.outcome = .failed }
 
         case .canceled where next.phase == .notStarted:

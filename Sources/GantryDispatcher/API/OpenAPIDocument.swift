@@ -59,6 +59,7 @@ enum OpenAPIDocument {
                 - { name: env, in: query, schema: { type: string } }
                 - { name: status, in: query, schema: { type: string, enum: [waiting, running, succeeded, failed, canceled] } }
                 - { name: limit, in: query, schema: { type: integer, minimum: 1, maximum: 1000, default: 50 } }
+                - { name: awaiting_approval, in: query, description: "only runs with a gate the token may approve now; each run's waiting_for names the gate", schema: { type: string, enum: ["1", "true"] } }
               responses:
                 "200":
                   description: runs without their steps
@@ -239,6 +240,7 @@ enum OpenAPIDocument {
                 duration_ms: { type: [integer, "null"] }
                 waiting_for: { type: [string, "null"], description: "e.g. behind run R in group production" }
                 stop_reason: { type: [string, "null"] }
+                cleanup_failed: { type: [array, "null"], items: { type: string }, description: "finally and on_failure steps that failed (null when none did)" }
                 steps: { type: array, items: { $ref: "#/components/schemas/Step" } }
             Step:
               type: object
@@ -256,7 +258,9 @@ enum OpenAPIDocument {
                   type: [object, "null"]
                   properties:
                     required: { type: integer }
-                    approved_by: { type: array, items: { type: string } }
+                    approved_by: { type: array, items: { type: string }, description: "every approver of the gate's current round, in order" }
+                    state: { type: [string, "null"], enum: [pending, approved, rejected, timed_out, canceled, null] }
+                    deadline: { type: [string, "null"], format: date-time, description: "when the gate stops waiting, once reached" }
                     decisions:
                       type: array
                       items:

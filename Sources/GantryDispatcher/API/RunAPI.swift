@@ -174,8 +174,8 @@ struct RunAPI: Sendable {
         case (nil, let asked): environment = asked
         }
         try await authorize(grant, .submit, environment: environment, runID: nil)
-        guard RunAPI.isSHA(body.sha) else {
-            throw APIError.badRequest("sha '\(body.sha.prefix(80))' is not a commit SHA: give 7 to 64 hexadecimal characters")
+        guard Identifiers.isCommitSHA(body.sha) else {
+            throw APIError.badRequest("sha '\(body.sha.prefix(80))' is not a commit SHA: give \(Identifiers.commitSHARule)")
         }
         let refuse = { (reason: String) async throws -> Never in
             try? await self.record(actor: grant.name, "submit", runID: nil, environment: environment, accepted: false, reason: reason)
@@ -237,6 +237,10 @@ struct RunAPI: Sendable {
         let limit = query["limit"].flatMap { Int(String($0)) } ?? 50
         guard (1...1_000).contains(limit) else { throw APIError.badRequest("limit must be between 1 and 1000") }
         if let environment { try await authorize(grant, .read, environment: environment, runID: nil, log: "list") }
+        if let awaiting = query["awaiting_approval"] {
+            guard awaiting == "1" || awaiting == "true" else { throw APIError.badRequest("awaiting_approval takes 1 or true") }
+            return try await awaitingApproval(grant, environment: environment, limit: limit)
+        }
         let runs = try await reads.withConnection({ db in try await store.list(
             namespace: namespace, environments: grant.readableEnvironments, environment: environment, status: status,
             limit: limit, on: db
@@ -246,6 +250,30 @@ struct RunAPI: Sendable {
         for run in runs {
             let behind = try await reads.withConnection({ db in try await store.behind(run, on: db) })
             views.append(RunViews.summary(run, behind: behind))
+        }
+        return APIResponses.json(.ok, text: "{\"runs\":[" + views.map(\.jsonText).joined(separator: ",") + "]}")
+    }
+
+    /// Runs with a gate this token may decide now: its role and environments allow approving
+    /// there, the gate's approvers name it (or name nobody), it did not submit the run where the
+    /// gate says `distinct_from_submitter`, and it has not approved already. Each run says which gate.
+    private func awaitingApproval(_ grant: Grant, environment: String?, limit: Int) async throws -> Response {
+        let gates = try await reads.withConnection({ db in try await store.openGates(
+            namespace: namespace, environments: environment.map { [$0] } ?? grant.readableEnvironments, limit: 1_000, on: db
+        ) })
+        var views: [RunView] = []
+        var seen: Set<String> = []
+        for gate in gates where !seen.contains(gate.run.id) {
+            guard case .success = grant.decide(.approve, environment: gate.run.environment),
+                  ApprovalRule(inputs: gate.inputs).refusal(approver: grant.name, submitter: gate.run.submitter, step: gate.stepID) == nil,
+                  !gate.approvers.contains(grant.name)
+            else { continue }
+            seen.insert(gate.run.id)
+            var view = RunViews.summary(gate.run)
+            let until = gate.deadlineMs.map { " until \(RunViews.timestamp(ms: $0))" } ?? ""
+            view.waitingFor = "approval of step \(gate.stepID) (\(gate.approvers.count)/\(gate.required))\(until)"
+            views.append(view)
+            if views.count == limit { break }
         }
         return APIResponses.json(.ok, text: "{\"runs\":[" + views.map(\.jsonText).joined(separator: ",") + "]}")
     }
@@ -491,9 +519,5 @@ struct RunAPI: Sendable {
             return APIError.unavailable("Redis is not reachable: \(error)").response
         }
         return APIResponses.json(.ok, text: #"{"status":"ready"}"#)
-    }
-
-    static func isSHA(_ text: String) -> Bool {
-        (7...64).contains(text.count) && text.allSatisfy(\.isHexDigit)
     }
 }

@@ -20,11 +20,24 @@ enum RunViews {
             }
             var approvals: ApprovalView?
             if let gate = step.approval {
-                approvals = ApprovalView(
-                    required: gate.required, approvedBy: step.approvers,
-                    decisions: (approvalsByStep[step.key.stepID] ?? []).map {
-                        .init(decision: $0.approved ? "approved" : "rejected", by: $0.approver, comment: $0.comment, at: timestamp(ms: $0.decidedAtMs))
+                let decisions = approvalsByStep[step.key.stepID] ?? []
+                // The gate's current round began when it was last reached (a retry reaches it again).
+                let armedAtMs = step.approvalDeadlineMs.map { $0 - gate.timeout.milliseconds } ?? .min
+                var approvedBy = step.approvers
+                if step.state.status != .awaitingApproval {
+                    // Once passed, the step keeps no list: every approver of the round, from the ledger.
+                    approvedBy = []
+                    for decision in decisions where decision.approved && decision.decidedAtMs >= armedAtMs && !approvedBy.contains(decision.approver) {
+                        approvedBy.append(decision.approver)
                     }
+                }
+                approvals = ApprovalView(
+                    required: gate.required, approvedBy: approvedBy,
+                    decisions: decisions.map {
+                        .init(decision: $0.approved ? "approved" : "rejected", by: $0.approver, comment: $0.comment, at: timestamp(ms: $0.decidedAtMs))
+                    },
+                    state: ApprovalOutcome.state(stepStatus: step.state.status.rawValue, lastError: step.state.lastError),
+                    deadline: step.approvalDeadlineMs.map { timestamp(ms: $0) }
                 )
             }
             return StepView(

@@ -26,8 +26,10 @@ public struct RunRecord: Sendable, Equatable {
 
     /// What its steps' expressions can read.
     public var context: Expressions.RunContext {
+        // A run that has not started is starting in the transition that binds its first steps.
         Expressions.RunContext(
-            id: id, pipeline: pipeline, environment: environment, sha: sha, ref: ref, submitter: submitter, params: params
+            id: id, pipeline: pipeline, environment: environment, sha: sha, ref: ref, submitter: submitter, params: params,
+            startedAtMs: startedAtMs ?? WallClock.nowMs()
         )
     }
 
@@ -40,17 +42,18 @@ public struct RunRecord: Sendable, Equatable {
         """
 
     /// The columns a transition reads, aliased so they can sit beside `StepRecord.selectList`
-    /// in one row. Times are left out: the UPDATE sets them in SQL.
+    /// in one row. Times are left out but the start (which `run.started_at` reads): the UPDATE sets them in SQL.
     static let lockList = """
         r.namespace AS run_namespace, r.pipeline, r.environment, r.sha, r.ref, r.submitter, r.params,
         r.status AS run_status, r.phase, r.outcome, r.stop_reason, r.timeout_ms AS run_timeout_ms, r.deadline_at_ms,
-        r.concurrency_group, r.idempotency_key, r.definition_sha256
+        r.concurrency_group, r.idempotency_key, r.definition_sha256,
+        (extract(epoch FROM r.started_at) * 1000)::bigint AS run_started_ms
         """
 
     /// The positions of the `lockList` columns (and `run_id`) in a result, found once per result.
     struct LockedColumns {
         let id, namespace, pipeline, environment, sha, ref, submitter, params, status, phase, outcome: Int
-        let stopReason, timeoutMs, deadlineAtMs, concurrencyGroup, idempotencyKey, definitionSHA256: Int
+        let stopReason, timeoutMs, deadlineAtMs, concurrencyGroup, idempotencyKey, definitionSHA256, startedAtMs: Int
 
         init(_ rows: PostgresRows) {
             id = rows.column("run_id"); namespace = rows.column("run_namespace"); pipeline = rows.column("pipeline")
@@ -59,7 +62,7 @@ public struct RunRecord: Sendable, Equatable {
             phase = rows.column("phase"); outcome = rows.column("outcome"); stopReason = rows.column("stop_reason")
             timeoutMs = rows.column("run_timeout_ms"); deadlineAtMs = rows.column("deadline_at_ms")
             concurrencyGroup = rows.column("concurrency_group"); idempotencyKey = rows.column("idempotency_key")
-            definitionSHA256 = rows.column("definition_sha256")
+            definitionSHA256 = rows.column("definition_sha256"); startedAtMs = rows.column("run_started_ms")
         }
     }
 
@@ -76,7 +79,7 @@ public struct RunRecord: Sendable, Equatable {
             phase: phase, outcome: outcome, stopReason: row.string(at: c.stopReason), timeoutMs: row.int64(at: c.timeoutMs),
             deadlineAtMs: row.int64(at: c.deadlineAtMs), concurrencyGroup: row.string(at: c.concurrencyGroup),
             idempotencyKey: row.string(at: c.idempotencyKey), definitionSHA256: row.string(at: c.definitionSHA256),
-            createdAtMs: 0, startedAtMs: nil, finishedAtMs: nil
+            createdAtMs: 0, startedAtMs: row.int64(at: c.startedAtMs), finishedAtMs: nil
         )
     }
 

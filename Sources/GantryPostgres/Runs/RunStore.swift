@@ -213,6 +213,41 @@ extension RunStore {
         return (0..<rows.count).compactMap { RunRecord(rows[$0]) }
     }
 
+    /// A gate that waits for approval, with what decides who may approve it.
+    public struct OpenGate: Sendable {
+        public var run: RunRecord
+        public var stepID: String
+        /// The step's inputs (its `approvers` and `distinct_from_submitter`, raised to the policy's at submit).
+        public var inputs: [String: JSONValue]
+        public var approvers: [String]
+        public var required: Int
+        public var deadlineMs: Int64?
+    }
+
+    /// Gates waiting for approval in runs of `environments` (nil: every environment), newest run first.
+    public func openGates(namespace: String, environments: Set<String>?, limit: Int, on db: PostgresConnection) async throws(PostgresError) -> [OpenGate] {
+        let rows = try await db.run(
+            """
+            SELECT \(RunRecord.selectList), s.step_id, s.inputs, s.approvers, s.approval_required, s.approval_deadline_ms
+            FROM steps s JOIN runs r ON r.id = s.run_id
+            WHERE s.status = 'awaiting_approval' AND s.namespace = $1 AND r.namespace = $1
+              AND ($2::text[] IS NULL OR r.environment = ANY($2::text[]))
+            ORDER BY r.id DESC, s.position LIMIT $3
+            """,
+            [namespace, environments.map { PostgresArray.literal($0.sorted()) }, String(limit)]
+        )
+        return (0..<rows.count).compactMap { index -> OpenGate? in
+            let row = rows[index]
+            guard let run = RunRecord(row), let step = row.string("step_id") else { return nil }
+            let approvers = row.string("approvers") ?? "{}"
+            return OpenGate(
+                run: run, stepID: step, inputs: JSONValue.parseObject(row.string("inputs") ?? "{}") ?? [:],
+                approvers: approvers == "{}" ? [] : PostgresArray.parse(approvers),
+                required: row.int("approval_required") ?? 1, deadlineMs: row.int64("approval_deadline_ms")
+            )
+        }
+    }
+
     /// One run with its steps, attempts and approvals; nil when the installation has no such run.
     public func detail(run runID: String, namespace: String, on db: PostgresConnection) async throws(PostgresError) -> RunDetail? {
         try await detail(run: runID, namespace: namespace, tokenHash: nil, on: db).detail

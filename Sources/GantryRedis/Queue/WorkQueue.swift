@@ -422,27 +422,46 @@ public struct WorkQueue: Sendable {
         }
     }
 
+    /// The queue kinds (`build`, `build@production`) that have a dead-letter stream.
+    public func deadLetterKinds(on redis: RedisConnection) async throws(RedisError) -> [String] {
+        let prefix = keys.deadLetters("")
+        return try await scan(pattern: Self.globEscaped(prefix) + "*", on: redis).map { String($0.dropFirst(prefix.count)) }.sorted()
+    }
+
     // MARK: Removing
 
     /// Deletes every key of this namespace (streams, groups, delayed retries, logs, heartbeats):
     /// for namespaces made for one use, like a benchmark's. Stop its dispatchers and workers first.
     public func removeNamespace(on redis: RedisConnection) async throws(RedisError) {
-        var pattern = "{"
-        for character in keys.namespace {
-            if "*?[]\\".contains(character) { pattern.append("\\") }
-            pattern.append(character)
+        let found = try await scan(pattern: Self.globEscaped("{\(keys.namespace)}:") + "*", on: redis)
+        for start in stride(from: 0, to: found.count, by: 1_000) {
+            try await redis.command(["UNLINK"] + found[start..<min(found.count, start + 1_000)])
         }
-        pattern += "}:*"
+    }
+
+    /// Every key matching a glob pattern (SCAN, so Redis is never blocked on a large keyspace).
+    private func scan(pattern: String, on redis: RedisConnection) async throws(RedisError) -> [String] {
         var cursor = "0"
+        var found: [String] = []
         repeat {
             let reply = try await redis.command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"])
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
                 throw .protocolViolation("SCAN answered \(reply)")
             }
-            let found = (parts[1].array ?? []).compactMap(\.string)
-            if !found.isEmpty { try await redis.command(["UNLINK"] + found) }
+            found += (parts[1].array ?? []).compactMap(\.string)
             cursor = next
         } while cursor != "0"
+        return found
+    }
+
+    /// `text` with the glob characters of a SCAN pattern escaped.
+    private static func globEscaped(_ text: String) -> String {
+        var pattern = ""
+        for character in text {
+            if "*?[]\\".contains(character) { pattern.append("\\") }
+            pattern.append(character)
+        }
+        return pattern
     }
 
     // MARK: Parsing

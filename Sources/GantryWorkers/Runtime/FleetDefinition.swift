@@ -17,6 +17,8 @@ public struct FleetDefinition: Sendable, Equatable {
     public var lease: Duration
     public var timeout: Duration
     public var drainGrace: Duration
+    /// The file it was read from; nil for the built-in defaults (no file for the kind).
+    public var source: String?
 
     public init(kind: String, concurrency: Int = 8, lease: Duration = .seconds(30), timeout: Duration = .seconds(600), drainGrace: Duration = .seconds(30)) {
         self.kind = kind
@@ -35,7 +37,18 @@ public struct FleetDefinition: Sendable, Equatable {
     public static func load(kind: String, directory: String) throws(LoadError) -> FleetDefinition {
         let path = (directory as NSString).appendingPathComponent("\(kind).yaml")
         guard let data = FileManager.default.contents(atPath: path) else { return FleetDefinition(kind: kind) }
-        return try parse(String(decoding: data, as: UTF8.self), path: path, kind: kind)
+        var definition = try parse(String(decoding: data, as: UTF8.self), path: path, kind: kind)
+        definition.source = path
+        return definition
+    }
+
+    /// One line for the worker's log: which file set the kind's defaults, or that none did.
+    public func describe(directory: String) -> String {
+        let settings = "concurrency \(concurrency), lease \(DurationParser.format(lease)), timeout \(DurationParser.format(timeout)), drain grace \(DurationParser.format(drainGrace))"
+        guard let source else {
+            return "no fleet file \(kind).yaml in \(directory) (--fleet-dir, GANTRY_FLEET_DIR); built-in defaults for \(kind): \(settings)"
+        }
+        return "fleet file \(source) for \(kind): \(settings)"
     }
 
     /// Parses the text of a fleet file.

@@ -15,18 +15,18 @@ struct APIOptions: ParsableArguments {
     func client() throws -> APIClient {
         let base = (url ?? ProcessInfo.processInfo.environment["GANTRY_URL"] ?? "http://127.0.0.1:8080")
         guard base.hasPrefix("http://") || base.hasPrefix("https://") else {
-            throw Failure("--url / GANTRY_URL '\(base)': give http://HOST:PORT or https://HOST:PORT")
+            throw UsageError("--url / GANTRY_URL '\(base)': give http://HOST:PORT or https://HOST:PORT")
         }
         var token = ProcessInfo.processInfo.environment["GANTRY_TOKEN"]
         if let tokenFile {
             token = try InputFile.read(tokenFile, flag: "--token-file", limit: 64 << 10).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard let token, !token.isEmpty else {
-            throw Failure("no API token: set GANTRY_TOKEN or pass --token-file (an admin makes one with gantry token create)")
+            throw UsageError("no API token: set GANTRY_TOKEN or pass --token-file (an admin makes one with gantry token create)")
         }
         let caFile = ProcessInfo.processInfo.environment["GANTRY_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
         if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
-            throw Failure("GANTRY_CA_FILE \(caFile): cannot read it (a PEM file of the CA that signed the API's certificate)")
+            throw UsageError("GANTRY_CA_FILE \(caFile): cannot read it (a PEM file of the CA that signed the API's certificate)")
         }
         return APIClient(base: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token, caFile: caFile)
     }

@@ -63,6 +63,14 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case json
 }
 
+/// What the run commands print: text for people, JSON, or only the run's id for scripts
+/// (`RUN=$(gantry submit … --output id)`).
+enum RunOutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text
+    case json
+    case id
+}
+
 /// Parses a duration flag, naming the flag when it is wrong.
 func parseDuration(_ text: String, flag: String) throws -> Duration {
     do { return try DurationParser.parse(text) } catch {
@@ -80,6 +88,37 @@ func defaultProcessID(_ role: String) -> String {
 struct Failure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A command given wrongly or not configured (a flag, a file it cannot read, no token):
+/// exit status 64 (EX_USAGE), so that CI can tell it from a run that failed.
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The exit statuses of the commands CI runs (docs/ci.md#exit-statuses).
+enum ExitStatus {
+    static let succeeded: Int32 = 0
+    /// The run failed.
+    static let failed: Int32 = 1
+    /// The API refused the request, or the run was canceled.
+    static let refused: Int32 = 2
+    /// The API could not be reached (or answered with a server error).
+    static let unreachable: Int32 = 3
+    /// The run succeeded, but one of its `finally` steps failed.
+    static let cleanupFailed: Int32 = 4
+    /// A usage or configuration error: a flag, a file, the token.
+    static let usage: Int32 = 64
+
+    /// The status a finished run ends a command with.
+    static func of(_ run: RunView) -> Int32 {
+        switch run.status {
+        case "succeeded": run.cleanupFailed == nil ? succeeded : cleanupFailed
+        case "failed": failed
+        default: refused
+        }
+    }
 }
 
 /// `user@host` of whoever runs the CLI: the actor recorded with a change an admin makes

@@ -16,8 +16,8 @@ struct DeadLetters: AsyncParsableCommand {
 
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: "The step kind whose dead-letter stream to read.")
-        var kind: String = "noop"
+        @Option(help: "Only this kind (a queue: build, or build@production for a pool's); default: every kind.")
+        var kind: String?
 
         @Option(help: "At most this many of each.")
         var limit: Int = 50
@@ -26,39 +26,55 @@ struct DeadLetters: AsyncParsableCommand {
 
         func run() async throws {
             _ = connection.logger("gantry.dlq")
+            let known = PipelineParser.standardKinds.subtracting(["approval"]).sorted()
+            if let kind {
+                let base = Identifiers.baseKind(kind)
+                guard Identifiers.isValidQueueKind(kind), known.contains(base) else {
+                    throw UsageError("--kind '\(kind)': not a step kind\(Suggestion.hint(for: base, in: known)); use one of \(known.joined(separator: ", ")), or KIND@POOL for a pool's queue")
+                }
+            }
             let redis = RedisConnection(url: try connection.redis())
             let db = PostgresConnection(url: try connection.database(), applicationName: "gantry dlq")
-            let letters: [EventEntry]
+            var letters: [(kind: String, entry: EventEntry)] = []
             let rows: PostgresRows
             do {
-                letters = try await WorkQueue(keys: connection.keys).deadLetters(kind: kind, limit: limit, on: redis)
+                let queue = WorkQueue(keys: connection.keys)
+                let kinds: [String]
+                if let kind { kinds = [kind] } else { kinds = try await queue.deadLetterKinds(on: redis) }
+                for queueKind in kinds {
+                    letters += try await queue.deadLetters(kind: queueKind, limit: limit, on: redis).map { (queueKind, $0) }
+                }
+                // A pool's failed steps are listed under their kind (steps keep the pool apart).
                 rows = try await db.run(
                     """
-                    SELECT run_id, step_id, attempt, coalesce(last_error, '') AS last_error, finished_at::text AS finished
-                    FROM steps WHERE status = 'failed' AND kind = $1 AND namespace = $3 ORDER BY finished_at DESC LIMIT $2
+                    SELECT run_id, step_id, kind, attempt, coalesce(last_error, '') AS last_error, finished_at::text AS finished
+                    FROM steps WHERE status = 'failed' AND ($1 = '' OR kind = $1) AND namespace = $3 ORDER BY finished_at DESC LIMIT $2
                     """,
-                    [kind, String(limit), connection.namespace]
+                    [kind.map(Identifiers.baseKind) ?? "", String(limit), connection.namespace]
                 )
             } catch { throw Failure("\(error)") }
-            for letter in letters {
+            for (queueKind, letter) in letters {
                 let fields = Dictionary(letter.fields, uniquingKeysWith: { a, _ in a })
                 let reason = fields["reason"] ?? ""
                 switch output {
-                case .json: print(JSONValue.object(["type": .string("delivery"), "entry": .string(letter.id), "reason": .string(reason)]).jsonText)
-                case .text: print("delivery \(letter.id)  \(reason)")
+                case .json:
+                    print(JSONValue.object([
+                        "type": .string("delivery"), "kind": .string(queueKind), "entry": .string(letter.id), "reason": .string(reason),
+                    ]).jsonText)
+                case .text: print("delivery \(queueKind) \(letter.id)  \(reason)")
                 }
             }
             for index in 0..<rows.count {
                 let row = rows[index]
-                let run = row.string("run_id") ?? "", step = row.string("step_id") ?? ""
+                let run = row.string("run_id") ?? "", step = row.string("step_id") ?? "", stepKind = row.string("kind") ?? ""
                 let attempt = row.int("attempt") ?? 0, error = row.string("last_error") ?? ""
                 switch output {
                 case .json:
                     print(JSONValue.object([
-                        "type": .string("step"), "run": .string(run), "step": .string(step),
+                        "type": .string("step"), "kind": .string(stepKind), "run": .string(run), "step": .string(step),
                         "attempts": .number(Double(attempt)), "error": .string(error),
                     ]).jsonText)
-                case .text: print("step \(run)/\(step)  after \(attempt) attempts  \(error)")
+                case .text: print("step \(stepKind) \(run)/\(step)  after \(attempt) attempts  \(error)")
                 }
             }
         }

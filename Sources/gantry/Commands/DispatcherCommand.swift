@@ -72,33 +72,33 @@ struct DispatcherCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard (1...16).contains(lanes) else { throw Failure("--lanes \(lanes): use 1 to 16 (2 keeps a dispatcher ahead of its workers on 2 cores)") }
+        guard (1...16).contains(lanes) else { throw UsageError("--lanes \(lanes): use 1 to 16 (2 keeps a dispatcher ahead of its workers on 2 cores)") }
         var api: APIConfiguration?
         if let listen {
             guard var parsed = APIConfiguration.parse(listen: listen) else {
-                throw Failure("--listen '\(listen)' is not HOST:PORT (e.g. 127.0.0.1:8080)")
+                throw UsageError("--listen '\(listen)' is not HOST:PORT (e.g. 127.0.0.1:8080)")
             }
-            guard (1...64).contains(apiConnections) else { throw Failure("--api-connections must be between 1 and 64") }
-            guard (1...64).contains(apiReadConnections) else { throw Failure("--api-read-connections must be between 1 and 64") }
+            guard (1...64).contains(apiConnections) else { throw UsageError("--api-connections must be between 1 and 64") }
+            guard (1...64).contains(apiReadConnections) else { throw UsageError("--api-read-connections must be between 1 and 64") }
             parsed.databaseConnections = apiConnections
             parsed.readConnections = apiReadConnections
             parsed.eventsFallback = try parseDuration(eventsFallback, flag: "--events-fallback")
-            guard apiRate >= 0, apiRate <= 1_000_000 else { throw Failure("--api-rate \(apiRate): use 0 (no limit) or a rate up to 1000000") }
+            guard apiRate >= 0, apiRate <= 1_000_000 else { throw UsageError("--api-rate \(apiRate): use 0 (no limit) or a rate up to 1000000") }
             parsed.tokenRate = apiRate
             parsed.idleTimeout = try parseDuration(apiIdleTimeout, flag: "--api-idle-timeout")
-            guard parsed.idleTimeout >= .seconds(1) else { throw Failure("--api-idle-timeout \(apiIdleTimeout): use 1s or more") }
-            guard (tlsCert == nil) == (tlsKey == nil) else { throw Failure("--tls-cert and --tls-key go together: give both for HTTPS, or neither") }
+            guard parsed.idleTimeout >= .seconds(1) else { throw UsageError("--api-idle-timeout \(apiIdleTimeout): use 1s or more") }
+            guard (tlsCert == nil) == (tlsKey == nil) else { throw UsageError("--tls-cert and --tls-key go together: give both for HTTPS, or neither") }
             for (flag, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
-                if let path, !FileManager.default.isReadableFile(atPath: path) { throw Failure("\(flag) \(path): cannot read it") }
+                if let path, !FileManager.default.isReadableFile(atPath: path) { throw UsageError("\(flag) \(path): cannot read it") }
             }
-            guard (1...10_000).contains(apiStreamsPerToken) else { throw Failure("--api-streams-per-token \(apiStreamsPerToken): use 1 to 10000") }
+            guard (1...10_000).contains(apiStreamsPerToken) else { throw UsageError("--api-streams-per-token \(apiStreamsPerToken): use 1 to 10000") }
             parsed.streamsPerToken = apiStreamsPerToken
             parsed.streamRecheck = try parseDuration(apiStreamRecheck, flag: "--api-stream-recheck")
-            guard parsed.streamRecheck >= .milliseconds(100) else { throw Failure("--api-stream-recheck \(apiStreamRecheck): use 100ms or more") }
+            guard parsed.streamRecheck >= .milliseconds(100) else { throw UsageError("--api-stream-recheck \(apiStreamRecheck): use 100ms or more") }
             parsed.tlsCertificateFile = tlsCert
             parsed.tlsKeyFile = tlsKey
             guard parsed.eventsFallback >= .milliseconds(100) else {
-                throw Failure("--events-fallback \(eventsFallback): use 100ms or more (streams get news at once; this is only the safety net)")
+                throw UsageError("--events-fallback \(eventsFallback): use 100ms or more (streams get news at once; this is only the safety net)")
             }
             api = parsed
         }

@@ -11,7 +11,7 @@ enum InputFile {
         } else {
             guard let opened = FileHandle(forReadingAtPath: path) else {
                 let reason = FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file"
-                throw Failure("\(flag) \(path): cannot read it (\(reason))")
+                throw UsageError("\(flag) \(path): cannot read it (\(reason))")
             }
             handle = opened
         }
@@ -19,9 +19,9 @@ enum InputFile {
         var data = Data()
         while let chunk = try handle.read(upToCount: 64 << 10), !chunk.isEmpty {
             data.append(chunk)
-            if data.count > limit { throw Failure("\(flag) \(path): larger than \(limit) bytes") }
+            if data.count > limit { throw UsageError("\(flag) \(path): larger than \(limit) bytes") }
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw Failure("\(flag) \(path): not UTF-8 text") }
+        guard let text = String(data: data, encoding: .utf8) else { throw UsageError("\(flag) \(path): not UTF-8 text") }
         return text
     }
 }

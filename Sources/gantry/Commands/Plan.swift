@@ -15,7 +15,7 @@ struct Plan: ParsableCommand {
     @Argument(help: "The pipeline file.")
     var file: String
 
-    @Option(help: "The commit to deploy (7 to 40 hex digits).")
+    @Option(help: "The commit to deploy (7 to 64 hexadecimal digits, as submit takes).")
     var sha: String
 
     @Option(help: "The git ref (e.g. refs/heads/main), for if: conditions.")
@@ -30,8 +30,8 @@ struct Plan: ParsableCommand {
     @Option var output: OutputFormat = .text
 
     func validate() throws {
-        guard (7...40).contains(sha.count), sha.allSatisfy(\.isHexDigit) else {
-            throw ValidationError("--sha '\(sha)': a commit is 7 to 40 hexadecimal digits")
+        guard Identifiers.isCommitSHA(sha) else {
+            throw ValidationError("--sha '\(sha.prefix(80))': a commit is \(Identifiers.commitSHARule)")
         }
         for param in params where !param.contains("=") {
             throw ValidationError("--param '\(param)': write name=value")

@@ -3,21 +3,23 @@ import Foundation
 import GantryCore
 import GantryHTTP
 
-/// `gantry submit`: the command CI runs. Exits 0 when the run succeeds (or, without
-/// --wait, when it is accepted), 1 when it fails, 2 when it is canceled or refused.
+/// `gantry submit`: the command CI runs, with the exit statuses of `ExitStatus`.
 struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Submit a pipeline run to the dispatcher's API; with --wait, follow it to the end.",
         discussion: """
             Exit status: 0 succeeded (or accepted, without --wait), 1 failed, 2 canceled or refused, \
-            3 the API could not be reached. Needs GANTRY_URL and GANTRY_TOKEN (a submitter token for the environment).
+            3 the API could not be reached, 4 succeeded but a finally step failed, 64 a usage or \
+            configuration error (a flag, a file, no token). Needs GANTRY_URL and GANTRY_TOKEN (a \
+            submitter token for the environment). --output id prints only the run's id; re-attach \
+            to a run with gantry wait RUN.
             """
     )
 
     @OptionGroup var api: APIOptions
     @Option(help: "The pipeline file (YAML).") var pipeline: String
     @Option(help: "The environment; must match the pipeline's when it names one.") var env: String?
-    @Option(help: "The commit to deploy (7-64 hex characters).") var sha: String
+    @Option(help: "The commit to deploy (7 to 64 hexadecimal digits).") var sha: String
     @Option(help: "The branch or tag.") var ref: String?
     @Option(help: "The confirmation text the pipeline's gates.confirm asks for.") var confirm: String?
     @Option(name: .customLong("changed-files"), help: "A file listing the changed paths, one per line ('-' for stdin), for when.paths.")
@@ -26,7 +28,13 @@ struct Submit: AsyncParsableCommand {
     @Option(name: .customLong("idempotency-key"), help: "Submitting again with the same key returns the same run.")
     var idempotencyKey: String?
     @Flag(help: "Follow the run, printing step states, and exit with its outcome.") var wait = false
-    @Option var output: OutputFormat = .text
+    @Option var output: RunOutputFormat = .text
+
+    func validate() throws {
+        guard Identifiers.isCommitSHA(sha) else {
+            throw ValidationError("--sha '\(sha.prefix(80))': a commit is \(Identifiers.commitSHARule)")
+        }
+    }
 
     func run() async throws {
         let client = try api.client()
@@ -42,7 +50,7 @@ struct Submit: AsyncParsableCommand {
         var params: [String: JSONValue] = [:]
         for pair in param {
             guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
-                throw Failure("--param '\(pair)': write NAME=VALUE")
+                throw UsageError("--param '\(pair)': write NAME=VALUE")
             }
             params[String(pair[..<equals])] = .string(String(pair[pair.index(after: equals)...]))
         }
@@ -56,47 +64,82 @@ struct Submit: AsyncParsableCommand {
             created = try await client.call(.post, "/v1/runs", body: body, as: RunView.self).value
         } catch let failure as APIFailure {
             FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
-            throw ExitCode(failure.isRefusal ? 2 : 3)
+            throw ExitCode(failure.isRefusal ? ExitStatus.refused : ExitStatus.unreachable)
         }
         guard wait else {
-            switch output {
-            case .json: print(created.jsonText)
-            case .text: print(RunPrinter.summary(created))
-            }
+            StandardOutput.write(RunOutput.final(created, output, summary: true) + "\n")
             return
         }
-        let final = try await follow(created, client: client)
-        switch output {
-        case .json: print(final.jsonText)
-        case .text: print(RunPrinter.describe(final))
-        }
-        switch final.status {
-        case "succeeded": return
-        case "failed": throw ExitCode(1)
-        default: throw ExitCode(2)
-        }
+        if output == .text { StandardOutput.write("run \(created.id) submitted: \(created.pipeline)\(created.environment.map { " → \($0)" } ?? "")\n") }
+        if output == .id { StandardOutput.write(created.id + "\n") }
+        let final = try await RunOutput.follow(created.id, client: client, output: output)
+        try RunOutput.finish(final, output)
     }
+}
 
-    /// Prints each step's state as it changes: plain time-stamped lines in CI logs, plus a
-    /// progress line rewritten in place on a terminal. With --output json, progress goes to stderr.
-    private func follow(_ run: RunView, client: APIClient) async throws -> RunView {
+/// `gantry wait RUN`: re-attach to a run (CI that lost its `submit --wait`, or a second job
+/// that waits on the first), printing step changes as `submit --wait` does, and exit with its outcome.
+struct Wait: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Follow a run to its end, printing each step change, and exit with its outcome (as submit --wait).",
+        discussion: "Exit status: 0 succeeded, 1 failed, 2 canceled or refused, 3 the API could not be reached, 4 succeeded but a finally step failed, 64 a usage error."
+    )
+    @OptionGroup var api: APIOptions
+    @Argument(help: "The run id.") var id: String
+    @Option var output: RunOutputFormat = .text
+
+    func run() async throws {
+        let client = try api.client()
+        let final: RunView
+        do {
+            final = try await RunOutput.follow(percentEncoded(id), client: client, output: output)
+        } catch let failure as APIFailure {
+            FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
+            throw ExitCode(failure.isRefusal ? ExitStatus.refused : ExitStatus.unreachable)
+        }
+        try RunOutput.finish(final, output)
+    }
+}
+
+/// How the run commands print a run they follow, and how they end.
+enum RunOutput {
+    /// Prints each step's state as it changes: plain time-stamped lines in CI logs (written
+    /// line by line whatever stdout is), plus a progress line rewritten in place on a
+    /// terminal. With --output json or id, progress goes to stderr.
+    static func follow(_ id: String, client: APIClient, output: RunOutputFormat) async throws -> RunView {
         let terminal = isatty(STDOUT_FILENO) == 1 && output == .text
-        let sink: (String) -> Void = output == .json
-            ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-            : { StandardOutput.write($0 + "\n") }
-        if output == .text { print("run \(run.id) submitted: \(run.pipeline)\(run.environment.map { " → \($0)" } ?? "")") }
+        let sink: (String) -> Void = output == .text
+            ? { StandardOutput.write($0 + "\n") }
+            : { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         var last: RunView?
-        let final = try await client.follow(run.id) { view in
+        let final = try await client.follow(id) { view in
             let time = String(Timestamp.iso8601(ms: WallClock.nowMs()).dropFirst(11).prefix(8))
             if terminal { StandardOutput.write("\r\u{1B}[K") }
             for line in RunPrinter.changes(from: last, to: view) {
-                if terminal { StandardOutput.write("\(time) \(line)\n") } else { sink("\(time) \(line)") }
+                sink("\(time) \(line)")
             }
             if terminal { StandardOutput.write(RunPrinter.progress(view)) }
             last = view
         }
         if terminal { StandardOutput.write("\r\u{1B}[K") }
         return final
+    }
+
+    /// A run as the output format asks: the whole view (text or JSON), or its id.
+    static func final(_ run: RunView, _ output: RunOutputFormat, summary: Bool = false) -> String {
+        switch output {
+        case .json: run.jsonText
+        case .id: run.id
+        case .text: summary ? RunPrinter.summary(run) : RunPrinter.describe(run)
+        }
+    }
+
+    /// Prints the finished run (text or JSON; the id was printed when following began) and
+    /// ends with its exit status.
+    static func finish(_ run: RunView, _ output: RunOutputFormat) throws {
+        if output != .id { StandardOutput.write(final(run, output) + "\n") }
+        let status = ExitStatus.of(run)
+        if status != ExitStatus.succeeded { throw ExitCode(status) }
     }
 }
 
@@ -106,8 +149,10 @@ struct Runs: AsyncParsableCommand {
     @OptionGroup var api: APIOptions
     @Option(help: "Only this environment.") var env: String?
     @Option(help: "Only this status: waiting, running, succeeded, failed, canceled.") var status: String?
+    @Flag(name: .customLong("awaiting-approval"), help: "Only runs with a gate this token may approve now (each says which gate).")
+    var awaitingApproval = false
     @Option var limit: Int = 20
-    @Option var output: OutputFormat = .text
+    @Option var output: RunOutputFormat = .text
 
     struct Listing: Decodable { var runs: [RunView] }
 
@@ -115,9 +160,10 @@ struct Runs: AsyncParsableCommand {
         var query: [String] = ["limit=\(limit)"]
         if let env { query.append("env=\(percentEncoded(env))") }
         if let status { query.append("status=\(percentEncoded(status))") }
+        if awaitingApproval { query.append("awaiting_approval=1") }
         let listing = try await perform { try await api.client().call(.get, "/v1/runs?" + query.joined(separator: "&"), as: Listing.self).value }
         for run in listing.runs {
-            print(output == .json ? run.jsonText : RunPrinter.summary(run))
+            StandardOutput.write(RunOutput.final(run, output, summary: true) + "\n")
         }
     }
 }
@@ -127,11 +173,11 @@ struct ShowRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Show a run: each step's state, attempts, durations and why it waits.")
     @OptionGroup var api: APIOptions
     @Argument(help: "The run id.") var id: String
-    @Option var output: OutputFormat = .text
+    @Option var output: RunOutputFormat = .text
 
     func run() async throws {
         let view = try await perform { try await api.client().call(.get, "/v1/runs/\(percentEncoded(id))", as: RunView.self).value }
-        print(output == .json ? view.jsonText : RunPrinter.describe(view))
+        StandardOutput.write(RunOutput.final(view, output) + "\n")
     }
 }
 
@@ -158,13 +204,13 @@ struct DecisionOptions: ParsableArguments {
     @Argument(help: "The run id.") var id: String
     @Option(help: "The approval step's id.") var step: String
     @Option(help: "Why; recorded with the decision.") var comment: String?
-    @Option var output: OutputFormat = .text
+    @Option var output: RunOutputFormat = .text
 
     func send(_ verb: String) async throws {
         var body: [String: JSONValue] = ["step": .string(step)]
         if let comment { body["comment"] = .string(comment) }
         let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/\(verb)", body: body, as: RunView.self).value }
-        print(output == .json ? view.jsonText : RunPrinter.describe(view))
+        StandardOutput.write(RunOutput.final(view, output) + "\n")
     }
 }
 
@@ -189,11 +235,11 @@ struct Cancel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Cancel a run: queued steps are dropped, running ones stopped, finally steps still run.")
     @OptionGroup var api: APIOptions
     @Argument(help: "The run id.") var id: String
-    @Option var output: OutputFormat = .text
+    @Option var output: RunOutputFormat = .text
 
     func run() async throws {
         let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/cancel", body: [:], as: RunView.self).value }
-        print(output == .json ? view.jsonText : RunPrinter.summary(view))
+        StandardOutput.write(RunOutput.final(view, output, summary: true) + "\n")
     }
 }
 
@@ -203,12 +249,12 @@ struct Retry: AsyncParsableCommand {
     @OptionGroup var api: APIOptions
     @Argument(help: "The run id.") var id: String
     @Option(help: "Only this failed step (and its dependents).") var step: String?
-    @Option var output: OutputFormat = .text
+    @Option var output: RunOutputFormat = .text
 
     func run() async throws {
         let body: [String: JSONValue] = step.map { ["step": .string($0)] } ?? [:]
         let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/retry", body: body, as: RunView.self).value }
-        print(output == .json ? view.jsonText : RunPrinter.summary(view))
+        StandardOutput.write(RunOutput.final(view, output, summary: true) + "\n")
     }
 }
 
@@ -218,7 +264,7 @@ private func perform<T>(_ body: () async throws -> T) async throws -> T {
         return try await body()
     } catch let failure as APIFailure {
         FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
-        throw ExitCode(failure.isRefusal ? 2 : 3)
+        throw ExitCode(failure.isRefusal ? ExitStatus.refused : ExitStatus.unreachable)
     }
 }
 

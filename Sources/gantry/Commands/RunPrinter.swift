@@ -7,6 +7,7 @@ enum RunPrinter {
     static func describe(_ run: RunView) -> String {
         var lines: [String] = []
         var head = "run \(run.id)  \(run.status.uppercased())  \(run.pipeline)"
+        if let failed = run.cleanupFailed { head += "  (cleanup failed: \(failed.joined(separator: ", ")))" }
         if let environment = run.environment { head += " → \(environment)" }
         if let sha = run.sha { head += "  sha \(sha.prefix(12))" }
         if let ref = run.ref { head += " (\(ref))" }
@@ -28,6 +29,11 @@ enum RunPrinter {
             if let waiting = step.waitingFor { lines.append("      \(waiting)") }
             if let skip = step.skipReason { lines.append("      skipped: \(skip)") }
             if let approvals = step.approvals {
+                switch approvals.state {
+                case "approved"?: lines.append("      approved by \(approvals.approvedBy.joined(separator: ", ")) (\(approvals.approvedBy.count) of \(approvals.required) required)")
+                case "timed_out"?: lines.append("      timed out: \(step.lastError ?? "no decision before \(approvals.deadline ?? "its deadline")")")
+                default: break
+                }
                 for decision in approvals.decisions {
                     lines.append("      \(decision.decision) by \(decision.by) at \(decision.at)\(decision.comment.map { ": \($0)" } ?? "")")
                 }
@@ -56,7 +62,7 @@ enum RunPrinter {
     static func changes(from old: RunView?, to new: RunView) -> [String] {
         let before = Dictionary((old?.steps ?? []).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var lines: [String] = []
-        let runLine = old?.status != new.status ? "run \(new.status)\(new.waitingFor.map { " — \($0)" } ?? "")" : nil
+        let runLine = old?.status != new.status ? "run \(new.isFinished ? new.outcome : new.status)\(new.waitingFor.map { " — \($0)" } ?? "")" : nil
         if let runLine, !new.isFinished { lines.append(runLine) }
         for step in new.steps where before[step.id]?.status != step.status || before[step.id]?.attempt != step.attempt {
             // The first view lists only what has begun; pending steps show up when they move.

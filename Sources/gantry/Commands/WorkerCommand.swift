@@ -57,8 +57,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("policy-refresh"), help: "How often to re-read the environments' policies (the secrets this pool may resolve), at least 1s.")
     var policyRefresh = "30s"
 
-    @Option(name: .customLong("fleet-dir"), help: "Where the fleet definitions live.")
-    var fleetDirectory: String = ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
+    @Option(name: .customLong("fleet-dir"), help: ArgumentHelp("Where the fleet definitions (KIND.yaml) live.", discussion: "Default: $GANTRY_FLEET_DIR, else ./workers; the worker logs which file it used for each kind, or that it found none."))
+    var fleetDirectoryFlag: String?
+
+    private var fleetDirectory: String {
+        fleetDirectoryFlag ?? ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] ?? "workers"
+    }
 
     func validate() throws {
         if let concurrency, !(1...4096).contains(concurrency) {
@@ -86,11 +90,20 @@ struct WorkerCommand: AsyncParsableCommand {
         for name in kinds where registry.executor(for: name) == nil {
             throw ValidationError("--kind '\(name)': no such kind; known kinds: \(registry.kinds.joined(separator: ", "))")
         }
+        var isDirectory: ObjCBool = false
+        if fleetDirectoryFlag != nil || ProcessInfo.processInfo.environment["GANTRY_FLEET_DIR"] != nil,
+           !FileManager.default.fileExists(atPath: fleetDirectory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw UsageError("--fleet-dir / GANTRY_FLEET_DIR \(fleetDirectory): no such directory")
+        }
         var fleet: [FleetDefinition] = []
         for name in kinds {
             do { fleet.append(try FleetDefinition.load(kind: name, directory: fleetDirectory)) } catch {
-                throw Failure("\(error)")
+                throw UsageError("\(error)")
             }
+        }
+        // Which file set each kind's defaults (a worker started outside the repository finds none).
+        for definition in fleet {
+            logger.info("\(definition.describe(directory: fleetDirectory))")
         }
         let leaseValue = try lease.map { try parseDuration($0, flag: "--lease") } ?? fleet.map(\.lease).min()!
         guard leaseValue >= .seconds(1) else { throw ValidationError("--lease \(lease ?? ""): must be at least 1s") }
@@ -129,7 +142,7 @@ struct WorkerCommand: AsyncParsableCommand {
             secrets: SecretStore(directory: secretsDirectory), secretScope: secretScope, minSecretLength: minSecretLength
         )
         if let secretsDirectory, !FileManager.default.fileExists(atPath: secretsDirectory) {
-            throw Failure("--secrets-dir \(secretsDirectory): no such directory")
+            throw UsageError("--secrets-dir \(secretsDirectory): no such directory")
         }
         let worker = Worker(configuration: configuration, registry: registry, logger: logger)
         let refresher = PolicyRefresher(scope: secretScope, namespace: connection.namespace, database: database, interval: refreshEvery, logger: logger)
