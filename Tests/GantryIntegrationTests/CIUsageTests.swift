@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryRedis
 import Testing
 
 /// What a CI engineer sees (issue 22): output that reaches a CI log as it happens, and a
@@ -65,5 +66,144 @@ import Testing
         #expect(["141", "0"].contains(status.trimmingCharacters(in: .whitespacesAndNewlines)), "\(status)")
         #expect(errors.isEmpty, "\(errors)")
         _ = (dispatcher, worker)
+    }
+
+    @Test func exitStatusesTellCIWhatHappened() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        func pipeline(_ name: String, _ steps: String) throws -> String {
+            try api.file("\(name).yml", "pipeline: \(name)\nenvironment: staging\n" + steps)
+        }
+        let good = try pipeline("good", "steps: [{ id: a, kind: noop }]\n")
+        let failing = try pipeline("failing", "steps: [{ id: a, kind: noop, retry: { max_attempts: 1 }, with: { exit_code: 3 } }]\n")
+        let cleanup = try pipeline("cleanup", """
+            steps: [{ id: a, kind: noop }]
+            finally: [{ id: tell, kind: noop, retry: { max_attempts: 1 }, with: { exit_code: 1 } }]
+            """)
+        // 0: succeeded; 1: the run failed; 4: succeeded, but a finally step failed, and it says so.
+        #expect(try await api.cli(["submit", "--pipeline", good, "--sha", "3f2a9c1", "--wait"], token: token).status == 0)
+        #expect(try await api.cli(["submit", "--pipeline", failing, "--sha", "3f2a9c1", "--wait"], token: token).status == 1)
+        let cleaned = try await api.cli(["submit", "--pipeline", cleanup, "--sha", "3f2a9c1", "--wait"], token: token)
+        #expect(cleaned.status == 4, "\(cleaned)")
+        #expect(cleaned.out.contains("run succeeded, but finally step tell failed"), "\(cleaned.out)")
+        let json = try await api.cli(["submit", "--pipeline", cleanup, "--sha", "3f2a9c1", "--wait", "--output", "json"], token: token)
+        #expect(json.status == 4 && json.out.contains(#""cleanup_failed":["tell"]"#), "\(json.out)")
+        // 2: refused (a 4xx), here an environment the token may not submit to.
+        let other = try api.file("other.yml", "pipeline: other\nenvironment: production\nsteps: [{ id: a, kind: noop }]\n")
+        let refused = try await api.cli(["submit", "--pipeline", other, "--sha", "3f2a9c1"], token: token)
+        #expect(refused.status == 2 && refused.err.hasPrefix("Error: "), "\(refused)")
+        // 64: the command was given wrongly or is not configured; nothing was sent.
+        for (arguments, message) in [
+            (["submit", "--pipeline", env.logDirectory + "-missing.yml", "--sha", "3f2a9c1"], "--pipeline"),
+            (["submit", "--pipeline", good, "--sha", "3f2a9c1", "--param", "novalue"], "--param 'novalue'"),
+            (["submit", "--pipeline", good, "--sha", "zz"], "--sha 'zz'"),
+            (["run", "x", "--token-file", env.logDirectory + "-no-token"], "--token-file"),
+        ] {
+            let result = try await api.cli(arguments, token: token)
+            #expect(result.status == 64, "\(arguments): \(result)")
+            #expect(result.err.contains(message), "\(arguments): \(result.err)")
+        }
+        // 3: the API is not there.
+        let unreachable = APIHarness(env: env, port: try APIHarness.freePort())
+        #expect(try await unreachable.cli(["runs"], token: token).status == 3)
+        _ = (dispatcher, worker)
+    }
+
+    @Test func aScriptTakesTheRunIdAndReattachesWithWait() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let pipeline = try api.file("later.yml", """
+            pipeline: later
+            environment: staging
+            steps: [{ id: a, kind: noop, with: { sleep_ms: 500 } }, { id: b, kind: noop, needs: [a] }]
+            """)
+        let submitted = try await api.cli(["submit", "--pipeline", pipeline, "--sha", "3f2a9c1", "--output", "id"], token: token)
+        let id = submitted.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(submitted.status == 0 && Identifiers.isValidRunID(id), "\(submitted)")
+        let waited = try await api.cli(["wait", id], token: token)
+        #expect(waited.status == 0, "\(waited)")
+        #expect(waited.out.contains("b: succeeded") && waited.out.contains("run succeeded"), "\(waited.out)")
+        // Waiting on a run that already ended returns at once with its outcome.
+        let again = try await api.cli(["wait", id, "--output", "id"], token: token)
+        #expect(again.status == 0 && again.out == id + "\n", "\(again)")
+        #expect(try await api.cli(["wait", "0193a000-0000-7000-8000-000000000000"], token: token).status == 2)
+        _ = (dispatcher, worker)
+    }
+
+    @Test func approvalsListEveryApproverTellATimeoutFromARejectionAndShowWhatWaitsForMe() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1")
+        let ci = try await api.token("ci", [.submitter], env: ["production"])
+        let alice = try await api.token("alice", [.approver], env: ["production"])
+        let bob = try await api.token("bob", [.approver], env: ["production"])
+        let carol = try await api.token("carol", [.approver], env: ["staging"])
+        func submit(_ timeout: String) async throws -> String {
+            try await api.submit("""
+                pipeline: gated
+                environment: production
+                steps:
+                  - { id: gate, kind: approval, with: { required: 2, timeout: \(timeout), approvers: [alice, bob] } }
+                  - { id: go, kind: noop, needs: [gate] }
+                """, token: ci).json.id
+        }
+        let run = try await submit("1h")
+        try await api.wait(run, token: ci, for: "the gate") { $0.steps.first?.status == "awaiting_approval" }
+        // What waits for me: alice and bob see the gate; carol (staging) and the submitter do not.
+        let mine = try await api.cli(["runs", "--awaiting-approval"], token: alice)
+        #expect(mine.status == 0 && mine.out.contains(run) && mine.out.contains("approval of step gate (0/2)"), "\(mine)")
+        #expect(try await api.cli(["runs", "--awaiting-approval"], token: carol).out.isEmpty)
+        #expect(try await api.cli(["runs", "--awaiting-approval"], token: ci).out.isEmpty)
+        #expect(try await api.cli(["approve", run, "--step", "gate"], token: alice).status == 0)
+        #expect(try await api.cli(["runs", "--awaiting-approval"], token: alice).out.isEmpty, "alice has approved already")
+        #expect(try await api.cli(["runs", "--awaiting-approval"], token: bob).out.contains(run))
+        #expect(try await api.cli(["approve", run, "--step", "gate"], token: bob).status == 0)
+        let approved = try await api.wait(run, token: ci)
+        #expect(approved.status == "succeeded")
+        #expect(approved.steps[0].approvals?.approvedBy == ["alice", "bob"])
+        #expect(approved.steps[0].approvals?.state == "approved")
+        // A gate that times out is not a rejection.
+        let late = try await submit("1s")
+        let timedOut = try await api.wait(late, token: ci)
+        #expect(timedOut.status == "failed")
+        let gate = try #require(timedOut.steps.first)
+        #expect(gate.approvals?.state == "timed_out" && gate.approvals?.deadline != nil)
+        #expect(gate.lastError?.hasPrefix("approval timed out at ") == true && gate.lastError?.hasSuffix("with 0 of 2 approvals") == true, "\(gate.lastError ?? "")")
+        let shown = try await api.cli(["run", late], token: ci)
+        #expect(shown.out.contains("timed out: approval timed out at"), "\(shown.out)")
+        let rejected = try await submit("1h")
+        try await api.wait(rejected, token: ci, for: "the gate") { $0.steps.first?.status == "awaiting_approval" }
+        #expect(try await api.cli(["reject", rejected, "--step", "gate", "--comment", "not now"], token: bob).status == 0)
+        let no = try await api.wait(rejected, token: ci)
+        #expect(no.steps[0].approvals?.state == "rejected" && no.steps[0].lastError == "rejected by bob")
+        _ = (dispatcher, worker)
+    }
+
+    @Test func deadLettersCoverEveryKindAndAWorkerSaysWhichFleetFileItUsed() async throws {
+        let env = try await TestEnvironment.make()
+        let redis = env.redis()
+        // Two deliveries that are not jobs, in two kinds' queues (one of them a pool's).
+        try await redis.command(["XADD", env.keys.stream("noop"), "*", "garbage", "1"])
+        try await redis.command(["XADD", env.keys.stream("build@production"), "*", "garbage", "2"])
+        let noop = try env.worker("w-noop")
+        let build = try env.worker("w-build", kind: "build", extra: ["--pool", "production", "--fleet-dir", env.logDirectory + "-nowhere"])
+        #expect(await build.waitForExit(timeout: .seconds(10)) == 64)
+        #expect(build.log.contains("--fleet-dir / GANTRY_FLEET_DIR \(env.logDirectory)-nowhere: no such directory"))
+        let pooled = try env.worker("w-build2", kind: "build", extra: ["--pool", "production"])
+        try await env.eventually("both deliveries dead-lettered") {
+            let list = try env.cli(["dlq", "list"])
+            return list.out.contains("delivery noop ") && list.out.contains("delivery build@production ")
+        }
+        let only = try env.cli(["dlq", "list", "--kind", "build@production"])
+        #expect(only.status == 0 && only.out.contains("build@production") && !only.out.contains("delivery noop "))
+        let bogus = try env.cli(["dlq", "list", "--kind", "biuld"])
+        #expect(bogus.status == 64 && bogus.err.contains("--kind 'biuld': not a step kind; did you mean 'build'?"), "\(bogus)")
+        // The test runs from the repository: the noop worker found workers/noop.yaml.
+        #expect(noop.log.contains("fleet file workers/noop.yaml for noop: concurrency"), "\(noop.log)")
+        _ = (noop, pooled)
     }
 }

@@ -96,7 +96,9 @@ public struct StepRecord: Sendable, Equatable {
             skipReason = reason
             skippedByFilter = byFilter
         }
-        if case .awaitingApproval = step.lifecycle {} else { approvalDeadlineMs = nil }
+        // A gate keeps its deadline once decided (the view shows when it timed out, and which
+        // decisions belong to its last round); a step sent back to pending (a retry) loses it.
+        if step.lifecycle == .pending { approvalDeadlineMs = nil }
         if case .skipped = step.lifecycle {} else if step.lifecycle != .pending { skipReason = nil; skippedByFilter = false }
     }
 

@@ -90,6 +90,7 @@ struct Wait: AsyncParsableCommand {
 
     func run() async throws {
         let client = try api.client()
+        if output == .id { StandardOutput.write(id + "\n") }
         let final: RunView
         do {
             final = try await RunOutput.follow(percentEncoded(id), client: client, output: output)
