@@ -252,6 +252,7 @@ import Testing
             let backup = try pipeline("""
                 pipeline: production
                 environment: production
+                params: { bucket: {} }
                 steps: [{ id: b, kind: backup, with: { source: { paths: [x] }, to: "\(to)" } }]
                 """)
             #expect(refusal(backup, policy, confirm)?.contains("with.to must start with one of") == true, "\(to)")
@@ -377,6 +378,7 @@ import Testing
               - { id: n, kind: deploy, with: { service: "api;rm", version: v1, run: ./api, listen: "127.0.0.1:8300" } }
               - { id: k, kind: deploy, with: { target: kubernetes, service: api, image: "registry/api:v1", namespace: "--kubeconfig=/x" } }
               - { id: e, kind: deploy, with: { service: api, version: v1, run: ./api, listen: "${{ run.params.listen }}" } }
+            params: { listen: {} }
             """, file: "p.yml")
         let lines = diagnostics.map(\.description)
         #expect(lines == [
@@ -587,6 +589,7 @@ enum NestingProbe {
             let computed = try #require(PipelineParser().parse("""
                 pipeline: p
                 environment: staging
+                params: { addr: {}, ctx: {} }
                 steps: [{ id: d, kind: deploy, with: { service: api, \(with) } }]
                 """, file: "p.yml").definition)
             var owner = production
@@ -600,6 +603,7 @@ enum NestingProbe {
             let backup = try #require(PipelineParser().parse("""
                 pipeline: p
                 environment: staging
+                params: { where: {} }
                 steps: [{ id: b, kind: backup, with: { source: { paths: [x] }, to: "\(to)" } }]
                 """, file: "p.yml").definition)
             let result = EnvironmentRules.evaluate(backup, policy: nil, request: request, others: [bucketOwner])

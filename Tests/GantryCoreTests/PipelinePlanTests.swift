@@ -27,6 +27,8 @@ import Testing
     let yaml = """
         pipeline: p
         environment: staging
+        params:
+          canary: { values: ["yes", "no"], default: "no" }
         steps:
           - { id: build-api, kind: build, when: { paths: ["services/api/**"] }, with: { run: make api } }
           - { id: build-web, kind: build, when: { paths: ["web/**"] }, with: { run: make web } }

@@ -30,6 +30,7 @@ import Testing
         let pipeline = """
             pipeline: build
             environment: staging
+            params: { branch: { required: true } }
             steps:
               - id: compile
                 kind: build

@@ -206,4 +206,51 @@ import Testing
         #expect(noop.log.contains("fleet file workers/noop.yaml for noop: concurrency"), "\(noop.log)")
         _ = (noop, pooled)
     }
+
+    @Test func parametersAreDeclaredCheckedAndNeverSmuggleALine() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1", kind: "build")
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let file = try api.file("params.yml", """
+            pipeline: params
+            environment: staging
+            params:
+              msg: { required: true }
+              region: { values: [eu-west-1, us-east-1], default: eu-west-1 }
+              replicas: { type: integer, default: 2 }
+              notes: { multiline: true, default: "" }
+            steps:
+              - id: out
+                kind: build
+                with:
+                  run: |
+                    echo "k=${{ run.params.msg }}" >> "$GANTRY_OUTPUT"
+                    echo "region=${{ run.params.region }} replicas=${{ run.params.replicas }}"
+            """)
+        func submit(_ params: [String]) async throws -> (status: Int32, out: String, err: String) {
+            try await api.cli(["submit", "--pipeline", file, "--sha", "3f2a9c1", "--wait", "--output", "json"] + params.flatMap { ["--param", $0] }, token: token)
+        }
+        // The documented output line cannot be made to write a second output: msg is one line.
+        let injected = try await submit(["msg=hello\ninjected=yes"])
+        #expect(injected.status == 2 && injected.err.contains("parameter 'msg' is one line (declare it multiline: true to take several)"), "\(injected)")
+        let undeclared = try await submit(["msg=hi", "regoin=us-east-1"])
+        #expect(undeclared.status == 2 && undeclared.err.contains("parameter 'regoin' is not declared under params: (it declares msg, region, replicas, notes; did you mean 'region'?)"), "\(undeclared)")
+        let missing = try await submit([])
+        #expect(missing.status == 2 && missing.err.contains("parameter 'msg' is required: give --param msg=VALUE"), "\(missing)")
+        let wrong = try await submit(["msg=hi", "replicas=two"])
+        #expect(wrong.status == 2 && wrong.err.contains("parameter 'replicas' 'two' is not a whole number"), "\(wrong)")
+        let outside = try await submit(["msg=hi", "region=mars-1"])
+        #expect(outside.status == 2 && outside.err.contains("parameter 'region' 'mars-1' is not one of eu-west-1, us-east-1"), "\(outside)")
+        // A good one: given values and defaults reach the step.
+        let ran = try await submit(["msg=hello"])
+        #expect(ran.status == 0, "\(ran)")
+        let view = try JSONDecoder().decode(RunView.self, from: Data(ran.out.utf8))
+        #expect(view.steps.first?.attempts.last?.outputs == ["k": .string("hello")])
+        #expect(try await api.cli(["logs", view.id, "--step", "out"], token: token).out == "region=eu-west-1 replicas=2\n")
+        // plan applies the same checks, before any submit.
+        let planned = try await api.cli(["plan", file, "--sha", "3f2a9c1", "--param", "nope=1"], token: token)
+        #expect(planned.status == 64 && planned.err.contains("--param: parameter 'nope' is not declared"), "\(planned)")
+        _ = (dispatcher, worker)
+    }
 }

@@ -145,6 +145,9 @@ import Testing
                 return
             }
             #expect(run["id"] == .string(good) && run["sha"] == .string("3f2a9c1") && run["environment"] == .string("staging"))
+            // When the run started, as an ISO 8601 time (it used to be empty).
+            let startedAt = run["started_at"]?.stringValue ?? ""
+            #expect(Timestamp.parseISO8601(startedAt) != nil, "started_at '\(startedAt)'")
             #expect(capture.all("/pd").isEmpty)
 
             // A run that fails: PagerDuty is paged (after a 429 and a 503), Slack (on: success) is not.

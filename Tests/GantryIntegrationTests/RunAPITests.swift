@@ -11,6 +11,7 @@ import Testing
     static let fanOut = """
         pipeline: fan
         environment: staging
+        params: { region: { default: eu-west-1 } }
         steps:
           - { id: build, kind: noop, with: { sleep_ms: 20, output: { image: "api:${{ run.sha }}", region: "${{ run.params.region }}" } } }
           - { id: t1, kind: noop, needs: [build] }

@@ -18,6 +18,8 @@ public struct PipelineDefinition: Sendable, Equatable {
     public var promoteFrom: String?
     public var concurrencyGroup: String?
     public var onBusy: OnBusy
+    /// The parameters a run takes (`params:`), in the file's order.
+    public var params: [PipelineParam] = []
     public var steps: [PipelineStep]
     public var onFailure: [PipelineStep]
     public var finally: [PipelineStep]

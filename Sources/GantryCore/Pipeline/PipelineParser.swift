@@ -66,7 +66,7 @@ private struct Reader: NodeReading {
     // MARK: The pipeline
 
     mutating func pipeline(_ root: Node) -> PipelineDefinition? {
-        let topKeys = ["pipeline", "description", "environment", "timeout", "gates", "concurrency", "defaults", "steps", "on_failure", "finally"]
+        let topKeys = ["pipeline", "description", "environment", "timeout", "gates", "concurrency", "defaults", "params", "steps", "on_failure", "finally"]
         guard let top = mapping(root, "the pipeline", keys: topKeys) else { return nil }
         let name = string(top["pipeline"], "pipeline")
         if top["pipeline"] == nil { report(root, "missing key 'pipeline': name the pipeline, e.g. pipeline: staging") }
@@ -88,6 +88,8 @@ private struct Reader: NodeReading {
                 }
             }
         }
+        if let params = top["params"] { definition.params = self.params(params.value) }
+        declaredParams = Set(definition.params.map(\.name))
         var defaultTimeout = Duration.seconds(600)
         var defaultRetry = RetryPolicy()
         if let defaults = top["defaults"], let entries = mapping(defaults.value, "defaults", keys: ["timeout", "retry"]) {
@@ -104,6 +106,51 @@ private struct Reader: NodeReading {
         if let entry = top["finally"] { definition.finally = steps(entry.value, "finally", timeout: defaultTimeout, retry: defaultRetry) }
         checkGraph(definition, stepNodes: stepNodes)
         return definition
+    }
+
+    /// The parameters the file declares, which its expressions may read.
+    var declaredParams: Set<String> = []
+
+    /// `params:`: each parameter's type, whether it is required, its default and its checks.
+    mutating func params(_ node: Node) -> [PipelineParam] {
+        guard let declared = node.mapping else {
+            report(node, "params must be a mapping of parameter names to their settings, e.g. params: { region: { required: true } }")
+            return []
+        }
+        let keys = ["type", "required", "default", "values", "pattern", "multiline", "description"]
+        var out: [PipelineParam] = []
+        for (key, value) in declared {
+            guard let name = key.string, InputNames.variableName(name) == nil, name.utf8.count <= 64 else {
+                report(key, "parameter '\(key.string?.prefix(64) ?? "")': a name is up to 64 ASCII letters, digits and '_', not starting with a digit")
+                continue
+            }
+            var param = PipelineParam(name: name)
+            if let scalar = value.scalar, scalar.string.isEmpty {
+                out.append(param)
+                continue
+            }
+            guard let entries = mapping(value, "params.\(name)", keys: keys) else { continue }
+            if let text = string(entries["type"], "params.\(name).type") {
+                if let type = PipelineParam.Kind(rawValue: text) { param.type = type } else {
+                    let kinds = PipelineParam.Kind.allCases.map(\.rawValue)
+                    report(entries["type"]?.value, "params.\(name).type '\(text)' is not one of \(kinds.joined(separator: ", "))\(Suggestion.hint(for: text, in: kinds))")
+                }
+            }
+            param.required = bool(entries["required"], "params.\(name).required") ?? false
+            param.multiline = bool(entries["multiline"], "params.\(name).multiline") ?? false
+            param.description = string(entries["description"], "params.\(name).description")
+            param.pattern = string(entries["pattern"], "params.\(name).pattern")
+            if let values = entries["values"] { param.values = strings(values, "params.\(name).values") }
+            if let entry = entries["default"] {
+                param.defaultValue = string(entry, "params.\(name).default")
+                if param.required { report(entry.value, "params.\(name): a required parameter has no default; drop one of them") }
+                if let value = param.defaultValue, let problem = param.problem(with: value) {
+                    report(entry.value, "params.\(name).default \(problem)")
+                }
+            }
+            out.append(param)
+        }
+        return out
     }
 
     /// Nodes of each step by id, for placing graph errors.
@@ -317,6 +364,9 @@ private struct Reader: NodeReading {
             }
             if parts[1] == "params", parts.count != 3 || parts[2].isEmpty {
                 report(node, "'${{ \(expression) }}' in step '\(stepID)': name the parameter, e.g. run.params.region")
+            } else if parts[1] == "params", !declaredParams.contains(parts[2]) {
+                let known = declaredParams.sorted()
+                report(node, "'${{ \(expression) }}' in step '\(stepID)': parameter '\(parts[2])' is not declared\(Suggestion.hint(for: parts[2], in: known)); declare it under params: (e.g. params: { \(parts[2]): { required: true } })")
             } else if parts[1] != "params", parts.count != 2 {
                 report(node, "'${{ \(expression) }}' in step '\(stepID)': run.\(parts[1]) has no fields")
             }

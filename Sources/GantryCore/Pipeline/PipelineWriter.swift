@@ -20,6 +20,18 @@ public enum PipelineWriter {
         if let group = definition.concurrencyGroup { concurrency.append((key("group"), text(group))) }
         concurrency.append((key("on_busy"), plain(definition.onBusy.rawValue)))
         pairs.append((key("concurrency"), .mapping(.init(concurrency))))
+        if !definition.params.isEmpty {
+            pairs.append((key("params"), .mapping(.init(definition.params.map { param in
+                var settings: [(Node, Node)] = [(key("type"), plain(param.type.rawValue))]
+                if param.required { settings.append((key("required"), plain("true"))) }
+                if let value = param.defaultValue { settings.append((key("default"), text(value))) }
+                if let values = param.values { settings.append((key("values"), .sequence(.init(values.map(text))))) }
+                if let pattern = param.pattern { settings.append((key("pattern"), text(pattern))) }
+                if param.multiline { settings.append((key("multiline"), plain("true"))) }
+                if let description = param.description { settings.append((key("description"), text(description))) }
+                return (key(param.name), .mapping(.init(settings)))
+            }))))
+        }
         pairs.append((key("steps"), .sequence(.init(definition.steps.map(node)))))
         if !definition.onFailure.isEmpty { pairs.append((key("on_failure"), .sequence(.init(definition.onFailure.map(node))))) }
         if !definition.finally.isEmpty { pairs.append((key("finally"), .sequence(.init(definition.finally.map(node))))) }

@@ -191,7 +191,12 @@ struct RunAPI: Sendable {
         case .success(let effective): rules = effective
         case .failure(let refusal): try await refuse(refusal.reason)
         }
-        let params = body.params ?? [:]
+        // Declared parameters only, each checked, defaults filled in: what the run's expressions read.
+        let params: [String: String]
+        switch PipelineParam.resolve(rules.definition.params, given: body.params ?? [:]) {
+        case .success(let values): params = values
+        case .failure(let problem): try await refuse(problem.description)
+        }
         let plan = PipelinePlan.make(rules.definition, changedFiles: body.changedFiles, params: params, ref: body.ref, environment: environment)
         var skips: [String: String] = [:]
         for step in plan.levels.joined() + plan.onFailure + plan.finally {

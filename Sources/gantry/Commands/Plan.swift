@@ -49,10 +49,16 @@ struct Plan: ParsableCommand {
             let text = try InputFile.read(changedFiles, flag: "--changed-files", limit: 8 << 20)
             files = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
-        var parameters: [String: String] = [:]
+        var given: [String: String] = [:]
         for param in params {
             let parts = param.split(separator: "=", maxSplits: 1).map(String.init)
-            parameters[parts[0]] = parts.count > 1 ? parts[1] : ""
+            given[parts[0]] = parts.count > 1 ? parts[1] : ""
+        }
+        // The same check a submit makes: declared parameters only, with their defaults.
+        let parameters: [String: String]
+        switch PipelineParam.resolve(definition.params, given: given) {
+        case .success(let values): parameters = values
+        case .failure(let problem): throw UsageError("--param: \(problem)")
         }
         let plan = PipelinePlan.make(definition, changedFiles: files, params: parameters, ref: ref, environment: definition.environment)
         switch output {
