@@ -253,4 +253,44 @@ import Testing
         #expect(planned.status == 64 && planned.err.contains("--param: parameter 'nope' is not declared"), "\(planned)")
         _ = (dispatcher, worker)
     }
+
+    @Test func aRunningStepNamesItsWorkerAndAStepNobodyTakesSaysSo() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let file = try api.file("running.yml", """
+            pipeline: running
+            environment: staging
+            steps: [{ id: slow, kind: noop, with: { sleep_ms: 3000 } }]
+            """)
+        // No worker yet: the step says nobody takes its queue, and how to start one.
+        let outPath = env.logDirectory + "-running.out"
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: env.binary)
+        process.arguments = ["submit", "--pipeline", file, "--sha", "3f2a9c1", "--wait"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["GANTRY_URL": api.base, "GANTRY_TOKEN": token]) { $1 }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        func written() -> String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
+        try await env.eventually("the submit to print its run") { written().contains("submitted") }
+        let id = try #require(written().split(separator: " ").dropFirst().first.map(String.init))
+        let waiting = try await api.run(id, token: token)
+        #expect(waiting.steps[0].status == "queued")
+        #expect(waiting.steps[0].waitingFor == "no live worker takes noop: start one (gantry worker --kind noop)", "\(waiting.steps[0])")
+        let worker = try env.worker("runner-1")
+        // Then it runs: status running, with the worker and when it took the attempt.
+        let running = try await api.wait(id, token: token, for: "the step to run") { $0.steps[0].status == "running" }
+        #expect(running.steps[0].worker == "runner-1" && running.steps[0].startedAt != nil && running.steps[0].waitingFor == nil)
+        let shown = try await api.cli(["run", id], token: token)
+        #expect(shown.out.contains("slow") && shown.out.contains("running") && shown.out.contains("on runner-1 since"), "\(shown.out)")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        // The CI log said so, as it happened.
+        let log = written()
+        #expect(log.contains("slow: queued — no live worker takes noop"), "\(log)")
+        #expect(log.contains("slow: running on runner-1"), "\(log)")
+        _ = (dispatcher, worker)
+    }
 }

@@ -82,6 +82,9 @@ public struct StepView: Codable, Sendable, Equatable {
     public var lastError: String?
     public var approvals: ApprovalView?
     public var attempts: [AttemptView]
+    /// While it runs (status `running`): the worker and when it took the attempt.
+    public var worker: String?
+    public var startedAt: String?
 
     public init(
         id: String, kind: String, section: String, needs: [String], status: String, attempt: Int, waitingFor: String?,
@@ -103,6 +106,7 @@ public struct StepView: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, kind, section, needs, status, attempt
         case waitingFor = "waiting_for", skipReason = "skip_reason", lastError = "last_error", approvals, attempts
+        case worker, startedAt = "started_at"
     }
 }
 

@@ -37,8 +37,10 @@ extension StepView {
         w.raw("needs", JSONValue.array(needs.map(JSONValue.string)).jsonText)
         w.field("section", section)
         w.field("skip_reason", skipReason)
+        w.field("started_at", startedAt)
         w.field("status", status)
         w.field("waiting_for", waitingFor)
+        w.field("worker", worker)
         return w.finish()
     }
 }

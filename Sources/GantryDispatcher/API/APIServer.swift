@@ -21,15 +21,17 @@ struct APIServer: Sendable {
     init(configuration: APIConfiguration, dispatcher: DispatcherConfiguration, effector: Effector, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        let redis = RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)"))
         self.api = RunAPI(
             namespace: dispatcher.keys.namespace,
             pool: PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)"),
             reads: PostgresPool(url: dispatcher.database, size: configuration.readConnections, applicationName: "gantry-api-reads \(dispatcher.id)"),
-            redis: RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)")),
+            redis: redis,
             effector: effector,
             changes: RunChangeFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, clientName: "gantry-api-changes-\(dispatcher.id)",
                                    fallback: configuration.eventsFallback, logger: logger),
             logs: LogTailFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, replica: dispatcher.id, logger: logger),
+            fleets: FleetCache(keys: dispatcher.keys, redis: redis),
             logger: logger, maxBodyBytes: configuration.maxBodyBytes,
             limiter: TokenRateLimiter(rate: configuration.tokenRate, burst: 2 * configuration.tokenRate),
             streams: StreamLimits(perToken: configuration.streamsPerToken, recheck: configuration.streamRecheck)

@@ -249,7 +249,9 @@ enum OpenAPIDocument {
                 kind: { type: string }
                 section: { type: string, enum: [main, on_failure, finally] }
                 needs: { type: array, items: { type: string } }
-                status: { type: string, enum: [pending, awaiting_approval, queued, retrying, succeeded, failed, canceled, skipped] }
+                status: { type: string, enum: [pending, awaiting_approval, queued, running, retrying, succeeded, failed, canceled, skipped], description: "running: a worker holds the attempt (worker, started_at)" }
+                worker: { type: [string, "null"], description: "the worker running the step now" }
+                started_at: { type: [string, "null"], format: date-time, description: "when that worker took the attempt" }
                 attempt: { type: integer }
                 waiting_for: { type: [string, "null"], description: "e.g. waiting for approval (0/2)" }
                 skip_reason: { type: [string, "null"] }

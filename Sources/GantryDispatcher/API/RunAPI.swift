@@ -20,6 +20,8 @@ struct RunAPI: Sendable {
     let changes: RunChangeFeed
     /// Wakes followed logs when they grow, and lends them a connection to read.
     let logs: LogTailFeed
+    /// The live workers, for steps that run and queues nobody takes.
+    let fleets: FleetCache
     let logger: Logger
     let maxBodyBytes: Int
     let store = RunStore()
@@ -294,7 +296,7 @@ struct RunAPI: Sendable {
         limiter.register(hash)
         guard let detail else { throw APIError.notFound("no run \(id.prefix(64)) in this installation") }
         try await authorizeRead(grant, detail)
-        return APIResponses.json(.ok, text: RunViews.view(detail).jsonText)
+        return APIResponses.json(.ok, text: RunViews.view(detail, fleet: await fleet(for: detail)).jsonText)
     }
 
     private func loadReadable(_ id: String, grant: Grant) async throws -> RunDetail {
@@ -314,11 +316,16 @@ struct RunAPI: Sendable {
         }
     }
 
+    /// The fleet, when the run has a queued step to place (a finished run needs none).
+    private func fleet(for detail: RunDetail) async -> FleetSnapshot {
+        detail.steps.contains { $0.state.status == .queued } ? await fleets.current() : .unknown
+    }
+
     private func show(_ id: String, status: HTTPResponse.Status) async throws -> Response {
         guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
             throw APIError.notFound("no run \(id)")
         }
-        return APIResponses.json(status, text: RunViews.view(detail).jsonText)
+        return APIResponses.json(status, text: RunViews.view(detail, fleet: await fleet(for: detail)).jsonText)
     }
 
     /// Server-sent events: the run as JSON (event `run`) each time it changes, until it ends.
@@ -326,7 +333,7 @@ struct RunAPI: Sendable {
         let (grant, hash) = try await authenticateWithHash(request, action: "read")
         _ = try await loadReadable(id, grant: grant)
         let place = try streams.acquire(hash)
-        let store = store, namespace = namespace, reads = reads, changes = changes
+        let store = store, namespace = namespace, reads = reads, changes = changes, fleets = fleets
         let body = ResponseBody { writer in
             defer { place.release() }
             // Subscribed before the first read: a change between a read and the wait is not missed.
@@ -346,7 +353,7 @@ struct RunAPI: Sendable {
             var quietSince = ContinuousClock.now
             while !Task.isCancelled {
                 guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else { break }
-                let view = RunViews.view(detail)
+                let view = RunViews.view(detail, fleet: await fleets.current())
                 if view != last {
                     try await writer.write(ByteBuffer(string: "event: run\ndata: \(view.jsonText)\n\n"))
                     last = view

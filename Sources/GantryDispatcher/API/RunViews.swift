@@ -1,9 +1,12 @@
 import GantryCore
 import GantryPostgres
+import GantryRedis
 
 /// Builds the API's view of a run from its rows.
 enum RunViews {
-    static func view(_ detail: RunDetail) -> RunView {
+    /// - Parameter fleet: the live workers, for the steps that run (worker, start) and those
+    ///   whose queue no live worker takes; `.unknown` shows neither.
+    static func view(_ detail: RunDetail, fleet: FleetSnapshot = .unknown) -> RunView {
         let run = detail.run
         let attemptsByStep = Dictionary(grouping: detail.attempts, by: \.key.step.stepID)
         let approvalsByStep = Dictionary(grouping: detail.approvals, by: \.stepID)
@@ -40,13 +43,26 @@ enum RunViews {
                     deadline: step.approvalDeadlineMs.map { timestamp(ms: $0) }
                 )
             }
-            return StepView(
+            var view = StepView(
                 id: step.key.stepID, kind: step.kind, section: step.section.rawValue, needs: step.needs,
                 status: step.state.status.rawValue, attempt: step.state.attempt,
                 waitingFor: waitingFor(step, run: run, statusByStep: statusByStep),
                 skipReason: step.state.status == .skipped ? step.skipReason : nil,
                 lastError: step.state.lastError, approvals: approvals, attempts: attempts
             )
+            if step.state.status == .queued {
+                let queue = Identifiers.queueKind(step.kind, pool: step.pool)
+                if let runner = fleet.runner(of: AttemptKey(step: step.key, attempt: step.state.attempt)) {
+                    view.status = "running"
+                    view.worker = runner.worker
+                    view.startedAt = timestamp(ms: runner.sinceMs)
+                    view.waitingFor = nil
+                } else if !fleet.serves(queue) {
+                    let pool = step.pool.map { $0 == "default" ? "" : " --pool \($0)" } ?? ""
+                    view.waitingFor = "no live worker takes \(queue): start one (gantry worker --kind \(step.kind)\(pool))"
+                }
+            }
+            return view
         }
         var waiting: String?
         if run.status == "waiting" {

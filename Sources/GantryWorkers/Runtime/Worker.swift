@@ -61,6 +61,8 @@ private struct Held: Sendable {
     let kind: String
     /// The attempt's name in the cancel list (`run/step/attempt`).
     let attempt: String
+    /// When this worker took it (shown as the step's start while it runs).
+    var startedMs: Int64 = 0
     /// The heartbeat found the lease gone: the outcome can only be recorded stale.
     var leaseLost = false
     /// The outcome is recorded and its acknowledgement is on its way.
@@ -110,6 +112,8 @@ private final class Session: Sendable {
     /// How often a busy worker trims acknowledged entries from its streams (WorkQueue.complete).
     static let trimInterval = Duration.milliseconds(250)
     let draining = Atomic<Bool>(false)
+    /// Set when the worker took new attempts; the log shipper then announces them.
+    let announceSoon = Atomic<Bool>(false)
     let stopped = Atomic<Bool>(false)
     let startedMs = WallClock.nowMs()
 
@@ -235,7 +239,9 @@ private final class Session: Sendable {
         }
         slots.take(1)
         let member = WorkQueue.cancelMember(AttemptKey(step: job.key, attempt: job.attempt))
-        book.withLock { $0[delivery.id] = Held(kind: delivery.kind, attempt: member) }
+        book.withLock { $0[delivery.id] = Held(kind: delivery.kind, attempt: member, startedMs: WallClock.nowMs()) }
+        // The API shows the step running on this worker from the next announcement (within 200 ms).
+        announceSoon.store(true, ordering: .relaxed)
         if canceled.withLock({ $0[member] != nil }) {
             // Canceled while it waited in the queue: record it without running it.
             let nowUs = WallClock.nowUs()
@@ -562,6 +568,11 @@ private final class Session: Sendable {
         description += ",\"seen_ms\":\(WallClock.nowMs())"
         description += ",\"in_flight\":\(slots.used)"
         description += ",\"draining\":\(draining.load(ordering: .sequentiallyConsistent))"
+        // What it runs now (`run/step/attempt` and since when), so that a step shows as running
+        // on this worker; at most 1,000, the oldest first.
+        let running = book.withLock { book in book.values.filter { !$0.acking }.map { ($0.attempt, $0.startedMs) } }
+            .sorted { $0.1 < $1.1 }.prefix(1_000)
+        description += ",\"running\":[" + running.map { "[\(JSONValue.string($0.0).jsonText),\($0.1)]" }.joined(separator: ",") + "]"
         description += "}"
         _ = try? await heartbeat.command(["HSET", configuration.keys.workers, configuration.id, description])
     }
@@ -628,6 +639,8 @@ private final class Session: Sendable {
             }
             let ended = Set(logs.filter { $0.value.end != nil }.map(\.key))
             if !ended.isEmpty { liveLogs.withLock { live in for id in ended { live.removeValue(forKey: id) } } }
+            // New attempts since the last tick: announce them now rather than at the next heartbeat.
+            if announceSoon.exchange(false, ordering: .relaxed) { await announce() }
             if done { return }
             try? await Task.sleep(for: .milliseconds(200))
         }

@@ -26,6 +26,7 @@ enum RunPrinter {
             var line = "  \(symbol(step.status)) \(step.id.padding(toLength: 22, withPad: " ", startingAt: 0)) \(step.kind.padding(toLength: 14, withPad: " ", startingAt: 0)) \(step.status)"
             if !step.needs.isEmpty { line += "  needs \(step.needs.joined(separator: ","))" }
             lines.append(line)
+            if let worker = step.worker { lines.append("      on \(worker) since \(step.startedAt ?? "?")") }
             if let waiting = step.waitingFor { lines.append("      \(waiting)") }
             if let skip = step.skipReason { lines.append("      skipped: \(skip)") }
             if let approvals = step.approvals {
@@ -64,11 +65,14 @@ enum RunPrinter {
         var lines: [String] = []
         let runLine = old?.status != new.status ? "run \(new.isFinished ? new.outcome : new.status)\(new.waitingFor.map { " — \($0)" } ?? "")" : nil
         if let runLine, !new.isFinished { lines.append(runLine) }
-        for step in new.steps where before[step.id]?.status != step.status || before[step.id]?.attempt != step.attempt {
+        for step in new.steps where before[step.id]?.status != step.status || before[step.id]?.attempt != step.attempt
+            || (step.status == "queued" && step.waitingFor?.hasPrefix("no live worker") == true && before[step.id]?.waitingFor != step.waitingFor) {
             // The first view lists only what has begun; pending steps show up when they move.
             if old == nil, step.status == "pending" { continue }
             var line = "\(step.id): \(step.status)"
-            if step.attempt > 1, step.status == "queued" || step.status == "retrying" { line += " (attempt \(step.attempt))" }
+            if step.attempt > 1, step.status == "queued" || step.status == "running" || step.status == "retrying" { line += " (attempt \(step.attempt))" }
+            if let worker = step.worker { line += " on \(worker)" }
+            if let waiting = step.waitingFor, step.status == "queued", waiting.hasPrefix("no live worker") { line += " — \(waiting)" }
             if let last = step.attempts.last, step.status == "succeeded" || step.status == "failed" || step.status == "canceled" {
                 line += " in \(format(ms: last.durationMs))"
                 if let error = last.error, step.status != "succeeded" { line += ": \(error)" }
@@ -84,7 +88,7 @@ enum RunPrinter {
     /// A compact one-line count of steps by state, for a terminal.
     static func progress(_ run: RunView) -> String {
         let finished = run.steps.filter { ["succeeded", "failed", "canceled", "skipped"].contains($0.status) }.count
-        let running = run.steps.filter { $0.status == "queued" || $0.status == "retrying" }.count
+        let running = run.steps.filter { $0.status == "queued" || $0.status == "running" || $0.status == "retrying" }.count
         let waiting = run.steps.filter { $0.status == "awaiting_approval" }.count
         var line = "[\(finished)/\(run.steps.count) done, \(running) running"
         if waiting > 0 { line += ", \(waiting) awaiting approval" }
@@ -97,7 +101,8 @@ enum RunPrinter {
         case "failed": "✗"
         case "canceled": "⊘"
         case "skipped": "–"
-        case "queued", "retrying": "▶"
+        case "running": "▶"
+        case "queued", "retrying": "…"
         case "awaiting_approval": "?"
         default: "·"
         }
