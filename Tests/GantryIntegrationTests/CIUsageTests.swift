@@ -293,4 +293,24 @@ import Testing
         #expect(log.contains("slow: running on runner-1"), "\(log)")
         _ = (dispatcher, worker)
     }
+
+    @Test func aLargeRunIsSummarizedUnlessEveryStepIsAskedFor() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let worker = try env.worker("w1", concurrency: 32)
+        let token = try await api.token("ci", [.submitter], env: ["staging"])
+        let fan = (0..<60).map { "  - { id: s\($0), kind: noop\($0 == 7 ? ", retry: { max_attempts: 1 }, with: { exit_code: 2 }" : "") }" }
+        let file = try api.file("fan.yml", "pipeline: fan\nenvironment: staging\nsteps:\n" + fan.joined(separator: "\n") + "\n")
+        let submitted = try await api.cli(["submit", "--pipeline", file, "--sha", "3f2a9c1", "--wait", "--output", "id"], token: token)
+        let id = submitted.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(submitted.status == 1, "\(submitted)")
+        let summary = try await api.cli(["run", id], token: token)
+        #expect(summary.out.contains("  60 steps: 1 failed, 59 succeeded"), "\(summary.out)")
+        #expect(summary.out.contains("✗ s7 "), "the failed step comes first: \(summary.out)")
+        #expect(summary.out.contains("… 59 more steps (gantry run \(id) --all shows every one)"))
+        #expect(summary.out.split(separator: "\n").count < 10)
+        let every = try await api.cli(["run", id, "--all"], token: token)
+        #expect(every.out.split(separator: "\n").filter { $0.contains(" noop ") }.count == 60)
+        _ = (dispatcher, worker)
+    }
 }

@@ -127,11 +127,11 @@ enum RunOutput {
     }
 
     /// A run as the output format asks: the whole view (text or JSON), or its id.
-    static func final(_ run: RunView, _ output: RunOutputFormat, summary: Bool = false) -> String {
+    static func final(_ run: RunView, _ output: RunOutputFormat, summary: Bool = false, all: Bool = false) -> String {
         switch output {
         case .json: run.jsonText
         case .id: run.id
-        case .text: summary ? RunPrinter.summary(run) : RunPrinter.describe(run)
+        case .text: summary ? RunPrinter.summary(run) : RunPrinter.describe(run, all: all)
         }
     }
 
@@ -174,11 +174,13 @@ struct ShowRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Show a run: each step's state, attempts, durations and why it waits.")
     @OptionGroup var api: APIOptions
     @Argument(help: "The run id.") var id: String
+    @Flag(help: "Every step, even of a large run (by default, a run of more than 40 steps is summarized: counts by state, failed steps first).")
+    var all = false
     @Option var output: RunOutputFormat = .text
 
     func run() async throws {
         let view = try await perform { try await api.client().call(.get, "/v1/runs/\(percentEncoded(id))", as: RunView.self).value }
-        StandardOutput.write(RunOutput.final(view, output) + "\n")
+        StandardOutput.write(RunOutput.final(view, output, all: all) + "\n")
     }
 }
 

@@ -3,8 +3,14 @@ import GantryCore
 
 /// Prints runs for people: a run with its DAG of steps, and live progress lines.
 enum RunPrinter {
-    /// The run and each step with its state, attempts and why it waits.
-    static func describe(_ run: RunView) -> String {
+    /// Runs with more steps than this are summarized unless every step is asked for.
+    static let summaryThreshold = 40
+
+    /// The run and each step with its state, attempts and why it waits. A large run (a
+    /// fan-out of thousands) is summarized unless `all`: counts by state, then the failed
+    /// steps, then those still going, at most `summaryThreshold` of them.
+    static func describe(_ run: RunView, all: Bool = true) -> String {
+        guard all || run.steps.count <= summaryThreshold else { return summarize(run) }
         var lines: [String] = []
         var head = "run \(run.id)  \(run.status.uppercased())  \(run.pipeline)"
         if let failed = run.cleanupFailed { head += "  (cleanup failed: \(failed.joined(separator: ", ")))" }
@@ -47,6 +53,34 @@ enum RunPrinter {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    private static func summarize(_ run: RunView) -> String {
+        var trimmed = run
+        trimmed.steps = shown(run)
+        // The head lines of the run, then its counts, then the steps shown with their sections.
+        var lines = describe(trimmed).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let firstStep = lines.indices.first { index in
+            index > 0 && !lines[index].hasPrefix("  submitted") && lines[index] != "  \(run.waitingFor ?? "")"
+                && !lines[index].hasPrefix("  stopped:")
+        } ?? lines.count
+        var counts: [(status: String, count: Int)] = []
+        for step in run.steps {
+            if let index = counts.firstIndex(where: { $0.status == step.status }) { counts[index].count += 1 } else { counts.append((step.status, 1)) }
+        }
+        let order = ["failed", "running", "queued", "retrying", "awaiting_approval", "pending", "succeeded", "skipped", "canceled"]
+        counts.sort { (order.firstIndex(of: $0.status) ?? order.count) < (order.firstIndex(of: $1.status) ?? order.count) }
+        lines.insert("  \(run.steps.count) steps: " + counts.map { "\($0.count) \($0.status)" }.joined(separator: ", "), at: firstStep)
+        let hidden = run.steps.count - trimmed.steps.count
+        if hidden > 0 { lines.append("  … \(hidden) more steps (gantry run \(run.id) --all shows every one)") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The steps a summary shows: failed ones first, then those still going, in pipeline order.
+    private static func shown(_ run: RunView) -> [StepView] {
+        let failed = run.steps.filter { $0.status == "failed" }
+        let going = run.steps.filter { ["running", "queued", "retrying", "awaiting_approval"].contains($0.status) }
+        return Array((failed + going).prefix(summaryThreshold))
     }
 
     /// One line for a listing.
