@@ -39,7 +39,7 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # Workers hold the workers' database role (record attempts, read policies; docs/operations.md#database-roles).
 # `exec` so that, started with `&`, $! is the worker's own PID.
-worker() { GANTRY_DATABASE_URL="$GANTRY_WORKER_DATABASE_URL" exec worker "$@"; }
+gantry_worker() { GANTRY_DATABASE_URL="$GANTRY_WORKER_DATABASE_URL" exec $G worker "$@"; }
 
 say "migrate the schema (as the schema owner)"
 GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" $G migrate
@@ -47,8 +47,8 @@ GANTRY_DATABASE_URL="$GANTRY_ADMIN_DATABASE_URL" $G migrate
 say "start a dispatcher and two workers (lease 2s, namespace $NS)"
 API_PORT=${GANTRY_DEMO_API_PORT:-8090}
 $G dispatcher --namespace "$NS" --id demo-dispatcher --reap-interval 250ms --listen "127.0.0.1:$API_PORT" >"$LOGS/dispatcher.log" 2>&1 & pids+=($!)
-worker --namespace "$NS" --kind noop --id worker-a --concurrency 16 --lease 2s >"$LOGS/worker-a.log" 2>&1 & pids+=($!); worker_a=$!
-worker --namespace "$NS" --kind noop --id worker-b --concurrency 16 --lease 2s >"$LOGS/worker-b.log" 2>&1 & pids+=($!)
+gantry_worker --namespace "$NS" --kind noop --id worker-a --concurrency 16 --lease 2s >"$LOGS/worker-a.log" 2>&1 & pids+=($!); worker_a=$!
+gantry_worker --namespace "$NS" --kind noop --id worker-b --concurrency 16 --lease 2s >"$LOGS/worker-b.log" 2>&1 & pids+=($!)
 sleep 1
 
 say "enqueue: 10 quick steps, 4 that fail their first attempt, 1 that always fails, 1 that hangs past its 1s timeout, 6 slow ones"
@@ -94,7 +94,7 @@ psql "$GANTRY_DATABASE_URL" -q -c "
 # ---------------------------------------------------------------------------
 say "pipelines through the API (GANTRY_URL=http://127.0.0.1:$API_PORT); first with noop steps, then with real step kinds"
 export GANTRY_URL="http://127.0.0.1:$API_PORT"
-worker --namespace "$NS" --kind noop --id worker-c --concurrency 16 --lease 2s >"$LOGS/worker-c.log" 2>&1 & pids+=($!)
+gantry_worker --namespace "$NS" --kind noop --id worker-c --concurrency 16 --lease 2s >"$LOGS/worker-c.log" 2>&1 & pids+=($!)
 # Tokens are an admin's to make: the owner's URL (the application's role may only read them).
 CI=$($G token create --database-url "$GANTRY_ADMIN_DATABASE_URL" --namespace "$NS" --name ci --role submitter --env staging,production 2>/dev/null)
 ALICE=$($G token create --database-url "$GANTRY_ADMIN_DATABASE_URL" --namespace "$NS" --name alice --role approver --env production 2>/dev/null)
@@ -165,7 +165,7 @@ CAPTURE="http://127.0.0.1:$(cat "$LOGS/capture.port")"
 SLACK_URL="$CAPTURE/slack/T0DEMO/B0DEMO/$(date +%s%N | sha256sum | head -c 24)"
 PD_KEY="pd-demo-$(date +%s%N | sha256sum | head -c 20)"
 GANTRY_SECRET_SLACK_WEBHOOK="$SLACK_URL" GANTRY_SECRET_HOOK_SECRET=$HOOK_SECRET GANTRY_SECRET_PAGERDUTY_ROUTING_KEY="$PD_KEY" \
-  worker --namespace "$NS" --kind build,scan,smoke-test,notify --id worker-kinds --concurrency 8 --lease 5s >"$LOGS/worker-kinds.log" 2>&1 & pids+=($!)
+  gantry_worker --namespace "$NS" --kind build,scan,smoke-test,notify --id worker-kinds --concurrency 8 --lease 5s >"$LOGS/worker-kinds.log" 2>&1 & pids+=($!)
 WS="$PWD/$LOGS/workspace"
 rm -rf "$WS" && mkdir -p "$WS/src"
 echo 'export const greeting = "hello"' >"$WS/src/app.js"
@@ -239,7 +239,7 @@ say "production, end to end (pipelines/production.yml on its own worker pool): a
 . .gantry/s3-credentials
 AWS_ENDPOINT_URL_S3="$GANTRY_TEST_S3_ENDPOINT" AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$S3_SECRET_ACCESS_KEY" AWS_REGION=us-east-1 \
 GANTRY_SECRET_SLACK_WEBHOOK="$SLACK_URL" GANTRY_SECRET_PAGERDUTY_ROUTING_KEY="$PD_KEY" \
-  worker --namespace "$NS" --pool production --kind scan,backup,deploy,smoke-test,metrics-watch,notify --id worker-prod --concurrency 8 --lease 10s \
+  gantry_worker --namespace "$NS" --pool production --kind scan,backup,deploy,smoke-test,metrics-watch,notify --id worker-prod --concurrency 8 --lease 10s \
   --state-dir "$PWD/$LOGS/local" >"$LOGS/worker-prod.log" 2>&1 & pids+=($!)
 GOOD=a1b2c3d4e5f60718293a4b5c6d7e8f9012345678
 BAD=badc0ffee0ddf00d1234567890abcdef12345678
