@@ -20,14 +20,7 @@ import Testing
             """)
         // stdout is a file, as a CI log is.
         let outPath = env.logDirectory + "-submit.out"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: env.binary)
-        process.arguments = ["submit", "--pipeline", pipeline, "--sha", "3f2a9c1", "--wait"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["GANTRY_URL": api.base, "GANTRY_TOKEN": token]) { $1 }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try Self.submitWaitingIntoFile(pipeline, outPath: outPath, api: api, token: token)
         try await env.eventually("the quick step's success in the file") {
             ((try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "").contains("quick")
                 && ((try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "").contains("succeeded")
@@ -265,14 +258,7 @@ import Testing
             """)
         // No worker yet: the step says nobody takes its queue, and how to start one.
         let outPath = env.logDirectory + "-running.out"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: env.binary)
-        process.arguments = ["submit", "--pipeline", file, "--sha", "3f2a9c1", "--wait"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["GANTRY_URL": api.base, "GANTRY_TOKEN": token]) { $1 }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try Self.submitWaitingIntoFile(file, outPath: outPath, api: api, token: token)
         func written() -> String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
         try await env.eventually("the submit to print its run") { written().contains("submitted") }
         let id = try #require(written().split(separator: " ").dropFirst().first.map(String.init))
@@ -312,5 +298,18 @@ import Testing
         let every = try await api.cli(["run", id, "--all"], token: token)
         #expect(every.out.split(separator: "\n").filter { $0.contains(" noop ") }.count == 60)
         _ = (dispatcher, worker)
+    }
+
+    /// Starts `gantry submit --wait` with its stdout written to a file, as a CI log is.
+    static func submitWaitingIntoFile(_ pipeline: String, outPath: String, api: APIHarness, token: String) throws -> Process {
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: api.env.binary)
+        process.arguments = ["submit", "--pipeline", pipeline, "--sha", "3f2a9c1", "--wait"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["GANTRY_URL": api.base, "GANTRY_TOKEN": token]) { $1 }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
     }
 }

@@ -10,7 +10,6 @@ enum RunPrinter {
     /// fan-out of thousands) is summarized unless `all`: counts by state, then the failed
     /// steps, then those still going, at most `summaryThreshold` of them.
     static func describe(_ run: RunView, all: Bool = true) -> String {
-        guard all || run.steps.count <= summaryThreshold else { return summarize(run) }
         var lines: [String] = []
         var head = "run \(run.id)  \(run.status.uppercased())  \(run.pipeline)"
         if let failed = run.cleanupFailed { head += "  (cleanup failed: \(failed.joined(separator: ", ")))" }
@@ -23,8 +22,13 @@ enum RunPrinter {
         lines.append(meta)
         if let waiting = run.waitingFor { lines.append("  \(waiting)") }
         if let reason = run.stopReason { lines.append("  stopped: \(reason)") }
+        var steps = run.steps
+        if !all && run.steps.count > summaryThreshold {
+            lines.append("  \(run.steps.count) steps: " + counts(run.steps))
+            steps = shown(run)
+        }
         var section = "main"
-        for step in run.steps {
+        for step in steps {
             if step.section != section {
                 section = step.section
                 lines.append("  \(section):")
@@ -52,28 +56,19 @@ enum RunPrinter {
                 lines.append(text)
             }
         }
+        if steps.count < run.steps.count {
+            lines.append("  … \(run.steps.count - steps.count) more steps (gantry run \(run.id) --all shows every one)")
+        }
         return lines.joined(separator: "\n")
     }
 
-    private static func summarize(_ run: RunView) -> String {
-        var trimmed = run
-        trimmed.steps = shown(run)
-        // The head lines of the run, then its counts, then the steps shown with their sections.
-        var lines = describe(trimmed).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let firstStep = lines.indices.first { index in
-            index > 0 && !lines[index].hasPrefix("  submitted") && lines[index] != "  \(run.waitingFor ?? "")"
-                && !lines[index].hasPrefix("  stopped:")
-        } ?? lines.count
-        var counts: [(status: String, count: Int)] = []
-        for step in run.steps {
-            if let index = counts.firstIndex(where: { $0.status == step.status }) { counts[index].count += 1 } else { counts.append((step.status, 1)) }
-        }
+    /// How many steps are in each state, the unfinished and failed first: "1 failed, 59 succeeded".
+    private static func counts(_ steps: [StepView]) -> String {
         let order = ["failed", "running", "queued", "retrying", "awaiting_approval", "pending", "succeeded", "skipped", "canceled"]
-        counts.sort { (order.firstIndex(of: $0.status) ?? order.count) < (order.firstIndex(of: $1.status) ?? order.count) }
-        lines.insert("  \(run.steps.count) steps: " + counts.map { "\($0.count) \($0.status)" }.joined(separator: ", "), at: firstStep)
-        let hidden = run.steps.count - trimmed.steps.count
-        if hidden > 0 { lines.append("  … \(hidden) more steps (gantry run \(run.id) --all shows every one)") }
-        return lines.joined(separator: "\n")
+        var counts: [String: Int] = [:]
+        for step in steps { counts[step.status, default: 0] += 1 }
+        return counts.sorted { (order.firstIndex(of: $0.key) ?? order.count, $0.key) < (order.firstIndex(of: $1.key) ?? order.count, $1.key) }
+            .map { "\($0.value) \($0.key)" }.joined(separator: ", ")
     }
 
     /// The steps a summary shows: failed ones first, then those still going, in pipeline order.
