@@ -251,11 +251,12 @@ import Testing
         let env = try await TestEnvironment.make()
         let redis = env.redis()
         let dispatcher = try env.dispatcher()
-        let draining = try env.worker("draining", concurrency: 8, extra: ["--drain-grace", "1s"])
+        // The grace is long beside the quick steps and short beside the slow ones, so that a loaded
+        // machine neither runs a quick step past it nor a slow one within it.
+        let draining = try env.worker("draining", concurrency: 8, extra: ["--drain-grace", "4s"])
         try await env.waitForHeartbeat(of: "draining")
-        let quick = try await env.enqueue(count: 3, with: #"{"sleep_ms":400}"#)
-        // Slow enough that they cannot finish before the SIGTERM even on a loaded machine.
-        let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":12000}"#)
+        let quick = try await env.enqueue(count: 3, with: #"{"sleep_ms":200}"#)
+        let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":30000}"#)
         // All five taken by the worker: held now, or (the quick ones, on a loaded machine) already done.
         try await env.eventually("5 steps taken") {
             let held = try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).count
@@ -265,7 +266,7 @@ import Testing
         }
         draining.signal(SIGTERM)
         let more = try await env.enqueue(count: 2)
-        #expect(await draining.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(await draining.waitForExit(timeout: .seconds(15)) == 0)
         // It took nothing new while draining.
         #expect(try await env.queue.depth(kind: "noop", on: redis).length >= 2)
         let successor = try env.worker("successor")
