@@ -42,6 +42,22 @@ let package = Package(
         // posix_spawn with the GNU extensions, and the wait-status macros (glibc; nothing to link).
         .systemLibrary(name: "CSpawn"),
 
+        // MARK: Runtime (threads for blocking C calls, the wall clock, retrying)
+        .target(
+            name: "GantryRuntime",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Child processes (posix_spawn through CSpawn), for the workers' commands
+        .target(
+            name: "GantryProcess",
+            dependencies: ["CSpawn", "GantryRuntime"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Pure domain
         .target(
             name: "GantryCore",
@@ -56,6 +72,7 @@ let package = Package(
         .target(
             name: "GantryRedis",
             dependencies: [
+                "GantryRuntime",
                 "CHiredis",
                 "GantryCore",
                 .product(name: "Logging", package: "swift-log"),
@@ -65,6 +82,7 @@ let package = Package(
         .target(
             name: "GantryPostgres",
             dependencies: [
+                "GantryRuntime",
                 "CLibPQ",
                 "GantryCore",
                 .product(name: "Logging", package: "swift-log"),
@@ -74,6 +92,7 @@ let package = Package(
         .target(
             name: "GantryHTTP",
             dependencies: [
+                "GantryRuntime",
                 "CCurl",
                 "GantryCore",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -83,7 +102,8 @@ let package = Package(
         .target(
             name: "GantryWorkers",
             dependencies: [
-                "CSpawn",
+                "GantryRuntime",
+                "GantryProcess",
                 "GantryCore",
                 "GantryHTTP",
                 "GantryRedis",
@@ -98,6 +118,7 @@ let package = Package(
         .target(
             name: "GantryDispatcher",
             dependencies: [
+                "GantryRuntime",
                 "GantryCore",
                 "GantryRedis",
                 "GantryPostgres",
@@ -115,6 +136,8 @@ let package = Package(
         .executableTarget(
             name: "gantry",
             dependencies: [
+                "GantryRuntime",
+                "GantryProcess",
                 "GantryCore",
                 "GantryRedis",
                 "GantryPostgres",
@@ -149,6 +172,7 @@ let package = Package(
             name: "GantryIntegrationTests",
             dependencies: [
                 "GantryCore",
+                "GantryRuntime",
                 "GantryRedis",
                 "GantryPostgres",
                 "GantryWorkers",

@@ -1,6 +1,7 @@
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 import Logging
 import ServiceLifecycle
 import Synchronization

@@ -1,6 +1,7 @@
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 import Logging
 
 /// Does in Redis what committed run transitions asked for: enqueue, schedule,

@@ -1,6 +1,7 @@
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 
 /// Creates one-step runs and puts their first attempts in the kind's stream:
 /// what `gantry enqueue` and the benchmark do.

@@ -1,6 +1,7 @@
 internal import CCurl
 import Foundation
 import GantryCore
+import GantryRuntime
 import Synchronization
 
 /// An HTTP client over libcurl, one easy handle on a thread of its own.

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GantryCore
+import GantryRuntime
 
 /// Where an S3 service is and how to sign for it: AWS itself, or an S3-compatible
 /// server (MinIO, Ceph, moto) addressed path-style.

@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryPostgres
+import GantryRuntime
 import Logging
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryPostgres
+import GantryRuntime
 import Testing
 
 /// Runs created in bulk (`gantry enqueue`, the benchmark) go in through COPY's text format:

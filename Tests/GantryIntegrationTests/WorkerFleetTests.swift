@@ -3,6 +3,7 @@ import GantryCore
 import GantryDispatcher
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 import Testing
 
 /// Workers and the dispatcher as real processes against real Redis and Postgres:

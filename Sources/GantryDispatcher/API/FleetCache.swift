@@ -1,5 +1,6 @@
 import GantryCore
 import GantryRedis
+import GantryRuntime
 import Synchronization
 
 /// The live fleet for the API's run views, read from the workers' heartbeats at most every

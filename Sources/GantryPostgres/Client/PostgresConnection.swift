@@ -1,5 +1,6 @@
 internal import CLibPQ
 import GantryCore
+import GantryRuntime
 import Glibc
 import Synchronization
 

@@ -1,4 +1,5 @@
 import GantryCore
+import GantryRuntime
 
 /// A run's row: what was submitted, its context, and where the RunMachine has it.
 public struct RunRecord: Sendable, Equatable {

@@ -1,5 +1,6 @@
 internal import CHiredis
 import GantryCore
+import GantryRuntime
 import Synchronization
 
 /// One connection to Redis through hiredis, on a thread of its own.

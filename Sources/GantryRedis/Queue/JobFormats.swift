@@ -1,4 +1,5 @@
 import GantryCore
+import GantryRuntime
 import Synchronization
 
 extension WorkQueue {

@@ -1,4 +1,5 @@
 import GantryCore
+import GantryRuntime
 
 /// The queue protocol on Redis streams, as DESIGN.md lays it out.
 ///

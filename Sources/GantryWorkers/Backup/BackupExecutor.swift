@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryProcess
 
 /// The `backup` kind: a tar.gz of paths, or a command's output, streamed to S3;
 /// and, with `action: restore`, back.

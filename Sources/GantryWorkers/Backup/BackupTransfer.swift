@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryProcess
 
 /// Streams a backup to S3 and back: the uploader reads a command's stdout a part
 /// at a time (a `tar -cz` of paths, `pg_dump`, `kubectl get all -o yaml`) and

@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryProcess
 
 /// The `build` kind: runs a shell command (or a list of them) in its own process group.
 ///

@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryProcess
 
 /// The `kubernetes` deploy target, through `kubectl` (on the worker's PATH, with
 /// its usual configuration: `KUBECONFIG`, or `with.context`):

@@ -1,6 +1,8 @@
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryProcess
+import GantryRuntime
 
 /// The `local` deploy target: a service's instances are local processes behind
 /// an nginx this worker manages. Instances lead sessions of their own, so they

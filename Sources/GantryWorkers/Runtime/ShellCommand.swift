@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryProcess
 
 /// A shell command written in a step's inputs, ready to run: its expressions
 /// turned into environment variables (`ShellExpressions`), its shell found, and

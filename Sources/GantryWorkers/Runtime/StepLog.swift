@@ -1,5 +1,6 @@
 import Crypto
 import GantryCore
+import GantryProcess
 import Synchronization
 
 /// A step's log: lines an executor writes. The last `capacity` bytes are kept for

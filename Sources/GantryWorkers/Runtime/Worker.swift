@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 import Logging
 import ServiceLifecycle
 import Synchronization

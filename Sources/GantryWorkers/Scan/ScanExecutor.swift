@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
 import GantryCore
+import GantryProcess
+import GantryRuntime
 
 /// The `scan` kind: two gates, usable together, that stop a deployment.
 ///

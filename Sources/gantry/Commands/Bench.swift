@@ -4,6 +4,7 @@ import GantryCore
 import GantryDispatcher
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 import Histogram
 
 struct Bench: AsyncParsableCommand {

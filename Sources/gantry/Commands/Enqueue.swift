@@ -4,6 +4,7 @@ import GantryCore
 import GantryDispatcher
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 
 struct Enqueue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

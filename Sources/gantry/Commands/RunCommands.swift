@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryRuntime
 
 /// `gantry submit`: the command CI runs, with the exit statuses of `ExitStatus`.
 struct Submit: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import Foundation
 import GantryCore
 import GantryDispatcher
 import GantryPostgres
+import GantryRuntime
 
 /// `gantry token create|list|revoke`: API tokens, managed with database access
 /// (an admin's job; CI only ever holds the token it is given).

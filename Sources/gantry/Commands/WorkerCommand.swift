@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GantryCore
 import GantryPostgres
+import GantryProcess
 import GantryWorkers
 import Logging
 import ServiceLifecycle

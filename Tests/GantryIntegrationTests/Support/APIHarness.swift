@@ -3,6 +3,7 @@ import GantryCore
 import GantryDispatcher
 import GantryHTTP
 import GantryPostgres
+import GantryRuntime
 import GantryWorkers
 import Testing
 

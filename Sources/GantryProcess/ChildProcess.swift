@@ -1,6 +1,6 @@
 internal import CSpawn
 import Foundation
-import GantryCore
+import GantryRuntime
 import Synchronization
 
 /// A command run as the leader of its own process group, its output read line
@@ -20,46 +20,60 @@ import Synchronization
 /// with stdin on /dev/null (or `stdinFile`), stdout and stderr on one pipe (in
 /// order, as a CI log shows them) unless stdout goes to `stdoutFile` or
 /// `stdoutPipe`, no other descriptor of the worker, and only the environment given.
-struct ChildProcess: Sendable {
-    var executable: String
-    var arguments: [String]
-    var environment: [String: String]
-    var workdir: String?
+public struct ChildProcess: Sendable {
+    public var executable: String
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var workdir: String?
     /// Between SIGTERM and SIGKILL when the process is stopped.
-    var killGrace: Duration = .seconds(10)
+    public var killGrace: Duration = .seconds(10)
     /// How long the pipe is still read after the leader exited and its group was killed.
-    var drainLimit: Duration = .seconds(2)
+    public var drainLimit: Duration = .seconds(2)
     /// Longer lines are handed over in pieces of this many bytes.
-    var maxLineBytes = ChildProcess.maxLineBytesDefault
+    public var maxLineBytes = ChildProcess.maxLineBytesDefault
     /// Output lines longer than this reach the step's log in pieces of this size (`StepLog` keeps a
     /// secret cut between two pieces whole).
-    static let maxLineBytesDefault = 16 * 1024
+    public static let maxLineBytesDefault = 16 * 1024
     /// When set, stdout goes to this file (created or truncated) and only stderr is read as lines:
     /// for commands whose output is data (a scanner's report, a dump), not a log.
-    var stdoutFile: String?
+    public var stdoutFile: String?
     /// When set, stdout goes to this pipe (`StreamPipe`), read by the caller while the
     /// command runs; only stderr is read as lines.
-    var stdoutPipe: StreamPipe?
+    public var stdoutPipe: StreamPipe?
     /// When set, stdin reads this file instead of /dev/null.
-    var stdinFile: String?
+    public var stdinFile: String?
     /// Kill what the command left in its process group when it exits (the default). Off for
     /// commands whose job is to start something that outlives them (a daemon, a service instance).
-    var killOrphans = true
+    public var killOrphans = true
+
+    public init(
+        executable: String, arguments: [String], environment: [String: String], workdir: String? = nil,
+        killGrace: Duration = .seconds(10), stdoutFile: String? = nil, stdoutPipe: StreamPipe? = nil, stdinFile: String? = nil
+    ) {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.workdir = workdir
+        self.killGrace = killGrace
+        self.stdoutFile = stdoutFile
+        self.stdoutPipe = stdoutPipe
+        self.stdinFile = stdinFile
+    }
 
     /// How the leader ended.
-    enum Ending: Sendable, Equatable, CustomStringConvertible {
+    public enum Ending: Sendable, Equatable, CustomStringConvertible {
         case exited(Int32)
         case signaled(Int32)
 
         /// The shell's convention: the exit code, or 128 + the signal number.
-        var code: Int32 {
+        public var code: Int32 {
             switch self {
             case .exited(let code): code
             case .signaled(let signal): 128 + signal
             }
         }
 
-        var description: String {
+        public var description: String {
             switch self {
             case .exited(let code): "exited with code \(code)"
             case .signaled(let signal): "was killed by signal \(ChildProcess.signalName(signal)) (\(signal))"
@@ -68,24 +82,24 @@ struct ChildProcess: Sendable {
     }
 
     /// What happened, beyond how the leader ended.
-    struct Termination: Sendable, Equatable {
-        var ending: Ending
+    public struct Termination: Sendable, Equatable {
+        public var ending: Ending
         /// SIGTERM was sent because the task was cancelled.
-        var stopped: Bool
+        public var stopped: Bool
         /// SIGKILL was needed after the grace period.
-        var killedAfterGrace: Bool
+        public var killedAfterGrace: Bool
         /// Processes of the group were still running when the leader exited, and were killed.
-        var orphansKilled: Bool
+        public var orphansKilled: Bool
     }
 
-    struct SpawnError: Error, Sendable, CustomStringConvertible {
-        let description: String
+    public struct SpawnError: Error, Sendable, CustomStringConvertible {
+        public let description: String
     }
 
     /// Runs the process to its end. `onLine` is called, in order, on the thread that
     /// reads the output (it must not block). Cancelling the calling task stops the
     /// process group; this returns once the leader is reaped.
-    func run(onLine: @escaping @Sendable (String) -> Void) async throws(SpawnError) -> Termination {
+    public func run(onLine: @escaping @Sendable (String) -> Void) async throws(SpawnError) -> Termination {
         let control = Control()
         let pid = try spawn(control)
         return await withTaskCancellationHandler {
@@ -155,7 +169,7 @@ struct ChildProcess: Sendable {
 
     /// The first path in `PATH` where `name` is an executable file (a name with a
     /// slash is taken as given).
-    static func locate(_ name: String, path: String?) -> String? {
+    public static func locate(_ name: String, path: String?) -> String? {
         if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
         for directory in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
             let candidate = "\(directory)/\(name)"
@@ -164,7 +178,7 @@ struct ChildProcess: Sendable {
         return nil
     }
 
-    static func signalName(_ signal: Int32) -> String {
+    public static func signalName(_ signal: Int32) -> String {
         switch signal {
         case SIGTERM: "SIGTERM"
         case SIGKILL: "SIGKILL"
@@ -288,83 +302,5 @@ private final class CStrings {
     deinit {
         for index in 0..<count { free(pointers[index]) }
         pointers.deallocate()
-    }
-}
-
-/// A pipe a command writes its stdout to while the caller reads it, a block at a
-/// time, on a thread of its own (the reads block): how a backup streams a
-/// `tar` or `pg_dump` to S3 without holding it, or a file of it, anywhere.
-final class StreamPipe: @unchecked Sendable {
-    let readFD: Int32
-    private(set) var writeFD: Int32
-    private let reader: PipeReader
-
-    init() throws {
-        var fds: [Int32] = [-1, -1]
-        let error = cspawn_pipe(&fds)
-        guard error == 0 else {
-            throw StepFailure("cannot create a pipe: \(String(cString: strerror(error)))")
-        }
-        readFD = fds[0]
-        writeFD = fds[1]
-        reader = PipeReader(fd: fds[0])
-    }
-
-    func closeWriteEnd() {
-        if writeFD >= 0 { close(writeFD) }
-        writeFD = -1
-    }
-
-    /// Up to `count` bytes: fewer only at the end of the stream (empty once it is over).
-    func read(upTo count: Int) async -> [UInt8] {
-        await reader.read(upTo: count)
-    }
-
-    deinit {
-        closeWriteEnd()
-        close(readFD)
-    }
-}
-
-/// Blocking reads of one descriptor, on a dedicated thread.
-private actor PipeReader {
-    private let fd: Int32
-    private let executor = DedicatedThreadExecutor(name: "gantry-pipe")
-    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
-
-    init(fd: Int32) {
-        self.fd = fd
-    }
-
-    func read(upTo count: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var filled = 0
-        while filled < count {
-            let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, count - filled) }
-            if n > 0 {
-                filled += n
-            } else if n < 0, errno == EINTR {
-                continue
-            } else {
-                break
-            }
-        }
-        out.removeLast(count - filled)
-        return out
-    }
-
-    deinit {
-        executor.shutdown()
-    }
-}
-
-/// Protections a worker puts on itself before it runs any step.
-public enum ProcessHardening {
-    /// Makes the worker not dumpable, so that the commands its steps run (as the same user)
-    /// cannot read its environment (`/proc/<pid>/environ`: the database and Redis URLs, the
-    /// secrets) or attach a debugger to it. Returns the errno when the kernel refused.
-    @discardableResult
-    public static func makeUndumpable() -> Int32 {
-        cspawn_set_undumpable()
     }
 }
