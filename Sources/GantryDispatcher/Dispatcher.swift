@@ -253,9 +253,9 @@ final class DispatcherCore: Sendable {
     /// attempt is recorded `lost` unless the ledger already has an outcome (the
     /// holder committed and died before acknowledging), and the outcome is applied.
     func reap(redis: RedisConnection, db: PostgresConnection) async throws {
-        let leases = try await workerLeases(redis)
+        let leases = try await FleetRegistry(keys: configuration.keys).leases(on: redis)
         let shortest = leases.values.min().map { min($0, configuration.defaultLease) } ?? configuration.defaultLease
-        for kind in try await kinds(redis) {
+        for kind in try await queue.kinds(on: redis) {
             let expired = try await queue.expired(kind: kind, minIdle: shortest, count: 1_000, on: redis)
             // A reaper that died mid-pass left entries under its name: take them over like any other.
             let due = expired.filter { $0.idleMs >= (leases[$0.consumer] ?? configuration.defaultLease).milliseconds }
@@ -313,33 +313,6 @@ final class DispatcherCore: Sendable {
         try await queue.acknowledge(kind: kind, ids: claimed.map(\.id), on: redis)
     }
 
-    /// Each live worker's lease, from the heartbeat hash.
-    private func workerLeases(_ redis: RedisConnection) async throws -> [String: Duration] {
-        let reply = try await redis.command(["HGETALL", configuration.keys.workers])
-        var leases: [String: Duration] = [:]
-        for (worker, description) in reply.pairs ?? [] {
-            if let ms = JSONValue.parseObject(description)?["lease_ms"]?.intValue {
-                leases[worker] = .milliseconds(ms)
-            }
-        }
-        return leases
-    }
-
-    /// The kinds that have a stream.
-    private func kinds(_ redis: RedisConnection) async throws -> [String] {
-        var cursor = "0"
-        var kinds: Set<String> = []
-        repeat {
-            let reply = try await redis.command(["SCAN", cursor, "MATCH", configuration.keys.stream("*"), "COUNT", "1000"])
-            guard let parts = reply.array, parts.count == 2 else { break }
-            cursor = parts[0].string ?? "0"
-            for key in parts[1].array ?? [] {
-                if let name = key.string, let kind = configuration.keys.kind(ofStream: name) { kinds.insert(kind) }
-            }
-        } while cursor != "0"
-        return kinds.sorted()
-    }
-
     // MARK: Withdrawing canceled attempts no worker was given
 
     /// A cancel reaches running attempts through their workers. An attempt still waiting in
@@ -365,7 +338,7 @@ final class DispatcherCore: Sendable {
     /// Takes these canceled attempts out of Redis where no worker was given them yet, and
     /// records and applies them as `canceled`.
     func withdraw(_ members: Set<String>, redis: RedisConnection, db: PostgresConnection) async throws {
-        let withdrawn = try await queue.withdraw(members, kinds: try await kinds(redis), on: redis)
+        let withdrawn = try await queue.withdraw(members, kinds: try await queue.kinds(on: redis), on: redis)
         guard !withdrawn.isEmpty else { return }
         try await settleCanceled(withdrawn.map { ($0.job, $0.entryID ?? "delayed") }, db: db, redis: redis)
         logger.info("withdrew canceled attempts no worker had taken", metadata: ["gantry.count": "\(withdrawn.count)"])

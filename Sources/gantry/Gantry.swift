@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GantryCore
 
 /// The `gantry` command: every user action, each subcommand a thin shell that
 /// builds services from the library modules and runs them.
@@ -16,6 +17,7 @@ struct Gantry: AsyncParsableCommand {
             2 refused or canceled, 3 the API unreachable, 4 succeeded but a finally step failed, \
             64 a usage or configuration error (docs/ci.md).
             """,
+        version: GantryVersion.current,
         subcommands: [
             Submit.self,
             Runs.self,

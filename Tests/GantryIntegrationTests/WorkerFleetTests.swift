@@ -344,10 +344,11 @@ import Testing
         let worker = try env.worker("w1")
         #expect(await waiting.waitForExit(timeout: .seconds(30)) == 0)
         let redis = env.redis()
-        #expect(try await env.queue.liveWorkers(kind: "noop", nowMs: WallClock.nowMs(), on: redis) == ["w1"])
-        #expect(try await env.queue.liveWorkers(kind: "build", nowMs: WallClock.nowMs(), on: redis).isEmpty)
+        let fleet = FleetRegistry(keys: env.keys)
+        #expect(try await fleet.liveWorkers(kind: "noop", nowMs: WallClock.nowMs(), on: redis) == ["w1"])
+        #expect(try await fleet.liveWorkers(kind: "build", nowMs: WallClock.nowMs(), on: redis).isEmpty)
         // A heartbeat older than its lease is a worker that died without saying so.
-        #expect(try await env.queue.liveWorkers(kind: "noop", nowMs: WallClock.nowMs() + 60_000, on: redis).isEmpty)
+        #expect(try await fleet.liveWorkers(kind: "noop", nowMs: WallClock.nowMs() + 60_000, on: redis).isEmpty)
         _ = (dispatcher, worker)
     }
 }

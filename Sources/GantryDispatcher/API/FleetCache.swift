@@ -8,13 +8,13 @@ import Synchronization
 /// per half second, not one each. While Redis cannot be read the views show no step as
 /// running and none as unserved (`FleetSnapshot.unknown`).
 final class FleetCache: Sendable {
-    private let queue: WorkQueue
+    private let registry: FleetRegistry
     private let redis: RedisConnection
     private let maxAge: Duration
     private let cached = Mutex<(snapshot: FleetSnapshot, at: ContinuousClock.Instant)?>(nil)
 
     init(keys: QueueKeys, redis: RedisConnection, maxAge: Duration = .milliseconds(500)) {
-        queue = WorkQueue(keys: keys)
+        registry = FleetRegistry(keys: keys)
         self.redis = redis
         self.maxAge = maxAge
     }
@@ -22,7 +22,7 @@ final class FleetCache: Sendable {
     func current() async -> FleetSnapshot {
         if let cached = cached.withLock({ $0 }), ContinuousClock.now - cached.at < maxAge { return cached.snapshot }
         do {
-            let snapshot = try await queue.fleet(nowMs: WallClock.nowMs(), on: redis)
+            let snapshot = try await registry.snapshot(nowMs: WallClock.nowMs(), on: redis)
             cached.withLock { $0 = (snapshot, .now) }
             return snapshot
         } catch {

@@ -8,17 +8,7 @@ extension WorkQueue {
     /// the compact format send none and read only `.fields`). Kinds without a live worker
     /// are left out, and get `.fields`: the next worker to start may be of an earlier release.
     public func jobFormats(nowMs: Int64, on redis: RedisConnection) async throws(RedisError) -> [String: JobFormat] {
-        var formats: [String: JobFormat] = [:]
-        for (_, kinds, heartbeat) in try await liveHeartbeats(nowMs: nowMs, on: redis) {
-            // A worker reads its newest format and every one before it, so a worker of a later
-            // release (a format this one does not know) reads the newest one known here.
-            let newest = heartbeat["jobs"]?.intValue ?? JobFormat.fields.rawValue
-            let reads = JobFormat.allCases.last { $0.rawValue <= newest } ?? .fields
-            for kind in kinds {
-                formats[kind] = min(formats[kind] ?? reads, reads)
-            }
-        }
-        return formats
+        try await FleetRegistry(keys: keys).jobFormats(nowMs: nowMs, on: redis)
     }
 }
 

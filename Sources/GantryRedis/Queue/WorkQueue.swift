@@ -400,43 +400,11 @@ public struct WorkQueue: Sendable {
         return (length, pending)
     }
 
-    // MARK: Fleet
+    // MARK: Dead letters
 
-    /// The workers whose heartbeat says they take `kind` and that were seen within their lease.
-    /// (A worker that stops removes its heartbeat; one that was killed leaves it to go stale.)
-    public func liveWorkers(kind: String, nowMs: Int64, on redis: RedisConnection) async throws(RedisError) -> [String] {
-        try await liveHeartbeats(nowMs: nowMs, on: redis).filter { $0.kinds.contains(kind) }.map(\.worker).sorted()
-    }
-
-    /// The live fleet as its heartbeats tell it: who takes which queues, and which attempts
-    /// each runs now (a worker announces new attempts within 200 ms).
-    public func fleet(nowMs: Int64, on redis: RedisConnection) async throws(RedisError) -> FleetSnapshot {
-        var members: [FleetSnapshot.Member] = []
-        var running: [String: FleetSnapshot.Runner] = [:]
-        for (worker, kinds, heartbeat) in try await liveHeartbeats(nowMs: nowMs, on: redis) {
-            members.append(.init(name: worker, kinds: kinds, draining: heartbeat["draining"]?.boolValue ?? false))
-            guard case .array(let entries)? = heartbeat["running"] else { continue }
-            for entry in entries {
-                guard case .array(let pair) = entry, pair.count == 2, let attempt = pair[0].stringValue, let since = pair[1].intValue else { continue }
-                running[attempt] = .init(worker: worker, sinceMs: Int64(since))
-            }
-        }
-        return FleetSnapshot(workers: members.sorted { $0.name < $1.name }, running: running)
-    }
-
-    /// The heartbeats of the workers seen within their lease: each worker's name, the kinds it
-    /// takes and the whole heartbeat.
-    func liveHeartbeats(nowMs: Int64, on redis: RedisConnection) async throws(RedisError)
-        -> [(worker: String, kinds: [String], heartbeat: [String: JSONValue])]
-    {
-        let reply = try await redis.command(["HGETALL", keys.workers]).orThrow()
-        return (reply.pairs ?? []).compactMap { worker, description in
-            guard let heartbeat = JSONValue.parseObject(description), case .array(let kinds)? = heartbeat["kinds"],
-                  let seen = heartbeat["seen_ms"]?.intValue, let lease = heartbeat["lease_ms"]?.intValue,
-                  nowMs - Int64(seen) <= Int64(lease)
-            else { return nil }
-            return (worker, kinds.compactMap(\.stringValue), heartbeat)
-        }
+    /// The queue kinds (`build`, `build@production`) that have a stream.
+    public func kinds(on redis: RedisConnection) async throws(RedisError) -> [String] {
+        try await scan(pattern: Self.globEscaped(keys.stream("")) + "*", on: redis).compactMap(keys.kind(ofStream:)).sorted()
     }
 
     /// The queue kinds (`build`, `build@production`) that have a dead-letter stream.

@@ -121,7 +121,7 @@ struct Bench: AsyncParsableCommand {
         var random = SystemRandomNumberGenerator()
         say("started a dispatcher and \(workers) workers (concurrency \(concurrency)) in namespace \(namespace)")
         let deadline = ContinuousClock.now + .seconds(30)
-        while try await redis.command(["HLEN", keys.workers]).integer ?? 0 < Int64(workers) {
+        while try await FleetRegistry(keys: keys).count(on: redis) < workers {
             guard ContinuousClock.now < deadline, fleet.allRunning else {
                 throw Failure("the bench fleet did not start; is the schema migrated (gantry migrate) and are the URLs right?")
             }

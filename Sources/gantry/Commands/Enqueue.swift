@@ -118,7 +118,7 @@ struct Enqueue: AsyncParsableCommand {
             if let at = checkWorkersAt, ContinuousClock.now >= at {
                 checkWorkersAt = nil
                 let keys = connection.keys
-                if unfinished == ids.count, (try? await WorkQueue(keys: keys).liveWorkers(kind: kind, nowMs: WallClock.nowMs(), on: redis))?.isEmpty == true {
+                if unfinished == ids.count, (try? await FleetRegistry(keys: keys).liveWorkers(kind: kind, nowMs: WallClock.nowMs(), on: redis))?.isEmpty == true {
                     FileHandle.standardError.write(Data(
                         "no worker of kind \(kind) is running in namespace \(keys.namespace); the runs wait for one (gantry worker --kind \(kind) --namespace \(keys.namespace))\n".utf8
                     ))

@@ -145,11 +145,12 @@ struct WorkerCommand: AsyncParsableCommand {
         if let secretsDirectory, !FileManager.default.fileExists(atPath: secretsDirectory) {
             throw UsageError("--secrets-dir \(secretsDirectory): no such directory")
         }
-        let worker = Worker(configuration: configuration, registry: registry, logger: logger)
+        let worker = try Worker(configuration: configuration, registry: registry, logger: logger)
         let refresher = PolicyRefresher(scope: secretScope, namespace: connection.namespace, database: database, interval: refreshEvery, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            // Shut down in reverse: the refresher stops first, then the worker drains.
-            services: [.init(service: worker), .init(service: refresher)],
+            // Shut down in reverse: the refresher stops first, then the worker's services, from
+            // the reader to the lease keeper (Worker).
+            services: worker.services + [.init(service: refresher)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
