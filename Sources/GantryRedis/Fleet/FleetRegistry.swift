@@ -15,7 +15,9 @@ public struct FleetRegistry: Sendable {
     /// Writes a worker's heartbeat.
     public func announce(_ worker: String, _ heartbeat: WorkerHeartbeat, on redis: RedisConnection) async throws(RedisError) {
         let text: String
-        do { text = String(decoding: try JSONEncoder().encode(heartbeat), as: UTF8.self) } catch {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        do { text = String(decoding: try encoder.encode(heartbeat), as: UTF8.self) } catch {
             throw .protocolViolation("cannot encode the heartbeat of \(worker): \(error)")
         }
         try await redis.command(["HSET", keys.workers, worker, text])

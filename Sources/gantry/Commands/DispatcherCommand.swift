@@ -113,11 +113,14 @@ struct DispatcherCommand: AsyncParsableCommand {
             withdrawInterval: try parseDuration(withdrawInterval, flag: "--withdraw-interval"),
             lanes: lanes, api: api
         )
+        let dispatcher = Dispatcher(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [Dispatcher(configuration: configuration, logger: logger)],
+            services: dispatcher.services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
+        dispatcher.logStarted()
         try await group.run()
+        dispatcher.logStopped()
     }
 }
