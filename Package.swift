@@ -169,6 +169,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GantryWorkersTests",
+            dependencies: ["GantryCore", "GantryWorkers"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GantryIntegrationTests",
             dependencies: [
                 "GantryCore",

@@ -75,7 +75,7 @@ struct LocalTarget {
         guard try await allHealthy(green.instances, spec, wait: spec.healthTimeout) else {
             log("green \(spec.version) is unhealthy; stopping it — traffic never moved")
             try await context.checkLease()
-            stop(green.instances)
+            await Self.stop(green.instances)
             state.pending = nil
             try save(state)
             throw StepFailure("\(spec.service) \(spec.version): the new instances did not pass their health check (\(spec.healthPath) → \(spec.expectStatus)) within \(DurationParser.format(spec.healthTimeout)); traffic stayed on \(state.active?.version ?? "nothing")", retryable: false)
@@ -86,7 +86,7 @@ struct LocalTarget {
         state.remember(spec.version, spec.recipe)
         try save(state)
         log("traffic on \(spec.listen) moved to \(spec.version) (ports \(green.ports.map(String.init).joined(separator: ",")))\(state.previous.map { "; \($0.version) kept for \(DurationParser.format(spec.rollbackWindow)) for a rollback" } ?? "")")
-        if let retired { stop(retired.instances) }
+        if let retired { await Self.stop(retired.instances) }
     }
 
     /// A full set of `version`, started as it was deployed, takes all traffic; `replacing` is stopped.
@@ -101,14 +101,14 @@ struct LocalTarget {
         again.environment = recipe.environment
         let restored = try await startRelease(again, &state)
         guard try await allHealthy(restored.instances, again, wait: spec.healthTimeout) else {
-            stop(restored.instances)
+            await Self.stop(restored.instances)
             state.pending = nil
             try save(state)
             throw StepFailure("\(spec.service): \(version) could not be started again for a rollback; \(spec.version) and \(version) instances serve together", retryable: false)
         }
         try await context.checkLease()
         try await switchTraffic(spec.service, listen: spec.listen, ports: restored.ports, release: version, probe: spec.healthPath)
-        stop(replacing)
+        await Self.stop(replacing)
         state.active = restored
         state.pending = nil
         try save(state)
@@ -125,7 +125,7 @@ struct LocalTarget {
             try save(state)
             guard try await allHealthy([instance], spec, wait: spec.healthTimeout) else {
                 try await context.checkLease()
-                stop([instance])
+                await Self.stop([instance])
                 let problem = "\(spec.service) \(spec.version): instance \(index + 1) of \(spec.instances) did not pass its health check"
                 if fresh.isEmpty {
                     state.pending = nil
@@ -145,12 +145,12 @@ struct LocalTarget {
             try await context.checkLease()
             try await switchTraffic(spec.service, listen: spec.listen, ports: (fresh + serving).map(\.port),
                                     release: "\(spec.version)-\(index + 1)of\(spec.instances)", probe: spec.healthPath)
-            if let old { stop([old]) }
+            if let old { await Self.stop([old]) }
             log("instance \(index + 1)/\(spec.instances) of \(spec.version) serving on port \(instance.port)")
         }
-        stop(serving)
+        await Self.stop(serving)
         // Rolling keeps no old release running: a rollback starts the previous version again.
-        if let previous = state.previous { stop(previous.instances) }
+        if let previous = state.previous { await Self.stop(previous.instances) }
         state.previous = nil
         state.active = LocalDeployment.Release(version: spec.version, instances: fresh)
         state.pending = nil
@@ -215,19 +215,19 @@ struct LocalTarget {
             log("an earlier attempt switched traffic to \(state.pending!.version) but did not record it; recording it now")
             let retired = state.promotePending(keepUntilMs: WallClock.nowMs() + rollbackWindow.milliseconds)
             try save(state)
-            if let retired { stop(retired.instances) }
+            if let retired { await Self.stop(retired.instances) }
         case .discardPending:
             log("an earlier attempt left \(state.pending!.version) starting; it never served, stopping it")
             try await context.checkLease()
             // Rolling may have moved traffic to some new instances: keep those nginx serves.
             let serving = Set(upstream)
-            stop(state.pending!.instances.filter { !serving.contains($0.port) })
+            await Self.stop(state.pending!.instances.filter { !serving.contains($0.port) })
             state.pending = nil
             try save(state)
         }
         if let expired = state.expired(nowMs: WallClock.nowMs()) {
             log("the rollback window of \(expired.version) has passed; stopping it")
-            stop(expired.instances)
+            await Self.stop(expired.instances)
             state.previous = nil
             try save(state)
         }
@@ -302,11 +302,18 @@ struct LocalTarget {
     }
 
     /// SIGTERM to each instance's process group, SIGKILL to what is left after five seconds.
-    func stop(_ instances: [LocalDeployment.Instance]) {
+    static func stop(_ instances: [LocalDeployment.Instance]) async {
         guard !instances.isEmpty else { return }
         for instance in instances where Self.isRunning(instance.pid) { kill(-instance.pid, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline, instances.contains(where: { Self.isRunning($0.pid) }) { usleep(50_000) }
+        // Waited for in a task of its own, which a canceled attempt (the usual reason to stop
+        // instances) does not cancel: they still get their grace, and no thread of the pool is
+        // held while they take it.
+        await Task {
+            let deadline = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < deadline, instances.contains(where: { Self.isRunning($0.pid) }) {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }.value
         for instance in instances where Self.isRunning(instance.pid) { kill(-instance.pid, SIGKILL) }
     }
 
@@ -374,8 +381,10 @@ struct LocalTarget {
         }
         // `nginx -s reload` only signals the master: wait until new connections get the new release.
         let deadline = ContinuousClock.now + .seconds(10)
+        // One client (one thread) for every probe; `Connection: close` makes each probe a new
+        // connection, which is what shows whether nginx's new workers answer.
+        let client = HTTPClient(name: "gantry-deploy-probe")
         while true {
-            let client = HTTPClient(name: "gantry-deploy-probe")
             let response = try? await client.send(HTTPRequest(
                 url: "http://\(listen)\(probe)", headers: [("Connection", "close")], timeout: .seconds(2), connectTimeout: .seconds(1)))
             if response?.header("X-Gantry-Release") == release { return }

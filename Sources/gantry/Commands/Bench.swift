@@ -99,7 +99,7 @@ struct Bench: AsyncParsableCommand {
         } catch {
             measured = .failure(error)
         }
-        fleet.stop()
+        await fleet.stop()
         // A namespace the bench made up is removed from Redis when it is done; its `changes`
         // stream alone held megabytes per run, and nothing would ever trim it again. The runs
         // stay in Postgres (the ledger is append-only), under the pipeline name `bench:<namespace>`.
@@ -365,10 +365,10 @@ private final class Fleet {
         }.max() ?? 0
     }
 
-    func stop() {
+    func stop() async {
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(15)
-        while processes.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while processes.contains(where: \.isRunning) && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
