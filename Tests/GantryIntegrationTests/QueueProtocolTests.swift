@@ -24,12 +24,13 @@ import Testing
         #expect(deliveries.count == 1)
         let id = try #require(deliveries.first?.id)
 
-        // The lease exists the moment the entry is delivered. (Wide margins: the suite
-        // runs many tests at once on two cores, and a check may come a second late.)
-        try await Task.sleep(for: .milliseconds(2_000))
+        // The lease exists the moment the entry is delivered; two seconds of silence are set,
+        // not slept through.
+        #expect(try await queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).map(\.consumer) == ["alice"])
+        try await env.setIdle(kind: "noop", id: id, consumer: "alice", .seconds(2))
         let pending = try await queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis)
         #expect(pending.map(\.consumer) == ["alice"])
-        #expect(pending[0].idleMs >= 1_900)
+        #expect(pending[0].idleMs >= 2_000)
 
         // Another consumer cannot renew it, and trying does not reset its idle time.
         #expect(try await queue.renew(kind: "noop", consumer: "mallory", ids: [id], on: redis).isEmpty)
@@ -52,10 +53,11 @@ import Testing
         try await queue.enqueue([original], on: redis)
         let id = try #require(try await queue.read(kinds: ["noop"], consumer: "ghost", count: 1, block: .milliseconds(100), on: redis).first?.id)
 
-        // Not expired yet: a claim with the lease as minimum idle time takes nothing. (A 3 s
-        // lease: the suite runs many tests at once and a step here may come a second late.)
+        // Not expired yet: a claim with the lease as minimum idle time takes nothing.
+        #expect(try await queue.expired(kind: "noop", minIdle: .seconds(3), count: 10, on: redis).isEmpty)
         #expect(try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(3), consumer: "reaper", on: redis).isEmpty)
-        try await Task.sleep(for: .milliseconds(3_100))
+        // The ghost stays silent past its 3 s lease (set, not slept through).
+        try await env.setIdle(kind: "noop", id: id, consumer: "ghost", .milliseconds(3_100))
         let expired = try await queue.expired(kind: "noop", minIdle: .seconds(3), count: 10, on: redis)
         #expect(expired.map(\.id) == [id])
         let claimed = try await queue.claim(kind: "noop", ids: [id], minIdle: .seconds(3), consumer: "reaper", on: redis)

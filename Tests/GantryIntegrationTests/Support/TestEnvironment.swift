@@ -189,6 +189,15 @@ struct TestEnvironment {
     }
 
     /// Waits until the worker `name` has announced itself in the fleet hash (it is reading).
+    /// Makes a pending entry look idle for `idle` (Redis's `XCLAIM … IDLE`, to the same
+    /// consumer, which keeps it its owner): what a lease test needs, without sleeping through it.
+    func setIdle(kind: String, id: String, consumer: String, _ idle: Duration) async throws {
+        let claimed = try await redis().command([
+            "XCLAIM", keys.stream(kind), QueueKeys.workerGroup, consumer, "0", id, "IDLE", String(idle.milliseconds), "JUSTID",
+        ])
+        guard claimed.array?.count == 1 else { throw Failure("cannot set the idle time of \(id): \(claimed)") }
+    }
+
     func waitForHeartbeat(of name: String) async throws {
         let redis = redis()
         try await eventually("worker \(name)'s heartbeat") {
