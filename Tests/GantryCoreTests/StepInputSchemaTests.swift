@@ -75,19 +75,127 @@ import Testing
         #expect(PlainScalar.bool("on") == nil && PlainScalar.bool("TRUE") == true)
     }
 
-    /// The examples of docs/step-kinds.md are what users copy: each must validate as written.
-    @Test func everyExampleInTheStepKindsDocumentValidates() throws {
+    /// The examples of docs/step-kinds.md are what users copy: each must validate as written,
+    /// and then decode into its kind's inputs as the executor reads them.
+    @Test func everyExampleInTheStepKindsDocumentValidatesAndDecodes() throws {
         let document = try String(contentsOfFile: Self.repository + "/docs/step-kinds.md", encoding: .utf8)
         var examples = 0
+        var decoded = 0
         for block in document.components(separatedBy: "```yaml\n").dropFirst() {
             let text = block.components(separatedBy: "```").first ?? ""
             guard text.hasPrefix("- id:") else { continue }
             examples += 1
             // A block sequence may sit at its key's indentation, so `on_failure:` in an example stays a section.
-            let found = problems(text)
-            #expect(found == [], "an example of docs/step-kinds.md: \(found)\n\(text)")
+            let (definition, diagnostics) = PipelineParser().parse("pipeline: p\nsteps:\n" + text, file: "p.yml")
+            #expect(diagnostics.map(\.description) == [], "an example of docs/step-kinds.md: \(diagnostics)\n\(text)")
+            decoded += Self.decodeEveryStep(try #require(definition), in: "docs/step-kinds.md:\n\(text)")
         }
         #expect(examples >= 7)
+        #expect(decoded >= examples)
+    }
+
+    /// The shipped pipelines validate (PipelineParserTests) and decode, step by step.
+    @Test(arguments: ["development", "staging", "production"])
+    func everyPlatformPipelineDecodes(name: String) throws {
+        let text = try String(contentsOfFile: Self.repository + "/pipelines/\(name).yml", encoding: .utf8)
+        let definition = try #require(PipelineParser().parse(text, file: "\(name).yml").definition)
+        #expect(Self.decodeEveryStep(definition, in: "pipelines/\(name).yml") > 0)
+    }
+
+    /// Decodes each step's inputs as a worker would, with a plausible value for every
+    /// expression; the number of steps decoded.
+    private static func decodeEveryStep(_ definition: PipelineDefinition, in place: String) -> Int {
+        var count = 0
+        for step in definition.steps + definition.onFailure + definition.finally {
+            guard let type = StepInputSchemas.inputs(for: step.kind) else { continue }
+            var bindings: [String: String] = [:]
+            for expression in Expressions.references(in: .object(step.inputs)) {
+                bindings[expression] = plausible[expression] ?? "value-of-\(expression)"
+            }
+            #expect(throws: Never.self, "step '\(step.id)' of \(place)") {
+                _ = try InputDecoder(bindings: bindings).decode(type, from: step.inputs)
+            }
+            count += 1
+        }
+        return count
+    }
+
+    /// What some expressions of the examples stand for (production's default, here); any other
+    /// is bound to text naming it, which is what each field that holds one takes today. An
+    /// expression in a field of another type needs a value here that fits it.
+    private static let plausible: [String: String] = [
+        "run.params.pagerduty_url": "",
+    ]
+
+    /// A kind's schema (what validate checks) and its struct (what the executor reads) name the
+    /// same keys, level by level: a key read but not checked, or checked but never read, fails here.
+    @Test func everySchemaNamesTheKeysItsKindReads() {
+        for kind in PipelineParser.standardKinds.subtracting(["approval"]).sorted() {
+            guard let schema = StepInputSchemas.schema(for: kind), let type = StepInputSchemas.inputs(for: kind) else {
+                Issue.record("\(kind) has no schema or no inputs struct")
+                continue
+            }
+            Self.compareKeys(schema, type, at: "\(kind): with")
+        }
+    }
+
+    private static func compareKeys(_ schema: InputSchema, _ type: any StepInputs.Type, at path: String) {
+        #expect(schema.keys.sorted() == type.inputKeys.sorted(), "\(path): the schema's keys, then \(type)'s CodingKeys")
+        #expect(Set(type.nestedInputs.keys).isSubset(of: schema.keys), "\(path): \(type).nested names keys the schema does not have")
+        for field in schema.fields {
+            switch (nestedSchema(field.type), type.nestedInputs[field.name]) {
+            case let (nested?, nestedType?): compareKeys(nested, nestedType, at: "\(path).\(field.name)")
+            case (nil, nil): break
+            case (_?, nil): Issue.record("\(path).\(field.name) is a mapping in the schema; \(type).nested has no type for it")
+            case (nil, _?): Issue.record("\(path).\(field.name) is no mapping in the schema, but \(type).nested has a type for it")
+            }
+        }
+    }
+
+    /// The schema of the mapping a field holds: an object, a list of them, or one of the choices.
+    private static func nestedSchema(_ type: InputType) -> InputSchema? {
+        switch type {
+        case .object(let schema): schema
+        case .list(let item, _): nestedSchema(item)
+        case .either(let types): types.lazy.compactMap(nestedSchema).first
+        default: nil
+        }
+    }
+
+    /// The keys a struct reads as written are exactly those where validate refuses an
+    /// expression: anywhere else an expression is resolved (or, in shell text, made a variable),
+    /// so refusing it would refuse what works, and accepting one at a key read as written would
+    /// let the worker meet `${{ … }}` as the value.
+    @Test func theSchemaRefusesAnExpressionExactlyWhereItsKindReadsAsWritten() {
+        for kind in PipelineParser.standardKinds.subtracting(["approval"]).sorted() {
+            guard let schema = StepInputSchemas.schema(for: kind), let type = StepInputSchemas.inputs(for: kind) else { continue }
+            probe(kind: kind, schema, type, path: "with") { $0 }
+        }
+    }
+
+    /// Writes an expression at each key of `schema` in turn (nested into the mappings above it
+    /// by `place`) and compares validate's answer with the key's reading.
+    private func probe(kind: String, _ schema: InputSchema, _ type: any StepInputs.Type, path: String, place: (JSONValue) -> JSONValue) {
+        let expression = JSONValue.string("${{ run.sha }}")
+        for field in schema.fields {
+            let at = "\(path).\(field.name)"
+            if let nested = Self.nestedSchema(field.type), let nestedType = type.nestedInputs[field.name] {
+                let isList = if case .list = field.type { true } else { false }
+                probe(kind: kind, nested, nestedType, path: at) { value in
+                    place(.object([field.name: isList ? .array([value]) : value]))
+                }
+            }
+            let value: JSONValue
+            switch field.type {
+            case .list(.object, _), .object: continue
+            case .list: value = .array([expression])
+            case .map: value = .object(["NAME": expression])
+            default: value = expression
+            }
+            let step = place(.object([field.name: value])).jsonText
+            let refused = problems("  - { id: s, kind: \(kind), with: \(step) }\n").contains { $0.contains("as written") }
+            #expect(refused == (type.reading(of: field.name) == .asWritten), "\(kind) \(at): refused \(refused), read \(String(describing: type.reading(of: field.name)))")
+        }
     }
 
     @Test func everyKindButApprovalHasASchema() {

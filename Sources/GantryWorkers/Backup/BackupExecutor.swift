@@ -36,32 +36,30 @@ public struct BackupExecutor: StepExecutor {
     }
 
     public func execute(_ context: StepContext) async throws -> StepOutputs {
-        let inputs = context.inputs
-        let s3 = try client(context)
-        let partSize = (inputs["part_size_mb"]?.intValue).map { $0 << 20 } ?? 8 << 20
+        let inputs = try context.decodeInputs(BackupInputs.self)
+        let s3 = try client(context, inputs)
+        let partSize = inputs.partSizeMB.map { $0 << 20 } ?? 8 << 20
         let transfer = BackupTransfer(s3: s3, partSize: partSize)
-        switch inputs["action"]?.stringValue ?? "backup" {
-        case "backup": return try await backup(context, transfer)
-        case "restore": return try await restore(context, transfer)
-        case let other: throw StepFailure("with.action '\(other)': use backup (the default) or restore", retryable: false)
+        switch inputs.action ?? .backup {
+        case .backup: return try await backup(context, inputs, transfer)
+        case .restore: return try await restore(context, inputs, transfer)
         }
     }
 
-    private func backup(_ context: StepContext, _ transfer: BackupTransfer) async throws -> StepOutputs {
-        let inputs = context.inputs
-        guard let to = inputs["to"].map(context.resolved)?.stringValue, var location = S3Location(to) else {
+    private func backup(_ context: StepContext, _ inputs: BackupInputs, _ transfer: BackupTransfer) async throws -> StepOutputs {
+        guard let to = inputs.to, var location = S3Location(to) else {
             throw StepFailure("with.to: give an s3://bucket/prefix/ URL", retryable: false)
         }
-        guard case .object(let source)? = inputs["source"] else {
+        guard let source = inputs.source else {
             throw StepFailure("with.source: give { paths: [...] } or { command: \"…\" }", retryable: false)
         }
         let environment = ShellCommand.baseEnvironment(context, workerEnvironment: self.environment)
         let producer: ChildProcess
         let defaultName: String
-        switch (source["paths"], source["command"]?.stringValue) {
-        case (.array(let list)?, nil) where !list.isEmpty:
-            let paths = try list.enumerated().map { index, item -> String in
-                guard let path = context.resolved(item).stringValue, !path.isEmpty else {
+        switch (source.paths, source.command) {
+        case (let list?, nil) where !list.isEmpty:
+            let paths = try list.enumerated().map { index, path -> String in
+                guard !path.isEmpty else {
                     throw StepFailure("with.source.paths[\(index)] is not a path", retryable: false)
                 }
                 guard FileManager.default.fileExists(atPath: path) else {
@@ -83,13 +81,13 @@ public struct BackupExecutor: StepExecutor {
             throw StepFailure("with.source: give either paths (a list) or command", retryable: false)
         }
         if location.key.isEmpty || location.key.hasSuffix("/") {
-            location.key += inputs["name"].map(context.resolved)?.stringValue ?? defaultName
+            location.key += inputs.name ?? defaultName
         }
         var headers: [(name: String, value: String)] = [
-            ("x-amz-tagging", BackupTransfer.tags(retentionDays: inputs["retention_days"]?.intValue, run: context.job.runID, step: context.job.stepID)),
+            ("x-amz-tagging", BackupTransfer.tags(retentionDays: inputs.retentionDays, run: context.job.runID, step: context.job.stepID)),
             ("x-amz-meta-gantry-run", context.job.runID),
         ]
-        if let storageClass = inputs["storage_class"]?.stringValue { headers.append(("x-amz-storage-class", storageClass)) }
+        if let storageClass = inputs.storageClass { headers.append(("x-amz-storage-class", storageClass)) }
         context.log.write("backing up to \(location)")
         let uploaded = try await transfer.upload(from: producer, to: location, headers: headers, log: context.log) {
             try await context.checkLease()
@@ -101,13 +99,12 @@ public struct BackupExecutor: StepExecutor {
         ]
     }
 
-    private func restore(_ context: StepContext, _ transfer: BackupTransfer) async throws -> StepOutputs {
-        let inputs = context.inputs
-        guard let from = inputs["from"].map(context.resolved)?.stringValue, let location = S3Location(from), !location.key.isEmpty else {
+    private func restore(_ context: StepContext, _ inputs: BackupInputs, _ transfer: BackupTransfer) async throws -> StepOutputs {
+        guard let from = inputs.from, let location = S3Location(from), !location.key.isEmpty else {
             throw StepFailure("with.from: give the s3:// URL of a backup (a backup step's outputs.url)", retryable: false)
         }
-        let toPath = inputs["to_path"].map(context.resolved)?.stringValue
-        let toCommand = inputs["to_command"]?.stringValue
+        let toPath = inputs.toPath
+        let toCommand = inputs.toCommand
         guard (toPath == nil) != (toCommand == nil) else {
             throw StepFailure("with: give to_path (a directory to extract into) or to_command (fed the backup on stdin)", retryable: false)
         }
@@ -135,10 +132,9 @@ public struct BackupExecutor: StepExecutor {
         ]
     }
 
-    private func client(_ context: StepContext) throws -> S3Client {
-        let inputs = context.inputs
-        let id = inputs["access_key_id"].map(context.resolved)?.stringValue
-        let secret = inputs["secret_access_key"].map(context.resolved)?.stringValue
+    private func client(_ context: StepContext, _ inputs: BackupInputs) throws -> S3Client {
+        let id = inputs.accessKeyID
+        let secret = inputs.secretAccessKey
         guard (id == nil) == (secret == nil) else {
             throw StepFailure("with: give both access_key_id and secret_access_key, or neither (the worker's AWS_* variables)", retryable: false)
         }
@@ -149,8 +145,8 @@ public struct BackupExecutor: StepExecutor {
         }
         do {
             let configuration = try S3Configuration.resolve(
-                environment: environment, endpoint: inputs["endpoint"].map(context.resolved)?.stringValue,
-                region: inputs["region"]?.stringValue,
+                environment: environment, endpoint: inputs.endpoint,
+                region: inputs.region,
                 credentials: id.map { AWSCredentials(accessKeyID: $0, secretAccessKey: secret!) }
             )
             return S3Client(configuration)

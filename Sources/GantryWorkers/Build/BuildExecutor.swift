@@ -75,7 +75,7 @@ public struct BuildExecutor: StepExecutor {
     }
 }
 
-/// A build step's inputs, checked; every problem names the field.
+/// A build step's inputs (`BuildInputs`), checked; every problem names the field.
 struct BuildSpec {
     var command: ShellCommand
     var workdir: String?
@@ -83,18 +83,13 @@ struct BuildSpec {
     var killGrace: Duration
 
     init(_ context: StepContext, workerEnvironment: [String: String]) throws {
-        let inputs = context.inputs
+        let inputs = try context.decodeInputs(BuildInputs.self)
         let script: String
-        switch (inputs["run"], inputs["commands"]) {
-        case (.string(let text)?, nil):
+        switch (inputs.run, inputs.commands) {
+        case (let text?, nil):
             script = text
-        case (nil, .array(let list)?) where !list.isEmpty:
-            script = try list.enumerated().map { index, item in
-                guard let text = item.stringValue else {
-                    throw StepFailure("with.commands[\(index)] is not a string", retryable: false)
-                }
-                return text
-            }.joined(separator: "\n")
+        case (nil, let list?) where !list.isEmpty:
+            script = list.joined(separator: "\n")
         case (.some, .some):
             throw StepFailure("with: give either run or commands, not both", retryable: false)
         default:
@@ -105,10 +100,10 @@ struct BuildSpec {
         }
 
         let path = workerEnvironment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        command = try ShellCommand(script, field: "with.run", shellName: inputs["shell"]?.stringValue, context: context, path: path)
+        command = try ShellCommand(script, field: "with.run", shellName: inputs.shell, context: context, path: path)
 
-        if let dir = inputs["workdir"] {
-            guard let text = context.resolved(dir).stringValue, !text.isEmpty else {
+        if let text = inputs.workdir {
+            guard !text.isEmpty else {
                 throw StepFailure("with.workdir is not a path", retryable: false)
             }
             var isDirectory: ObjCBool = false
@@ -118,51 +113,35 @@ struct BuildSpec {
             workdir = text
         }
 
-        killGrace = .seconds(10)
-        if let grace = inputs["kill_grace"] {
-            guard let text = grace.stringValue, let value = try? DurationParser.parse(text) else {
-                throw StepFailure("with.kill_grace '\(grace.stringValue ?? grace.jsonText)': give a duration such as 10s", retryable: false)
-            }
-            killGrace = value
-        }
+        killGrace = inputs.killGrace ?? .seconds(10)
 
         var environment = ShellCommand.baseEnvironment(context, workerEnvironment: workerEnvironment)
-        if case .array(let names)? = inputs["inherit_env"] {
-            for (index, item) in names.enumerated() {
-                guard let name = item.stringValue, BuildSpec.isVariableName(name) else {
-                    throw StepFailure("with.inherit_env[\(index)] is not a variable name", retryable: false)
-                }
-                guard !name.hasPrefix("GANTRY_SECRET_") else {
-                    throw StepFailure("with.inherit_env[\(index)] \(name): name the secret as ${{ secrets.\(name.dropFirst("GANTRY_SECRET_".count)) }} in with.env, so that it is redacted", retryable: false)
-                }
-                // The worker's own connections and credentials (database, Redis, its tokens) never
-                // reach a step. AWS_* passes only when a policy of this worker's pool lists it: checked
-                // at submit, and again here for a job that did not come through a submit.
-                guard !name.hasPrefix("GANTRY_") else {
-                    throw StepFailure("with.inherit_env[\(index)] \(name): the worker's GANTRY_* variables never reach a step", retryable: false)
-                }
-                guard context.scope.mayInherit(name) else {
-                    throw StepFailure("with.inherit_env[\(index)] \(name): no environment policy of this worker's pool lists it in inherit_env", retryable: false)
-                }
-                if let value = workerEnvironment[name] { environment[name] = value }
+        for (index, name) in (inputs.inheritEnv ?? []).enumerated() {
+            guard BuildSpec.isVariableName(name) else {
+                throw StepFailure("with.inherit_env[\(index)] is not a variable name", retryable: false)
             }
-        } else if let other = inputs["inherit_env"] {
-            throw StepFailure("with.inherit_env '\(other.jsonText)': give a list of variable names", retryable: false)
+            guard !name.hasPrefix("GANTRY_SECRET_") else {
+                throw StepFailure("with.inherit_env[\(index)] \(name): name the secret as ${{ secrets.\(name.dropFirst("GANTRY_SECRET_".count)) }} in with.env, so that it is redacted", retryable: false)
+            }
+            // The worker's own connections and credentials (database, Redis, its tokens) never
+            // reach a step. AWS_* passes only when a policy of this worker's pool lists it: checked
+            // at submit, and again here for a job that did not come through a submit.
+            guard !name.hasPrefix("GANTRY_") else {
+                throw StepFailure("with.inherit_env[\(index)] \(name): the worker's GANTRY_* variables never reach a step", retryable: false)
+            }
+            guard context.scope.mayInherit(name) else {
+                throw StepFailure("with.inherit_env[\(index)] \(name): no environment policy of this worker's pool lists it in inherit_env", retryable: false)
+            }
+            if let value = workerEnvironment[name] { environment[name] = value }
         }
-        if let env = inputs["env"] {
-            guard case .object(let values) = env else {
-                throw StepFailure("with.env: give a mapping of NAME: value", retryable: false)
+        for (name, value) in (inputs.env ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard BuildSpec.isVariableName(name) else {
+                throw StepFailure("with.env.\(name) is not a variable name (letters, digits and '_', not starting with a digit)", retryable: false)
             }
-            for name in values.keys.sorted() {
-                guard BuildSpec.isVariableName(name) else {
-                    throw StepFailure("with.env.\(name) is not a variable name (letters, digits and '_', not starting with a digit)", retryable: false)
-                }
-                let value = context.resolved(values[name]!)
-                if let expression = Expressions.references(in: value).first {
-                    throw StepFailure("with.env.\(name): '${{ \(expression) }}' has no value here", retryable: false)
-                }
-                environment[name] = value.stringValue ?? value.jsonText
+            if let expression = Expressions.references(in: .string(value)).first {
+                throw StepFailure("with.env.\(name): '${{ \(expression) }}' has no value here", retryable: false)
             }
+            environment[name] = value
         }
         self.environment = environment.merging(command.variables) { _, expression in expression }
     }

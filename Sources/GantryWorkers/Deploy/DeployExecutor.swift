@@ -42,34 +42,29 @@ public struct DeployExecutor: StepExecutor {
     }
 
     public func execute(_ context: StepContext) async throws -> StepOutputs {
-        let inputs = context.inputs
-        switch inputs["target"]?.stringValue ?? "local" {
-        case "local": break
-        case "kubernetes": return try await kubernetes(context)
-        case let other:
-            throw StepFailure("with.target '\(other)': use local or kubernetes", retryable: false)
+        let inputs = try context.decodeInputs(DeployInputs.self)
+        switch inputs.target ?? .local {
+        case .local: break
+        case .kubernetes: return try await kubernetes(context, inputs)
         }
-        let spec = try Self.spec(context)
+        let spec = try Self.spec(context, inputs)
         let target = LocalTarget(
             stateDirectory: stateDirectory, context: context,
             baseEnvironment: ShellCommand.baseEnvironment(context, workerEnvironment: environment)
         )
-        switch inputs["action"]?.stringValue ?? "deploy" {
-        case "deploy":
-            let strategy = inputs["strategy"]?.stringValue ?? "rolling"
-            guard ["rolling", "blue-green"].contains(strategy) else {
-                throw StepFailure("with.strategy '\(strategy)': use rolling or blue-green", retryable: false)
-            }
+        switch inputs.action ?? .deploy {
+        case .deploy:
+            let strategy = (inputs.strategy ?? .rolling).rawValue
             guard !spec.command.isEmpty else { throw StepFailure("with.run: give the command that starts one instance (it listens on $PORT)", retryable: false) }
-            return try await target.deploy(spec, strategy: strategy, rollbackOnFailure: inputs["rollback_on_failure"]?.boolValue == true)
-        case "rollback":
-            guard case .array(let names)? = inputs["services"] else {
-                return try await target.rollback(spec, to: inputs["to_version"].map(context.resolved)?.stringValue)
+            return try await target.deploy(spec, strategy: strategy, rollbackOnFailure: inputs.rollbackOnFailure == true)
+        case .rollback:
+            guard let names = inputs.services else {
+                return try await target.rollback(spec, to: inputs.toVersion)
             }
             // An emergency rollback of several services: each is tried, whatever the others did.
             var rolledBack: [JSONValue] = []
             var failures: [String] = []
-            for name in names.compactMap(\.stringValue) {
+            for name in names {
                 var one = spec
                 one.service = name
                 do {
@@ -84,53 +79,37 @@ public struct DeployExecutor: StepExecutor {
                 throw StepFailure("rollback failed for \(failures.count) of \(names.count) services: \(failures.joined(separator: "; "))")
             }
             return ["result": .string("rolled_back"), "services": .array(rolledBack)]
-        case let other:
-            throw StepFailure("with.action '\(other)': use deploy (the default) or rollback", retryable: false)
         }
     }
 
-    private func kubernetes(_ context: StepContext) async throws -> StepOutputs {
-        let inputs = context.inputs
-        func text(_ field: String) -> String? { inputs[field].map(context.resolved)?.stringValue }
+    private func kubernetes(_ context: StepContext, _ inputs: DeployInputs) async throws -> StepOutputs {
         let target = try KubernetesTarget(context: context, environment: environment)
-        var timeout = Duration.seconds(300), healthURL: String?, expectStatus = 200
-        if case .object(let health)? = inputs["health"] {
-            healthURL = health["url"].map(context.resolved)?.stringValue
-            expectStatus = health["expect_status"]?.intValue ?? 200
-            if let text = health["timeout"]?.stringValue {
-                guard let value = try? DurationParser.parse(text) else {
-                    throw StepFailure("with.health.timeout '\(text)': give a duration such as 2m", retryable: false)
-                }
-                timeout = value
-            }
-        }
-        let names: [String]
-        if case .array(let list)? = inputs["services"] { names = list.compactMap(\.stringValue) } else { names = text("service").map { [$0] } ?? [] }
+        let timeout = inputs.health?.timeout ?? .seconds(300)
+        let healthURL = inputs.health?.url
+        let expectStatus = inputs.health?.expectStatus ?? 200
+        let names = inputs.services ?? inputs.service.map { [$0] } ?? []
         guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" } }) else {
             throw StepFailure("with.service: give the Deployment's name (lower-case letters, digits and -)", retryable: false)
         }
-        for key in ["context", "namespace"] {
-            if let value = text(key), !SafeName.isValid(value) {
+        for (key, value) in [("context", inputs.context), ("namespace", inputs.namespace)] {
+            if let value, !SafeName.isValid(value) {
                 throw StepFailure("with.\(key) '\(value.prefix(80))': give a name (\(SafeName.rule))", retryable: false)
             }
         }
         func spec(_ service: String) -> KubernetesTarget.Spec {
             KubernetesTarget.Spec(
-                service: service, image: text("image") ?? "", container: text("container") ?? service,
-                namespace: text("namespace"), kubeContext: text("context"), rolloutTimeout: timeout,
+                service: service, image: inputs.image ?? "", container: inputs.container ?? service,
+                namespace: inputs.namespace, kubeContext: inputs.context, rolloutTimeout: timeout,
                 healthURL: healthURL, expectStatus: expectStatus
             )
         }
-        switch inputs["action"]?.stringValue ?? "deploy" {
-        case "deploy":
-            guard let image = text("image"), !image.isEmpty else { throw StepFailure("with.image: give the image to deploy", retryable: false) }
+        switch inputs.action ?? .deploy {
+        case .deploy:
+            guard let image = inputs.image, !image.isEmpty else { throw StepFailure("with.image: give the image to deploy", retryable: false) }
             context.log.write("deploying \(image) to \(names[0])")
-            let strategy = inputs["strategy"]?.stringValue ?? "rolling"
-            guard ["rolling", "blue-green"].contains(strategy) else {
-                throw StepFailure("with.strategy '\(strategy)': use rolling or blue-green", retryable: false)
-            }
-            return try await target.deploy(spec(names[0]), strategy: strategy, rollbackOnFailure: inputs["rollback_on_failure"]?.boolValue == true)
-        case "rollback":
+            let strategy = (inputs.strategy ?? .rolling).rawValue
+            return try await target.deploy(spec(names[0]), strategy: strategy, rollbackOnFailure: inputs.rollbackOnFailure == true)
+        case .rollback:
             var rolledBack: [JSONValue] = []
             var failures: [String] = []
             for name in names {
@@ -141,51 +120,29 @@ public struct DeployExecutor: StepExecutor {
             }
             return names.count == 1 ? (rolledBack.first.flatMap { if case .object(let o) = $0 { o } else { nil } } ?? [:])
                 : ["result": .string("rolled_back"), "services": .array(rolledBack)]
-        case let other:
-            throw StepFailure("with.action '\(other)': use deploy (the default) or rollback", retryable: false)
         }
     }
 
-    static func spec(_ context: StepContext) throws -> LocalTarget.Spec {
-        let inputs = context.inputs
-        func text(_ field: String) -> String? { inputs[field].map(context.resolved)?.stringValue }
+    static func spec(_ context: StepContext, _ inputs: DeployInputs) throws -> LocalTarget.Spec {
         // A rollback of several services names them in services:; each is checked here.
-        var names: [String] = text("service").map { [$0] } ?? []
-        if case .array(let list)? = inputs["services"] { names += list.map { $0.stringValue ?? "" } }
+        let names = (inputs.service.map { [$0] } ?? []) + (inputs.services ?? [])
         guard let service = names.first, names.allSatisfy(SafeName.isValid) else {
             throw StepFailure("with.service: give the service's name (\(SafeName.rule))", retryable: false)
         }
-        let isRollback = inputs["action"]?.stringValue == "rollback"
-        let version = text("version") ?? text("image") ?? ""
+        let isRollback = inputs.action == .rollback
+        let version = inputs.version ?? inputs.image ?? ""
         guard isRollback || !version.isEmpty else { throw StepFailure("with.version: give the version being deployed", retryable: false) }
         // The address is written into nginx's configuration: host:port and nothing else, after expressions.
-        guard let listen = text("listen") ?? (isRollback ? "" : nil), (isRollback && listen.isEmpty) || ListenAddress.isValid(listen) else {
+        guard let listen = inputs.listen ?? (isRollback ? "" : nil), (isRollback && listen.isEmpty) || ListenAddress.isValid(listen) else {
             throw StepFailure("with.listen: give the address nginx serves the service on as host:port, e.g. 127.0.0.1:8300", retryable: false)
         }
-        var environment: [String: String] = [:]
-        if case .object(let values)? = inputs["env"] {
-            for (name, value) in values { environment[name] = context.resolved(value).stringValue ?? value.jsonText }
-        }
-        var healthPath = "/healthz", expectStatus = 200, healthTimeout = Duration.seconds(30)
-        if case .object(let health)? = inputs["health"] {
-            healthPath = health["path"]?.stringValue ?? healthPath
-            expectStatus = health["expect_status"]?.intValue ?? expectStatus
-            if let timeout = health["timeout"]?.stringValue {
-                guard let value = try? DurationParser.parse(timeout) else {
-                    throw StepFailure("with.health.timeout '\(timeout)': give a duration such as 30s", retryable: false)
-                }
-                healthTimeout = value
-            }
-        }
-        var rollbackWindow = Duration.seconds(600)
-        if let window = text("rollback_window") {
-            guard let value = try? DurationParser.parse(window) else {
-                throw StepFailure("with.rollback_window '\(window)': give a duration such as 10m", retryable: false)
-            }
-            rollbackWindow = value
-        }
+        var environment = inputs.env ?? [:]
+        let healthPath = inputs.health?.path ?? "/healthz"
+        let expectStatus = inputs.health?.expectStatus ?? 200
+        let healthTimeout = inputs.health?.timeout ?? .seconds(30)
+        let rollbackWindow = inputs.rollbackWindow ?? .seconds(600)
         // The instance command is shell text: expressions in it travel as variables, never pasted in.
-        var command = inputs["run"]?.stringValue ?? ""
+        var command = inputs.run ?? ""
         if command.contains("${{") {
             let rewritten = ShellExpressions.rewrite(command)
             for (name, expression) in rewritten.variables {
@@ -196,12 +153,12 @@ public struct DeployExecutor: StepExecutor {
             }
             command = rewritten.command
         }
-        let instances = inputs["instances"]?.intValue ?? 1
+        let instances = inputs.instances ?? 1
         guard (1...32).contains(instances) else { throw StepFailure("with.instances: give 1 to 32", retryable: false) }
         return LocalTarget.Spec(
             service: service, version: version, command: command, environment: environment,
             instances: instances, listen: listen, healthPath: healthPath, expectStatus: expectStatus,
-            healthTimeout: healthTimeout, rollbackWindow: rollbackWindow, workdir: text("workdir")
+            healthTimeout: healthTimeout, rollbackWindow: rollbackWindow, workdir: inputs.workdir
         )
     }
 }

@@ -42,16 +42,16 @@ public struct MetricsWatchExecutor: StepExecutor {
     }
 
     public func execute(_ context: StepContext) async throws -> StepOutputs {
-        let inputs = context.inputs
-        let provider = try Self.provider(context)
-        let duration = try Self.duration(inputs["duration"], field: "duration", default: .seconds(300))
-        let interval = try Self.duration(inputs["interval"], field: "interval", default: .seconds(30))
+        let inputs = try context.decodeInputs(MetricsWatchInputs.self)
+        let provider = try Self.provider(inputs.provider)
+        let duration = inputs.duration ?? .seconds(300)
+        let interval = inputs.interval ?? .seconds(30)
         guard interval > .zero else { throw StepFailure("with.interval must be more than 0s", retryable: false) }
-        let watched = try Self.metrics(context, provider: provider)
+        let watched = try Self.metrics(inputs.metrics, provider: provider)
         var analysis = MetricAnalysis(
             metrics: watched.map(\.metric),
-            failureLimit: inputs["failure_limit"]?.intValue ?? 0,
-            inconclusiveLimit: inputs["inconclusive_limit"]?.intValue ?? 1
+            failureLimit: inputs.failureLimit ?? 0,
+            inconclusiveLimit: inputs.inconclusiveLimit ?? 1
         )
         let measurements = max(1, Int(duration / interval))
         let client = HTTPClient(name: "gantry-metrics")
@@ -121,46 +121,36 @@ public struct MetricsWatchExecutor: StepExecutor {
 
     // MARK: Inputs
 
-    static func provider(_ context: StepContext) throws -> Provider {
-        guard case .object(let provider)? = context.inputs["provider"], provider.count == 1, let (name, value) = provider.first,
-              case .object(let settings) = value, let url = settings["url"].map(context.resolved)?.stringValue,
-              url.hasPrefix("http://") || url.hasPrefix("https://") else {
+    static func provider(_ provider: MetricsWatchInputs.Provider) throws -> Provider {
+        switch (provider.prometheus?.url, provider.scrape?.url) {
+        case (let url?, nil) where url.hasPrefix("http://") || url.hasPrefix("https://"):
+            return .prometheus(url.hasSuffix("/") ? String(url.dropLast()) : url)
+        case (nil, let url?) where url.hasPrefix("http://") || url.hasPrefix("https://"):
+            return .scrape(url)
+        default:
             throw StepFailure("with.provider: give { prometheus: { url: http://… } } or { scrape: { url: http://…/metrics } }", retryable: false)
         }
-        switch name {
-        case "prometheus": return .prometheus(url.hasSuffix("/") ? String(url.dropLast()) : url)
-        case "scrape": return .scrape(url)
-        default: throw StepFailure("with.provider.\(name): use prometheus or scrape", retryable: false)
-        }
     }
 
-    static func duration(_ value: JSONValue?, field: String, default fallback: Duration) throws -> Duration {
-        guard let value else { return fallback }
-        guard let text = value.stringValue, let duration = try? DurationParser.parse(text) else {
-            throw StepFailure("with.\(field) '\(value.stringValue ?? value.jsonText)': give a duration such as 30s or 5m", retryable: false)
-        }
-        return duration
-    }
-
-    static func metrics(_ context: StepContext, provider: Provider) throws -> [Watched] {
-        guard case .array(let list)? = context.inputs["metrics"], !list.isEmpty else {
+    static func metrics(_ metrics: [MetricsWatchInputs.Metric], provider: Provider) throws -> [Watched] {
+        guard !metrics.isEmpty else {
             throw StepFailure("with.metrics: give at least one { name, query, success or failure }", retryable: false)
         }
-        return try list.enumerated().map { index, raw in
-            guard case .object(let fields) = context.resolved(raw) else {
-                throw StepFailure("with.metrics[\(index)] is not a mapping", retryable: false)
-            }
-            let name = fields["name"]?.stringValue ?? "metric \(index + 1)"
-            guard let query = fields["query"]?.stringValue, !query.isEmpty else {
+        return try metrics.enumerated().map { index, written in
+            let name = written.name ?? "metric \(index + 1)"
+            let query = written.query
+            guard !query.isEmpty else {
                 throw StepFailure("with.metrics[\(index)].query: give the query", retryable: false)
             }
-            func condition(_ key: String) throws -> MetricCondition? {
-                guard let text = fields[key]?.stringValue else { return nil }
+            func condition(_ key: String, _ text: String?) throws -> MetricCondition? {
+                guard let text else { return nil }
                 do { return try MetricCondition(text) } catch {
                     throw StepFailure("with.metrics[\(index)].\(key) '\(text)': \(error)", retryable: false)
                 }
             }
-            let metric = MetricAnalysis.Metric(name: name, success: try condition("success"), failure: try condition("failure"))
+            let metric = MetricAnalysis.Metric(
+                name: name, success: try condition("success", written.success), failure: try condition("failure", written.failure)
+            )
             guard metric.success != nil || metric.failure != nil else {
                 throw StepFailure("with.metrics[\(index)]: give success or failure (a condition on result)", retryable: false)
             }

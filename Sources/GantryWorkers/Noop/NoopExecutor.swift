@@ -3,7 +3,7 @@ import GantryCore
 /// The `noop` kind: does nothing, in every way a real step can. Tests, the demo
 /// and the benchmark use it to drive each path of the runtime.
 ///
-/// Inputs (`with:`), all optional:
+/// Inputs (`with:`, `NoopInputs`), all optional:
 /// - `sleep_ms`: how long to work (honours cancellation);
 /// - `fail_first`: fail attempts 1…N, succeed after;
 /// - `exit_code`: end with this code (0 succeeds; others fail, retryable per the step's policy);
@@ -18,26 +18,26 @@ public struct NoopExecutor: StepExecutor {
     public init() {}
 
     public func execute(_ context: StepContext) async throws -> StepOutputs {
-        let inputs = context.inputs
-        if let line = inputs["log"].map(context.resolved)?.stringValue { context.log.write(line) }
-        if inputs["hang"]?.boolValue == true {
+        let inputs = try context.decodeInputs(NoopInputs.self)
+        if let line = inputs.log { context.log.write(line) }
+        if inputs.hang == true {
             // Sleep in slices so cancellation ends it at once.
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
-        if let sleep = inputs["sleep_ms"]?.intValue, sleep > 0 {
+        if let sleep = inputs.sleepMs, sleep > 0 {
             try await Task.sleep(for: .milliseconds(sleep))
         }
-        if inputs["check_lease"]?.boolValue == true {
+        if inputs.checkLease == true {
             try await context.checkLease()
         }
-        let retryable = inputs["retryable"]?.boolValue ?? true
-        if let failFirst = inputs["fail_first"]?.intValue, context.job.attempt <= failFirst {
+        let retryable = inputs.retryable ?? true
+        if let failFirst = inputs.failFirst, context.job.attempt <= failFirst {
             throw StepFailure("noop: failing attempt \(context.job.attempt) of the first \(failFirst) as asked", exitCode: 1, retryable: retryable)
         }
-        if let code = inputs["exit_code"]?.intValue, code != 0 {
+        if let code = inputs.exitCode, code != 0 {
             throw StepFailure("noop: exiting with code \(code) as asked", exitCode: Int32(truncatingIfNeeded: code), retryable: retryable)
         }
-        if let output = inputs["output"], case .object(let values) = context.resolved(output) { return values }
+        if let output = inputs.output { return output }
         return [:]
     }
 }

@@ -36,7 +36,7 @@ public struct NotifyExecutor: StepExecutor {
             context.log.write("not sent: the run's outcome is \(notification.run.outcome); on: [\(notification.on.joined(separator: ", "))]")
             return ["sent": .bool(false), "outcome": .string(notification.run.outcome)]
         }
-        let retry = HTTPRetry(attempts: context.inputs["attempts"]?.intValue ?? 4, initialBackoff: .seconds(1), maxWait: .seconds(60))
+        let retry = HTTPRetry(attempts: notification.attempts, initialBackoff: .seconds(1), maxWait: .seconds(60))
         var tries = 1
         // Each try is signed anew: a fresh timestamp, so that a receiver's replay window holds.
         let response = try await retry.send({ try notification.request(now: Date()) }, with: HTTPClient(name: "gantry-notify")) { reason, wait in
@@ -58,11 +58,9 @@ public struct NotifyExecutor: StepExecutor {
     }
 }
 
-/// A notify step's inputs, checked, and the request each channel takes.
+/// A notify step's inputs (`NotifyInputs`), checked, and the request each channel takes.
 struct NotifySpec {
-    enum Channel: String, CaseIterable {
-        case slack, webhook, pagerduty
-    }
+    typealias Channel = NotifyInputs.Channel
 
     /// The run, as the dispatcher bound it.
     struct Run {
@@ -70,8 +68,6 @@ struct NotifySpec {
         var failedSteps: [String]
     }
 
-    static let outcomes = ["success", "failure", "rollback", "canceled"]
-    static let severities = ["critical", "error", "warning", "info"]
     static let pagerDutyEvents = "https://events.pagerduty.com/v2/enqueue"
 
     var channel: Channel
@@ -87,14 +83,15 @@ struct NotifySpec {
     var signingSecret: String?
     var routingKey: String?
     var pagerDutyAction: String
+    /// Tries on 5xx, 429 and network errors.
+    var attempts: Int
 
     var wanted: Bool { on.contains(run.outcome) }
 
     init(_ context: StepContext) throws {
-        let inputs = context.inputs
-        func text(_ field: String) -> String? { inputs[field].map(context.resolved)?.stringValue }
-        func required(_ field: String, _ hint: String) throws -> String {
-            guard let value = text(field), !value.isEmpty else {
+        let inputs = try context.decodeInputs(NotifyInputs.self)
+        func required(_ value: String?, _ field: String, _ hint: String) throws -> String {
+            guard let value, !value.isEmpty else {
                 throw StepFailure("with.\(field): \(hint)", retryable: false)
             }
             if let expression = Expressions.references(in: .string(value)).first {
@@ -103,10 +100,7 @@ struct NotifySpec {
             return value
         }
 
-        guard let name = inputs["channel"]?.stringValue, let channel = Channel(rawValue: name) else {
-            throw StepFailure("with.channel '\(inputs["channel"]?.stringValue ?? "")': use slack, webhook or pagerduty", retryable: false)
-        }
-        self.channel = channel
+        channel = inputs.channel
         let bound = context.bindings
         run = Run(
             id: bound["run.id"] ?? context.job.runID, pipeline: bound["run.pipeline"] ?? "",
@@ -117,49 +111,29 @@ struct NotifySpec {
         )
         step = context.job.stepID
         attempt = context.job.attempt
-
-        switch inputs["on"] {
-        case nil:
-            on = NotifySpec.outcomes
-        case .array(let list)?:
-            on = try list.enumerated().map { index, item in
-                guard let value = item.stringValue, NotifySpec.outcomes.contains(value) else {
-                    throw StepFailure("with.on[\(index)] '\(item.stringValue ?? item.jsonText)': use success, failure, rollback or canceled", retryable: false)
-                }
-                return value
-            }
-        case .string(let value)? where NotifySpec.outcomes.contains(value):
-            on = [value]
-        case let other?:
-            throw StepFailure("with.on '\(other.stringValue ?? other.jsonText)': give a list of success, failure, rollback, canceled", retryable: false)
-        }
+        on = (inputs.on?.items ?? NotifyInputs.Outcome.allCases).map(\.rawValue)
 
         let defaultMessage = "\(run.pipeline) \(run.outcome) in \(run.environment) at \(run.sha.prefix(7))"
-        message = inputs["message"].map(context.resolvedWithoutSecrets)?.stringValue ?? defaultMessage
-        severity = text("severity") ?? (run.outcome == "success" ? "info" : "error")
-        guard NotifySpec.severities.contains(severity) else {
-            throw StepFailure("with.severity '\(severity)': use critical, error, warning or info", retryable: false)
-        }
-        link = inputs["link"].map(context.resolvedWithoutSecrets)?.stringValue
+        message = inputs.message ?? defaultMessage
+        severity = inputs.severity?.rawValue ?? (run.outcome == "success" ? "info" : "error")
+        link = inputs.link
 
         switch channel {
         case .slack:
-            url = try required("webhook_url", "give the Slack incoming-webhook URL, e.g. ${{ secrets.SLACK_WEBHOOK }}")
+            url = try required(inputs.webhookURL, "webhook_url", "give the Slack incoming-webhook URL, e.g. ${{ secrets.SLACK_WEBHOOK }}")
         case .webhook:
-            url = try required("url", "give the URL to POST to")
-            signingSecret = try required("secret", "give the signing secret, e.g. ${{ secrets.HOOK_SECRET }}; receivers verify X-Gantry-Signature with it")
+            url = try required(inputs.url, "url", "give the URL to POST to")
+            signingSecret = try required(inputs.secret, "secret", "give the signing secret, e.g. ${{ secrets.HOOK_SECRET }}; receivers verify X-Gantry-Signature with it")
         case .pagerduty:
             // An empty url (an unset parameter) means PagerDuty's own endpoint.
-            url = text("url").flatMap { $0.isEmpty ? nil : $0 } ?? NotifySpec.pagerDutyEvents
-            routingKey = try required("routing_key", "give the Events API v2 integration key, e.g. ${{ secrets.PD_ROUTING_KEY }}")
+            url = inputs.url.flatMap { $0.isEmpty ? nil : $0 } ?? NotifySpec.pagerDutyEvents
+            routingKey = try required(inputs.routingKey, "routing_key", "give the Events API v2 integration key, e.g. ${{ secrets.PD_ROUTING_KEY }}")
         }
         guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
             throw StepFailure("with.\(channel == .slack ? "webhook_url" : "url"): give an http:// or https:// URL", retryable: false)
         }
-        pagerDutyAction = text("action") ?? (run.outcome == "success" ? "resolve" : "trigger")
-        guard ["trigger", "resolve", "acknowledge"].contains(pagerDutyAction) else {
-            throw StepFailure("with.action '\(pagerDutyAction)': use trigger, resolve or acknowledge", retryable: false)
-        }
+        pagerDutyAction = inputs.action?.rawValue ?? (run.outcome == "success" ? "resolve" : "trigger")
+        attempts = inputs.attempts ?? 4
     }
 
     func request(now: Date) throws -> HTTPRequest {

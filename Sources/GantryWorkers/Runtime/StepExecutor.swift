@@ -24,8 +24,8 @@ public typealias StepOutputs = [String: JSONValue]
 public struct StepContext: Sendable {
     public let job: Job
     /// The step's `with:` inputs as written: `${{ }}` expressions are still in them.
-    /// Read plain data through `resolved(_:)`; pass values to a shell as environment
-    /// variables (`ShellExpressions`), never pasted into the command text.
+    /// Executors read them as their kind's struct, through `decodeInputs(_:)`, which resolves
+    /// each value as its key says and keeps shell text as written for `ShellExpressions`.
     public let inputs: [String: JSONValue]
     /// Values of the expressions the dispatcher bound (`run.*`, `steps.*.outputs.*`).
     public let bindings: [String: String]

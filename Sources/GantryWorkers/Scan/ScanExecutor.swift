@@ -33,13 +33,13 @@ public struct ScanExecutor: StepExecutor {
     }
 
     public func execute(_ context: StepContext) async throws -> StepOutputs {
-        let inputs = context.inputs
-        guard inputs["secrets"] != nil || inputs["vulnerabilities"] != nil else {
+        let inputs = try context.decodeInputs(ScanInputs.self)
+        guard inputs.secrets != nil || inputs.vulnerabilities != nil else {
             throw StepFailure("with: give secrets:, vulnerabilities: or both", retryable: false)
         }
         let today = String(Timestamp.iso8601(ms: WallClock.nowMs()).prefix(10))
         var allowlist = ScanAllowlist()
-        if let path = inputs["allowlist"].map(context.resolved)?.stringValue {
+        if let path = inputs.allowlist {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw StepFailure("with.allowlist '\(path)': no such file on the worker", retryable: false)
             }
@@ -54,19 +54,17 @@ public struct ScanExecutor: StepExecutor {
         }
         var outputs: StepOutputs = [:]
         var problems: [String] = []
-        if case .object(let fields)? = inputs["secrets"] {
-            let result = try await SecretScan(fields, context: context, environment: environment).run(allowlist: allowlist, today: today)
+        if let gate = inputs.secrets {
+            let result = try await SecretScan(gate, context: context, environment: environment).run(allowlist: allowlist, today: today)
             outputs["secrets"] = .number(Double(result.blocking.count))
             outputs["secrets_allowed"] = .number(Double(result.allowed))
             if !result.blocking.isEmpty {
                 let shown = result.blocking.prefix(3).map { "\($0.path):\($0.line) \($0.rule)" }.joined(separator: ", ")
                 problems.append("\(result.blocking.count) secret\(result.blocking.count == 1 ? "" : "s") (\(shown)\(result.blocking.count > 3 ? ", …" : ""))")
             }
-        } else if let other = inputs["secrets"] {
-            throw StepFailure("with.secrets '\(other.jsonText)': give a mapping (path, diff, exclude)", retryable: false)
         }
-        if case .object(let fields)? = inputs["vulnerabilities"] {
-            let gate = try await VulnerabilityGate(fields, context: context, environment: environment)
+        if let written = inputs.vulnerabilities {
+            let gate = try await VulnerabilityGate(written, context: context, environment: environment)
             let result = gate.evaluate(try await gate.report(), allowlist: allowlist, today: today)
             for severity in VulnerabilityReport.Severity.allCases {
                 outputs[severity.rawValue] = .number(Double(result.counts[severity] ?? 0))
@@ -77,8 +75,6 @@ public struct ScanExecutor: StepExecutor {
                 let ids = Array(Set(result.blocking.map(\.id))).sorted()
                 problems.append("\(result.blocking.count) vulnerabilit\(result.blocking.count == 1 ? "y" : "ies") at or above \(gate.failOn.rawValue) (\(ids.prefix(3).joined(separator: ", "))\(ids.count > 3 ? ", …" : ""))")
             }
-        } else if let other = inputs["vulnerabilities"] {
-            throw StepFailure("with.vulnerabilities '\(other.jsonText)': give a mapping (report or command, fail_on)", retryable: false)
         }
         if !problems.isEmpty {
             throw StepFailure("scan gate closed: \(problems.joined(separator: "; "))", exitCode: 1, retryable: false)
@@ -105,28 +101,22 @@ struct SecretScan {
     static let maxFileBytes = 1 << 20
 
     /// `diffBase`: nil scans the workspace; `.some(nil)` the commit's own diff; `.some(base)` base...SHA.
-    init(_ fields: [String: JSONValue], context: StepContext, environment: [String: String]) throws {
-        root = fields["path"].map(context.resolved)?.stringValue ?? "."
+    init(_ gate: ScanInputs.SecretsGate, context: StepContext, environment: [String: String]) throws {
+        root = gate.path ?? "."
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw StepFailure("with.secrets.path '\(root)': no such directory on the worker", retryable: false)
         }
-        switch fields["diff"] {
-        case nil, .bool(false)?: diffBase = nil
-        case .bool(true)?: diffBase = .some(nil)
-        case .object(let diff)?:
-            guard let base = diff["base"].map(context.resolved)?.stringValue, !base.isEmpty else {
+        switch gate.diff {
+        case nil, .off?: diffBase = nil
+        case .commit?: diffBase = .some(nil)
+        case .base(let base)?:
+            guard !base.isEmpty else {
                 throw StepFailure("with.secrets.diff.base: give the ref to compare with (origin/main)", retryable: false)
             }
             diffBase = .some(base)
-        case let other?:
-            throw StepFailure("with.secrets.diff '\(other.jsonText)': use true or { base: REF }", retryable: false)
         }
-        if case .array(let globs)? = fields["exclude"] {
-            exclude = globs.compactMap(\.stringValue)
-        } else {
-            exclude = []
-        }
+        exclude = gate.exclude ?? []
         self.context = context
         self.environment = environment
     }
@@ -255,8 +245,8 @@ struct VulnerabilityGate {
         case command(ShellCommand)
     }
 
-    init(_ fields: [String: JSONValue], context: StepContext, environment: [String: String]) async throws {
-        switch (fields["report"].map(context.resolved)?.stringValue, fields["command"]?.stringValue) {
+    init(_ gate: ScanInputs.VulnerabilitiesGate, context: StepContext, environment: [String: String]) async throws {
+        switch (gate.report, gate.command) {
         case (let path?, nil): source = .file(path)
         case (nil, let script?):
             source = .command(try ShellCommand(
@@ -266,19 +256,8 @@ struct VulnerabilityGate {
         case (.some, .some): throw StepFailure("with.vulnerabilities: give report or command, not both", retryable: false)
         case (nil, nil): throw StepFailure("with.vulnerabilities: give report (a path) or command (whose stdout is the report)", retryable: false)
         }
-        if let name = fields["format"]?.stringValue {
-            guard let format = VulnerabilityReport.Format(rawValue: name) else {
-                throw StepFailure("with.vulnerabilities.format '\(name)': use trivy, sarif or grype", retryable: false)
-            }
-            self.format = format
-        } else {
-            format = nil
-        }
-        let threshold = fields["fail_on"]?.stringValue ?? "high"
-        guard let severity = VulnerabilityReport.Severity(rawValue: threshold), severity != .unknown else {
-            throw StepFailure("with.vulnerabilities.fail_on '\(threshold)': use critical, high, medium or low", retryable: false)
-        }
-        failOn = severity
+        format = gate.format
+        failOn = (gate.failOn ?? .high).severity
         self.context = context
         self.environment = environment
     }

@@ -30,13 +30,10 @@ public struct SmokeTestExecutor: StepExecutor {
     }
 
     public func execute(_ context: StepContext) async throws -> StepOutputs {
-        let checks = try Self.checks(context)
-        let attempts = max(1, context.inputs["attempts"]?.intValue ?? 1)
-        let interval = try context.inputs["interval"]?.stringValue.map { text in
-            do { return try DurationParser.parse(text) } catch {
-                throw StepFailure("with.interval '\(text)': \(error)", retryable: false)
-            }
-        } ?? .seconds(5)
+        let inputs = try context.decodeInputs(SmokeTestInputs.self)
+        let checks = try Self.checks(inputs.checks)
+        let attempts = max(1, inputs.attempts ?? 1)
+        let interval = inputs.interval ?? .seconds(5)
         let client = HTTPClient(name: "gantry-smoke")
         var results: [JSONValue] = []
         var failures: [String] = []
@@ -108,47 +105,40 @@ public struct SmokeTestExecutor: StepExecutor {
         return current
     }
 
-    /// The checks of `with:`, expressions resolved; a malformed one fails the step for good, naming the field.
-    static func checks(_ context: StepContext) throws -> [Check] {
-        guard case .array(let list)? = context.inputs["checks"], !list.isEmpty else {
+    /// The requests of the checks; a malformed one fails the step for good, naming the field.
+    static func checks(_ written: [SmokeTestInputs.Check]) throws -> [Check] {
+        guard !written.isEmpty else {
             throw StepFailure("with.checks: give at least one check ({ name, url, expect_status … })", retryable: false)
         }
-        return try list.enumerated().map { index, raw -> Check in
-            guard case .object(let fields) = context.resolved(raw) else {
-                throw StepFailure("with.checks[\(index)] is not a mapping", retryable: false)
-            }
-            let name = fields["name"]?.stringValue ?? "check \(index + 1)"
-            guard let url = fields["url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://") else {
+        return try written.enumerated().map { index, check -> Check in
+            guard check.url.hasPrefix("http://") || check.url.hasPrefix("https://") else {
                 throw StepFailure("with.checks[\(index)].url: give an http:// or https:// URL", retryable: false)
             }
-            let methodName = (fields["method"]?.stringValue ?? "GET").uppercased()
-            guard let method = HTTPRequest.Method(rawValue: methodName) else {
-                throw StepFailure("with.checks[\(index)].method '\(methodName)': use GET, HEAD, POST, PUT, PATCH or DELETE", retryable: false)
-            }
-            var headers: [(name: String, value: String)] = []
-            if case .object(let map)? = fields["headers"] {
-                for key in map.keys.sorted() { headers.append((key, map[key]!.stringValue ?? map[key]!.jsonText)) }
-            }
-            let timeout = try fields["timeout"]?.stringValue.map { text in
-                do { return try DurationParser.parse(text) } catch {
-                    throw StepFailure("with.checks[\(index)].timeout '\(text)': \(error)", retryable: false)
-                }
-            } ?? .seconds(10)
-            var json: [(path: String, value: JSONValue)] = []
-            if case .object(let map)? = fields["expect_json"] {
-                for key in map.keys.sorted() { json.append((key, map[key]!)) }
-            }
+            let headers = (check.headers ?? [:]).sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+            let timeout = check.timeout ?? .seconds(10)
+            let json = (check.expectJSON ?? [:]).sorted { $0.key < $1.key }.map { (path: $0.key, value: $0.value) }
             return Check(
-                name: name,
+                name: check.name ?? "check \(index + 1)",
                 request: HTTPRequest(
-                    method: method, url: url, headers: headers, body: fields["body"]?.stringValue.map { Array($0.utf8) },
+                    method: Self.method(check.method ?? .get), url: check.url, headers: headers, body: check.body.map { Array($0.utf8) },
                     timeout: timeout, connectTimeout: min(timeout, .seconds(5)),
-                    followRedirects: fields["follow_redirects"]?.boolValue ?? false
+                    followRedirects: check.followRedirects ?? false
                 ),
-                expectStatus: fields["expect_status"]?.intValue ?? 200,
-                bodyContains: fields["expect_body_contains"]?.stringValue,
-                json: json, maxLatencyMs: fields["max_latency_ms"]?.intValue
+                expectStatus: check.expectStatus ?? 200,
+                bodyContains: check.expectBodyContains,
+                json: json, maxLatencyMs: check.maxLatencyMs
             )
+        }
+    }
+
+    static func method(_ method: SmokeTestInputs.Method) -> HTTPRequest.Method {
+        switch method {
+        case .get: .get
+        case .head: .head
+        case .post: .post
+        case .put: .put
+        case .patch: .patch
+        case .delete: .delete
         }
     }
 }

@@ -8,7 +8,7 @@ extension StepInputSchemas {
     /// the rules check them against the whole mapping.
     static let backup = InputSchema(
         [
-            .optional("action", .oneOf(["backup", "restore"])),
+            .optional("action", .oneOf(BackupInputs.Action.words)),
             // A backup (the default action).
             .optional("source", .object(InputSchema(
                 [
@@ -37,7 +37,7 @@ extension StepInputSchemas {
         ],
         exclusive: [["to_path", "to_command"]],
         rules: [
-            // BackupExecutor reads these with `inputs[…]`, never through `context.resolved`.
+            // BackupInputs reads these as written (`InputReading.asWritten`): never resolved.
             InputRule { BackupDeployRules.readAsWritten($0, ["action", "part_size_mb", "retention_days", "storage_class", "region"], by: "backup") },
             InputRule { BackupDeployRules.backupRequired($0) },
             InputRule { BackupDeployRules.backupActionKeys($0) },
@@ -54,13 +54,13 @@ extension StepInputSchemas {
     /// the worker's setting, and a step that names one is refused.
     static let deploy = InputSchema(
         [
-            .optional("target", .oneOf(["local", "kubernetes"])),
-            .optional("action", .oneOf(["deploy", "rollback"])),
+            .optional("target", .oneOf(DeployInputs.Target.words)),
+            .optional("action", .oneOf(DeployInputs.Action.words)),
             // Names reach nginx's configuration, the state directory and kubectl's command
             // line: PipelineParser.checkDeployNames checks the same (SafeName).
             .optional("service", .checkedText("a name", InputNames.safeName)),
             .optional("services", .list(.checkedText("a name", InputNames.safeName), minCount: 1)),
-            .optional("strategy", .oneOf(["rolling", "blue-green"])),
+            .optional("strategy", .oneOf(DeployInputs.Strategy.words)),
             .optional("rollback_on_failure", .boolean),
             // Local: path, expect_status, timeout (per instance). Kubernetes: timeout (of the
             // rollout; kubectl takes whole seconds, and 0s would wait for ever), and url and
@@ -91,8 +91,8 @@ extension StepInputSchemas {
         exclusive: [["service", "services"]],
         oneRequired: [["service", "services"]],
         rules: [
-            // DeployExecutor reads these with `inputs[…]`, never through `context.resolved`:
-            // `instances: "${{ … }}"` would be one instance, `rollback_on_failure` false.
+            // DeployInputs reads these as written (`InputReading.asWritten`): `instances: "${{ … }}"`
+            // would fail the step on the worker, after the steps before it ran.
             InputRule {
                 BackupDeployRules.readAsWritten($0, [
                     "target", "action", "strategy", "instances", "rollback_on_failure", "services[]",
@@ -237,9 +237,9 @@ private enum BackupDeployRules {
 
     // MARK: Rules of both kinds
 
-    /// Keys the executor reads as written, not through `context.resolved`: an expression there
-    /// is never resolved, so the step fails on the worker after the steps before it ran, or
-    /// quietly takes the default (a number or a boolean read from unresolved text is none).
+    /// Keys the executor reads as written (their `InputReading` is `.asWritten`): an expression
+    /// there is never resolved, so the step would fail on the worker after the steps before it
+    /// ran (a number or a boolean is not read from unresolved text).
     static func readAsWritten(_ inputs: [String: JSONValue], _ paths: [String], by kind: String) -> String? {
         let found = paths.flatMap { values(inputs, at: $0) }.filter { isExpression($0.value) }.map(\.label)
         guard !found.isEmpty else { return nil }

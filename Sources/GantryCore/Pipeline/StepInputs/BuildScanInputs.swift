@@ -2,10 +2,11 @@ extension StepInputSchemas {
     /// `build`: a shell script (`run`) or a list of commands run in order as one script
     /// (`commands`), in a process group of its own (BuildExecutor and its BuildSpec).
     ///
-    /// Every path, name and script here is read as text on the worker (a number or
-    /// `true` written unquoted is not text there), and `shell`, `kill_grace` and the
-    /// `inherit_env` names are read as written, never resolved: the rule below says so
-    /// at validate rather than leaving it to a worker that would ignore or refuse them.
+    /// Every path, name and script here is text on the worker (a number or `true` written
+    /// unquoted is YAML's number or boolean there, read back as its text, not as written),
+    /// and `shell`, `kill_grace` and the `inherit_env` names are read as written, never
+    /// resolved (`BuildInputs`' readings): the rule below says so at validate rather than
+    /// leaving it to a worker that would refuse them or read them otherwise.
     /// Whether an `AWS_*` or other `GANTRY_*` name may be inherited is the environment
     /// policy's to say (EnvironmentRules at submit, the pool's SecretScope on the worker).
     static let build = InputSchema(
@@ -37,10 +38,9 @@ extension StepInputSchemas {
     /// `scan`: the secrets gate, the vulnerabilities gate or both, with an allow-list of
     /// accepted findings (ScanExecutor, its SecretScan and VulnerabilityGate).
     ///
-    /// A path the executor cannot read as text is not an error there: a non-text
-    /// `allowlist` is skipped and a non-text `secrets.path` scans the worker's directory,
-    /// and a lone `exclude` glob that is not in a list is dropped. Each would quietly
-    /// weaken the gate, so each is refused here.
+    /// A path written as an unquoted number or boolean would reach the worker as YAML reads it
+    /// (`1.10` as 1.1), not as written, and a lone `exclude` glob that is not in a list would
+    /// fail the step there, after the steps before it ran: each is refused here.
     static let scan = InputSchema(
         [
             .optional("allowlist", .checkedText("a file path", BuildScanInputs.nonEmpty)),
@@ -91,9 +91,8 @@ private enum BuildScanInputs {
         rules: [writtenAs(text: ["report", "command"], literal: ["format", "fail_on"])]
     )
 
-    /// The severities `fail_on` takes, highest first, as VulnerabilityGate reads them:
-    /// `unknown` is counted but is no threshold.
-    static let thresholds = VulnerabilityReport.Severity.allCases.reversed().filter { $0 != .unknown }.map(\.rawValue)
+    /// The severities `fail_on` takes, highest first: `unknown` is counted but is no threshold.
+    static let thresholds = ScanInputs.Threshold.words
 
     /// A path or name: the worker finds nothing at an empty one.
     static let nonEmpty: @Sendable (String) -> String? = { text in
@@ -120,11 +119,11 @@ private enum BuildScanInputs {
     }
 
     /// Checks of how values are written, over the mapping as the parser types it:
-    /// - `text`, and each item of the lists at `textItems`, is read with `stringValue` on the
-    ///   worker, so a number, true/false (also yes/no/on/off) or null written unquoted is
-    ///   not text there and would be ignored or refused;
-    /// - `literal`, and each item of the lists at `literalItems`, is read as written, so an
-    ///   expression there is never resolved.
+    /// - `text`, and each item of the lists at `textItems`, is text on the worker, so a number,
+    ///   true/false (also yes/no/on/off) or null written unquoted would reach it as YAML reads
+    ///   it (`1.10` as 1.1, null as no value), not as written;
+    /// - `literal`, and each item of the lists at `literalItems`, is read as written
+    ///   (`InputReading.asWritten`), so an expression there is never resolved.
     static func writtenAs(text: [String] = [], textItems: [String] = [], literal: [String] = [], literalItems: [String] = []) -> InputRule {
         InputRule { values in
             var problems: [String] = []

@@ -42,7 +42,7 @@ extension StepInputSchemas {
             // An empty list would never send: the step would succeed and tell no one.
             .list(.oneOf(CheckNotifyInputs.outcomes), minCount: 1),
         ])),
-        .optional("severity", .oneOf(["critical", "error", "warning", "info"])),
+        .optional("severity", .oneOf(NotifyInputs.Severity.words)),
         .optional("link", .url(schemes: ["http", "https"])),
         // slack
         .optional("webhook_url", .url(schemes: ["http", "https"])),
@@ -55,7 +55,7 @@ extension StepInputSchemas {
         .optional("secret", .text),
         // pagerduty
         .optional("routing_key", .text),
-        .optional("action", .oneOf(["trigger", "resolve", "acknowledge"])),
+        .optional("action", .oneOf(NotifyInputs.PagerDutyAction.words)),
         .optional("attempts", .integer(min: 1)),
     ], rules: [
         CheckNotifyInputs.textOnly(["message", "secret", "routing_key"]),
@@ -111,13 +111,13 @@ private enum CheckNotifyInputs {
         CheckNotifyInputs.textOnly(["name", "query"]),
     ])
 
-    static let channels = ["slack", "webhook", "pagerduty"]
-    /// `run.outcome`'s values, as NotifySpec.outcomes.
-    static let outcomes = ["success", "failure", "rollback", "canceled"]
+    static let channels = NotifyInputs.Channel.words
+    /// `run.outcome`'s values.
+    static let outcomes = NotifyInputs.Outcome.words
 
-    /// Keys the executor reads only as text (`stringValue`): a plain number, boolean or null
-    /// written there is not read as its text but dropped, so `expect_body_contains: 200`
-    /// would check nothing and `message: 42` would send the default message.
+    /// Keys that are text to the executor: a plain number, boolean or null written there is
+    /// YAML's value, not the text written (`1.10` reads 1.1, `~` is no value at all), so it is
+    /// to be quoted: `expect_body_contains: "200"`.
     static func textOnly(_ keys: [String]) -> InputRule {
         InputRule { values in
             let problems = keys.compactMap { key -> String? in

@@ -1,6 +1,6 @@
-/// The input schema of every step kind Gantry runs: what `with:` may hold. The
-/// executors read the same keys (docs/step-kinds.md describes each); a key added to an
-/// executor is added here, or every pipeline that uses it is refused.
+/// The input schema of every step kind Gantry runs: what `with:` may hold. Each kind's
+/// executor reads the same keys through its `StepInputs` struct (`inputs(for:)`); a key added
+/// to a struct is added here, or StepInputSchemaTests fails (docs/step-kinds.md describes each).
 public enum StepInputSchemas {
     /// The schema of `kind`, or nil for a kind with its own checks (`approval`) or none known.
     public static func schema(for kind: String) -> InputSchema? {
@@ -13,6 +13,22 @@ public enum StepInputSchemas {
         case "smoke-test": smokeTest
         case "metrics-watch": metricsWatch
         case "notify": notify
+        default: nil
+        }
+    }
+
+    /// The struct the executor of `kind` reads its inputs as, or nil for a kind with none
+    /// (`approval`, which the dispatcher handles) or none known.
+    public static func inputs(for kind: String) -> (any StepInputs.Type)? {
+        switch kind {
+        case "noop": NoopInputs.self
+        case "build": BuildInputs.self
+        case "scan": ScanInputs.self
+        case "backup": BackupInputs.self
+        case "deploy": DeployInputs.self
+        case "smoke-test": SmokeTestInputs.self
+        case "metrics-watch": MetricsWatchInputs.self
+        case "notify": NotifyInputs.self
         default: nil
         }
     }
