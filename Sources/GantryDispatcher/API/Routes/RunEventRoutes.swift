@@ -1,6 +1,5 @@
 import GantryCore
 import GantryPostgres
-import GantryRedis
 import Hummingbird
 
 /// `GET /v1/runs/{id}/events`: server-sent events, the run as JSON (event `run`) each time it

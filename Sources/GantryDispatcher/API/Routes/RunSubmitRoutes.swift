@@ -1,4 +1,3 @@
-import Foundation
 import GantryCore
 import GantryPostgres
 import GantryRedis
