@@ -142,4 +142,46 @@ import Testing
         }
         _ = dispatcher
     }
+
+    /// What clients parse: every refusal is `{"error": one line}` as JSON, not cached, with the same
+    /// words whichever layer refuses (the authentication middleware, the body decoder, a route);
+    /// a path the API does not serve is a bare 404, token or not.
+    @Test func refusalsAreOneLineOfJSONWhicheverLayerRefuses() async throws {
+        let env = try await TestEnvironment.make()
+        let (api, dispatcher) = try await APIHarness.start(env)
+        let admin = try await api.token("admin", [.admin])
+        func send(_ method: HTTPRequest.Method, _ path: String, authorization: String?, body: String? = nil) async throws -> HTTPResponse {
+            var request = HTTPRequest(method: method, url: api.base + path, timeout: .seconds(20))
+            if let authorization { request.headers.append(("Authorization", authorization)) }
+            if let body { request.body = Array(body.utf8) }
+            return try await api.http.send(request)
+        }
+        let noToken = "no token: send Authorization: Bearer <token> (gantry token create makes one; the CLI reads GANTRY_TOKEN)"
+        let unknown = "the token is unknown or revoked; ask an admin for a new one (gantry token create)"
+        let cases: [(HTTPRequest.Method, String, String?, String?, Int, String)] = [
+            (.get, "/v1/runs", nil, nil, 401, noToken),
+            (.get, "/v1/runs/x", "Bearer ", nil, 401, noToken),
+            (.get, "/v1/environments", "Basic YTpi", nil, 401, noToken),
+            (.get, "/v1/runs/x", "Bearer gty_made-up", nil, 401, unknown),
+            (.post, "/v1/runs/x/cancel", "Bearer gty_made-up", "{}", 401, unknown),
+            (.post, "/v1/runs", "Bearer \(admin)", "{", 400, "the request body is not the JSON object this endpoint takes"),
+            (.post, "/v1/runs", "Bearer \(admin)", "{}", 400, "the request body has no field 'pipeline'"),
+            (.post, "/v1/runs", "Bearer \(admin)", #"{"pipeline": 1, "sha": "abc1234"}"#, 400, "field 'pipeline' has the wrong type"),
+            (.post, "/v1/runs", "Bearer \(admin)", String(repeating: " ", count: (1 << 20) + 1), 413, "the request body is larger than 1048576 bytes"),
+            (.get, "/v1/runs?limit=0", "Bearer \(admin)", nil, 400, "limit must be between 1 and 1000"),
+            (.get, "/v1/runs/not-a-run", "Bearer \(admin)", nil, 404, "no run not-a-run in this installation"),
+        ]
+        for (method, path, authorization, body, status, error) in cases {
+            let response = try await send(method, path, authorization: authorization, body: body)
+            #expect(response.status == status, "\(method) \(path): \(response.status)")
+            #expect(response.text == JSONValue.object(["error": .string(error)]).jsonText + "\n", "\(method) \(path)")
+            #expect(response.header("Content-Type") == "application/json; charset=utf-8")
+            #expect(response.header("Cache-Control") == "no-store")
+        }
+        for (path, authorization) in [("/nope", nil), ("/v1/nope", "Bearer \(admin)"), ("/v1/runs/x/nope", "Bearer gty_made-up")] {
+            let response = try await send(.get, path, authorization: authorization)
+            #expect(response.status == 404 && response.body.isEmpty, "\(path): \(response.status) \(response.text)")
+        }
+        _ = dispatcher
+    }
 }

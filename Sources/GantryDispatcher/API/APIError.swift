@@ -2,7 +2,8 @@ import Foundation
 import GantryCore
 import Hummingbird
 
-/// A refused request: its status and one line saying why and what to do.
+/// A refused request: its status and one line saying why and what to do. Routes throw it and
+/// Hummingbird's router renders it (`HTTPResponseError`) as `{"error": …, "details": […]}`.
 struct APIError: Error, Sendable {
     var status: HTTPResponse.Status
     var message: String
@@ -18,22 +19,16 @@ struct APIError: Error, Sendable {
     static func conflict(_ message: String) -> APIError { APIError(status: .conflict, message: message) }
     static func gate(_ message: String) -> APIError { APIError(status: .unprocessableContent, message: message) }
     static func unavailable(_ message: String) -> APIError { APIError(status: .serviceUnavailable, message: message) }
+    static let internalError = APIError(status: .internalServerError, message: "internal error; the dispatcher's log has the details")
+}
 
-    var response: Response {
+extension APIError: HTTPResponseError {
+    /// The JSON body `{"error": message}`, with `details` when there are any, and `Retry-After` for a 429.
+    func response(from request: Request, context: some RequestContext) -> Response {
         var object: [String: JSONValue] = ["error": .string(message)]
         if !details.isEmpty { object["details"] = .array(details.map(JSONValue.string)) }
         var response = APIResponses.json(status, text: JSONValue.object(object).jsonText)
         if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
         return response
-    }
-}
-
-enum APIResponses {
-    static func json(_ status: HTTPResponse.Status, text: String) -> Response {
-        Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: text + "\n"))
-        )
     }
 }

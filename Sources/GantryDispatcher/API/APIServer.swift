@@ -11,31 +11,49 @@ import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
-/// The dispatcher's HTTP API (Hummingbird): runs, approvals, control, health,
-/// and its OpenAPI document at `/openapi.yaml`.
+/// The dispatcher's HTTP API (Hummingbird): runs, approvals, control, environments, health,
+/// and its OpenAPI document at `/openapi.yaml`. Routes are registered by resource; those under
+/// `/v1` sit behind `AuthenticationMiddleware`, and every failure leaves as an `APIError`.
 struct APIServer: Sendable {
     let configuration: APIConfiguration
-    let api: RunAPI
     let logger: Logger
+    let namespace: String
+    /// Connections for changes (submit, decisions, cancel, retry, the actions log).
+    let pool: PostgresPool
+    /// Connections for reads and token checks only: a read never queues behind a submit's transaction.
+    let reads: PostgresPool
+    let redis: RedisConnection
+    let effector: Effector
+    /// Wakes event streams when their run changes.
+    let changes: RunChangeFeed
+    /// Wakes followed logs when they grow, and lends them a connection to read.
+    let logs: LogTailFeed
+    /// The live workers, for steps that run and queues nobody takes.
+    let fleets: FleetCache
+    /// Each token's open streams, and their recheck of its revocation.
+    let streams: StreamLimits
+    let authenticator: Authenticator
+    let audit: ActionAudit
 
     init(configuration: APIConfiguration, dispatcher: DispatcherConfiguration, effector: Effector, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        let redis = RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)"))
-        self.api = RunAPI(
-            namespace: dispatcher.keys.namespace,
-            pool: PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)"),
-            reads: PostgresPool(url: dispatcher.database, size: configuration.readConnections, applicationName: "gantry-api-reads \(dispatcher.id)"),
-            redis: redis,
-            effector: effector,
-            changes: RunChangeFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, clientName: "gantry-api-changes-\(dispatcher.id)",
-                                   fallback: configuration.eventsFallback, logger: logger),
-            logs: LogTailFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, replica: dispatcher.id, logger: logger),
-            fleets: FleetCache(keys: dispatcher.keys, redis: redis),
-            logger: logger, maxBodyBytes: configuration.maxBodyBytes,
+        self.namespace = dispatcher.keys.namespace
+        self.pool = PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)")
+        self.reads = PostgresPool(url: dispatcher.database, size: configuration.readConnections, applicationName: "gantry-api-reads \(dispatcher.id)")
+        self.redis = RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)"))
+        self.effector = effector
+        self.changes = RunChangeFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, clientName: "gantry-api-changes-\(dispatcher.id)",
+                                     fallback: configuration.eventsFallback, logger: logger)
+        self.logs = LogTailFeed(keys: dispatcher.keys, redisURL: dispatcher.redis, replica: dispatcher.id, logger: logger)
+        self.fleets = FleetCache(keys: dispatcher.keys, redis: redis)
+        self.streams = StreamLimits(perToken: configuration.streamsPerToken, recheck: configuration.streamRecheck)
+        self.authenticator = Authenticator(
+            namespace: namespace, reads: reads,
             limiter: TokenRateLimiter(rate: configuration.tokenRate, burst: 2 * configuration.tokenRate),
-            streams: StreamLimits(perToken: configuration.streamsPerToken, recheck: configuration.streamRecheck)
+            refusals: RefusalTally()
         )
+        self.audit = ActionAudit(namespace: namespace, pool: pool)
     }
 
     /// Serves until graceful shutdown. Throws `APIListenError` when it cannot listen.
@@ -51,13 +69,12 @@ struct APIServer: Sendable {
             },
             logger: logger
         )
-        let changes = api.changes, logs = api.logs
-        let api = self.api
+        let changes = changes, logs = logs, refusals = authenticator.refusals, audit = audit
         let flushEvery = configuration.refusalFlushInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await changes.run() }
             group.addTask { await logs.run() }
-            group.addTask { await api.refusals.run(every: flushEvery) { await api.flushRefusals($0) } }
+            group.addTask { await refusals.run(every: flushEvery) { await audit.flushRefusals($0) } }
             do {
                 try await application.run()
             } catch where !listening.withLock({ $0 }) {
@@ -87,57 +104,35 @@ struct APIServer: Sendable {
         return try .tls(http, tlsConfiguration: tls)
     }
 
-    func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
-        let api = self.api
-        router.get("/healthz") { _, _ in APIResponses.json(.ok, text: #"{"status":"ok"}"#) }
-        router.get("/readyz") { _, _ in await api.ready() }
+    /// Every route, by resource. `OpenAPIDocument` describes each of them; add a route to both.
+    func router() -> Router<GantryRequestContext> {
+        let router = Router(context: GantryRequestContext.self)
+        router.add(middleware: APIErrorMiddleware())
+        // No token: health, readiness and the API's description.
+        HealthRoutes(reads: reads, redis: redis).addRoutes(to: router)
         router.get("/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
         }
-        router.post("/v1/runs") { request, _ in await handle { try await api.submit(request) } }
-        router.get("/v1/runs") { request, _ in await handle { try await api.list(request) } }
-        router.get("/v1/runs/:id") { request, context in
-            await handle { try await api.get(request, id: try context.parameters.require("id")) }
-        }
-        router.get("/v1/runs/:id/events") { request, context in
-            await handle { try await api.events(request, id: try context.parameters.require("id")) }
-        }
-        router.get("/v1/runs/:id/logs") { request, context in
-            await handle { try await api.logs(request, id: try context.parameters.require("id")) }
-        }
-        router.get("/v1/environments") { request, _ in await handle { try await api.listEnvironments(request) } }
-        router.get("/v1/environments/:name") { request, context in
-            await handle { try await api.showEnvironment(request, name: try context.parameters.require("name")) }
-        }
-        router.post("/v1/runs/:id/approve") { request, context in
-            await handle { try await api.decide(request, id: try context.parameters.require("id"), approve: true) }
-        }
-        router.post("/v1/runs/:id/reject") { request, context in
-            await handle { try await api.decide(request, id: try context.parameters.require("id"), approve: false) }
-        }
-        router.post("/v1/runs/:id/cancel") { request, context in
-            await handle { try await api.cancel(request, id: try context.parameters.require("id")) }
-        }
-        router.post("/v1/runs/:id/retry") { request, context in
-            await handle { try await api.retry(request, id: try context.parameters.require("id")) }
-        }
+        // A token on every route below, each behind its own `AuthenticationMiddleware`.
+        let runReader = RunReader(namespace: namespace, reads: reads, fleets: fleets, audit: audit)
+        let runs = router.group("/v1/runs")
+        RunSubmitRoutes(
+            namespace: namespace, pool: pool, reads: reads, redis: redis, effector: effector, audit: audit, runs: runReader,
+            logger: logger, maxBodyBytes: configuration.maxBodyBytes
+        ).addRoutes(to: runs, authenticator: authenticator)
+        RunQueryRoutes(namespace: namespace, reads: reads, audit: audit, runs: runReader)
+            .addRoutes(to: runs, authenticator: authenticator)
+        RunEventRoutes(namespace: namespace, reads: reads, runs: runReader, changes: changes, fleets: fleets, streams: streams)
+            .addRoutes(to: runs, authenticator: authenticator)
+        StepLogRoutes(namespace: namespace, reads: reads, runs: runReader, logs: logs, streams: streams)
+            .addRoutes(to: runs, authenticator: authenticator)
+        RunDecisionRoutes(
+            namespace: namespace, pool: pool, redis: redis, effector: effector, audit: audit, runs: runReader,
+            maxBodyBytes: configuration.maxBodyBytes
+        ).addRoutes(to: runs, authenticator: authenticator)
+        EnvironmentRoutes(namespace: namespace, reads: reads)
+            .addRoutes(to: router.group("/v1/environments"), authenticator: authenticator)
         return router
-    }
-
-    /// Turns every failure into a JSON error with one line: refusals keep their
-    /// status, an unreachable database is 503, anything else is 500 and logged.
-    private func handle(_ body: () async throws -> Response) async -> Response {
-        do {
-            return try await body()
-        } catch let error as APIError {
-            return error.response
-        } catch let error as PostgresError where error.isConnectionFailure {
-            return APIError.unavailable("the database is not reachable; retry shortly").response
-        } catch {
-            logger.error("request failed", metadata: ["error": "\(error)"])
-            return APIError(status: .internalServerError, message: "internal error; the dispatcher's log has the details").response
-        }
     }
 }
 

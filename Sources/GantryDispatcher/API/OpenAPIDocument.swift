@@ -1,6 +1,6 @@
 /// The API's OpenAPI 3.1 description, served at `/openapi.yaml`.
 /// `RunAPISecurityTests.badInputIsRefusedWithOneLineNamingThePlace` checks that each
-/// route of `APIServer.router()` has its path here; add a route to both.
+/// route that `APIServer.router()` registers has its path here; add a route to both.
 enum OpenAPIDocument {
     static let yaml = """
         openapi: 3.1.0
