@@ -122,13 +122,6 @@ final class BenchCPU {
 
     /// Redis's own CPU seconds (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`); nil if it does not say.
     private static func redisSeconds(_ redis: RedisConnection) async -> Double? {
-        guard let info = try? await redis.command(["INFO", "cpu"]).string else { return nil }
-        var total: Double?
-        for line in info.split(whereSeparator: \.isNewline) {
-            let pair = line.split(separator: ":", maxSplits: 1)
-            guard pair.count == 2, pair[0] == "used_cpu_user" || pair[0] == "used_cpu_sys", let value = Double(pair[1]) else { continue }
-            total = (total ?? 0) + value
-        }
-        return total
+        (try? await redis.serverCPUSeconds()) ?? nil
     }
 }

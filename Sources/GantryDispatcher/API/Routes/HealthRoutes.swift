@@ -21,7 +21,7 @@ struct HealthRoutes: Sendable {
             throw APIError.unavailable("Postgres is not reachable: \(error)")
         }
         do {
-            _ = try await redis.command(["PING"])
+            try await redis.ping()
         } catch {
             throw APIError.unavailable("Redis is not reachable: \(error)")
         }
