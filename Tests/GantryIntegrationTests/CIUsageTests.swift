@@ -254,7 +254,7 @@ import Testing
         let file = try api.file("running.yml", """
             pipeline: running
             environment: staging
-            steps: [{ id: slow, kind: noop, with: { sleep_ms: 3000 } }]
+            steps: [{ id: slow, kind: noop, with: { sleep_ms: 6000 } }]
             """)
         // No worker yet: the step says nobody takes its queue, and how to start one.
         let outPath = env.logDirectory + "-running.out"

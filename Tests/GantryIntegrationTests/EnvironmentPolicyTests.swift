@@ -318,9 +318,13 @@ import Testing
     @Test func aFloodOfUnauthenticatedRequestsIsCountedNotWrittenOneRowEach() async throws {
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)
+        let started = ContinuousClock.now
         for index in 0..<60 {
             _ = try await api.call(.get, "/v1/runs", token: index.isMultiple(of: 2) ? nil : "gty_made-up")
         }
+        // The tally is written every 5 s (APIConfiguration.refusalFlushInterval): one row per kind
+        // of refusal for each flush the requests spanned, however slowly a loaded machine sent them.
+        let flushes = Int((ContinuousClock.now - started) / .seconds(5)) + 2
         func logged() async throws -> [ActionLog.Entry] {
             try await ActionLog().recent(namespace: env.namespace, limit: 100, on: env.db()).filter { $0.actor.hasPrefix("(") }
         }
@@ -329,7 +333,7 @@ import Testing
         }
         try await env.eventually("all 60 refusals counted in the actions log") { try await total(logged()) == 60 }
         let rows = try await logged()
-        #expect(rows.count <= 6, "\(rows.count) rows for 60 refused requests")
+        #expect(rows.count <= 2 * flushes, "\(rows.count) rows for 60 refused requests over \(flushes) flushes")
         #expect(rows.contains { $0.actor == "(no token)" && $0.reason?.hasSuffix("requests: no bearer token") == true })
         _ = dispatcher
     }
