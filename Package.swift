@@ -169,6 +169,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GantryRuntimeTests",
+            dependencies: ["GantryRuntime", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GantryRedisTests",
+            dependencies: ["GantryCore", "GantryRedis"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GantryDispatcherTests",
+            dependencies: ["GantryCore", "GantryDispatcher"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GantryWorkersTests",
             dependencies: ["GantryCore", "GantryWorkers"],
             swiftSettings: swiftSettings

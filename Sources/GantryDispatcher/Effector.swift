@@ -10,6 +10,14 @@ import Logging
 struct Effector: Sendable {
     let queue: WorkQueue
     let logger: Logger
+    /// Its own cache of the job formats (see `JobFormatCache`).
+    let delayed: DelayedRetries
+
+    init(queue: WorkQueue, logger: Logger) {
+        self.queue = queue
+        self.logger = logger
+        self.delayed = DelayedRetries(keys: queue.keys)
+    }
 
     func carryOut(_ effects: Effects, on redis: RedisConnection) async {
         for step in effects.failedSteps {
@@ -26,10 +34,10 @@ struct Effector: Sendable {
         }
         await retryUntilSuccess("enqueue \(effects.enqueue.count) attempts", logger: logger) { () throws(RedisError) in
             // Cancels first: a worker handed one of these attempts must already see it canceled.
-            try await queue.cancel(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
+            try await CancelList(keys: queue.keys).add(effects.cancel, nowMs: WallClock.nowMs(), on: redis)
             // The changed runs are announced in the same round trip as the jobs.
             try await queue.enqueue(effects.enqueue, announcing: effects.changedRuns, on: redis)
-            try await queue.schedule(effects.schedule, on: redis)
+            try await delayed.schedule(effects.schedule, on: redis)
         }
     }
 
@@ -37,7 +45,7 @@ struct Effector: Sendable {
     /// that misses it re-reads its run within `RunChangeFeed.fallback` anyway.
     func publishChanges(_ runIDs: [String], on redis: RedisConnection) async {
         do {
-            try await queue.publishChanges(runIDs, on: redis)
+            try await RunChanges(keys: queue.keys).publish(runIDs, on: redis)
         } catch {
             logger.warning("cannot announce changed runs; event streams will see them within seconds", metadata: ["error": "\(error)"])
         }

@@ -73,9 +73,9 @@ import Testing
         let due = job(env, attempt: 2)
         let later = job(env, attempt: 3)
         let nowMs = WallClock.nowMs()
-        try await queue.schedule([(due, nowMs - 10), (later, nowMs + 60_000)], on: redis)
+        try await DelayedRetries(keys: env.keys).schedule([(due, nowMs - 10), (later, nowMs + 60_000)], on: redis)
 
-        let moved = try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis)
+        let moved = try await DelayedRetries(keys: env.keys).moveDue(nowUs: WallClock.nowUs(), on: redis)
         #expect(moved.map(\.runID) == [due.runID])
         #expect(try await redis.command(["ZCARD", env.keys.delayed]).integer == 1)
         let delivered = try await queue.read(kinds: ["noop"], consumer: "w", count: 10, block: .milliseconds(100), on: redis)
@@ -83,7 +83,7 @@ import Testing
         #expect(job.runID == due.runID && job.attempt == 2)
         // The enqueue time is restamped when the retry is released, so pickup latency is honest.
         #expect(job.enqueuedAtUs > due.enqueuedAtUs)
-        #expect(try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis).isEmpty)
+        #expect(try await DelayedRetries(keys: env.keys).moveDue(nowUs: WallClock.nowUs(), on: redis).isEmpty)
     }
 
     /// Acknowledged entries are trimmed behind the oldest pending one, never one still leased
@@ -118,11 +118,11 @@ import Testing
         #expect(try await length() == 0)
         #expect(try await queue.depth(kind: "noop", on: redis) == (0, 0))
         // The events went out with the acks, and the dispatcher's acks trim them the same way.
-        let events = try await queue.readEvents(consumer: "d1", count: 10, block: .milliseconds(100), on: redis)
+        let events = try await ResultEvents(keys: env.keys).read(consumer: "d1", count: 10, block: .milliseconds(100), on: redis)
         #expect(events.count == 5)
-        try await queue.acknowledgeEvents(events.prefix(2).map(\.id), on: redis)
+        try await ResultEvents(keys: env.keys).acknowledge(events.prefix(2).map(\.id), on: redis)
         #expect(try await redis.command(["XLEN", env.keys.events]).integer == 3)
-        try await queue.acknowledgeEvents(events.dropFirst(2).map(\.id), on: redis)
+        try await ResultEvents(keys: env.keys).acknowledge(events.dropFirst(2).map(\.id), on: redis)
         #expect(try await redis.command(["XLEN", env.keys.events]).integer == 0)
     }
 
@@ -185,17 +185,17 @@ import Testing
         let queue = WorkQueue(keys: env.keys)
         let due = job(env, attempt: 2), later = job(env, attempt: 3), waiting = job(env)
         let nowMs = WallClock.nowMs()
-        try await queue.schedule([(due, nowMs - 10), (later, nowMs + 60_000)], on: redis)
+        try await DelayedRetries(keys: env.keys).schedule([(due, nowMs - 10), (later, nowMs + 60_000)], on: redis)
         let members = try await redis.command(["ZRANGE", env.keys.delayed, "0", "-1"]).array?.compactMap(\.string) ?? []
         #expect(members.count == 2 && members.allSatisfy { $0.contains(#""f":["job","#) })
-        #expect(try await queue.moveDue(nowUs: WallClock.nowUs(), on: redis).map(\.key) == [due.key])
+        #expect(try await DelayedRetries(keys: env.keys).moveDue(nowUs: WallClock.nowUs(), on: redis).map(\.key) == [due.key])
         let delivered = try #require(try await queue.read(kinds: ["noop"], consumer: "w", count: 10, block: .milliseconds(100), on: redis).first)
         #expect(delivered.fields.map(\.0) == ["job", "with"])
         let moved = try Job(fields: delivered.fields)
         #expect(moved.key == due.key && moved.attempt == 2 && moved.enqueuedAtUs > due.enqueuedAtUs)
 
         try await queue.enqueue([waiting], on: redis)
-        let names = Set([later, waiting].map { WorkQueue.cancelMember(AttemptKey(step: $0.key, attempt: $0.attempt)) })
+        let names = Set([later, waiting].map { CancelList.member(AttemptKey(step: $0.key, attempt: $0.attempt)) })
         let withdrawn = try await queue.withdraw(names, kinds: ["noop"], on: redis)
         #expect(withdrawn.map(\.job).sorted { $0.attempt < $1.attempt } == [waiting, later])
         #expect(try await redis.command(["ZCARD", env.keys.delayed]).integer == 0)

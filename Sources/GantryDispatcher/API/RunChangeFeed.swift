@@ -75,8 +75,8 @@ final class RunChangeFeed: Sendable {
             do {
                 // From what is new when the feed (re)starts; streams saw the rest through their fallback.
                 let after: String
-                if let last { after = last } else { after = try await queue.latestChange(on: redis) }
-                let (runIDs, next) = try await queue.readChanges(after: after, block: .seconds(5), on: redis)
+                if let last { after = last } else { after = try await RunChanges(keys: queue.keys).latest(on: redis) }
+                let (runIDs, next) = try await RunChanges(keys: queue.keys).read(after: after, block: .seconds(5), on: redis)
                 last = next
                 failures = 0
                 if !runIDs.isEmpty { wake(Set(runIDs)) }

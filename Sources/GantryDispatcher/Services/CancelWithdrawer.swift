@@ -22,7 +22,7 @@ struct CancelWithdrawer: Service {
         var since = WallClock.nowMs() - 3_600_000
         var handled: Set<String> = []
         await state.everyPass("withdraw", interval: state.configuration.withdrawInterval) {
-            let (members, latest) = try await state.queue.cancels(sinceMs: since, on: redis)
+            let (members, latest) = try await CancelList(keys: state.configuration.keys).since(ms: since, on: redis)
             let fresh = Set(members).subtracting(handled)
             if !fresh.isEmpty { try await withdraw(fresh, redis: redis, db: db) }
             // The next pass reads from the latest score again (a cancel may still come within that

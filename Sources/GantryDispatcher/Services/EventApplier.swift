@@ -41,10 +41,10 @@ struct EventApplier: Service {
 
     private func applyLoop(reader: RedisConnection, writer: RedisConnection, db: PostgresConnection) async {
         let state = state
-        let queue = state.queue
+        let events = ResultEvents(keys: state.configuration.keys)
         let consumer = Self.consumer(lane: lane, replica: state.configuration.id)
         await state.untilSuccess("prepare the events stream") { () throws(RedisError) in
-            try await queue.prepare(kinds: [], on: writer)
+            try await events.prepare(on: writer)
         }
         // First the events this lane was given before a restart and never acknowledged.
         var pending = true
@@ -53,20 +53,20 @@ struct EventApplier: Service {
         var backoff = Backoff(first: .milliseconds(100))
         while !DispatcherState.isStopping {
             do {
-                var events = try await queue.readEvents(
+                var read = try await events.read(
                     consumer: consumer, count: Self.eventsPerRead, block: .seconds(2), pending: pending, on: reader
                 )
-                if pending && events.isEmpty { pending = false }
+                if pending && read.isEmpty { pending = false }
                 if ContinuousClock.now - lastClaim > .seconds(10) {
                     // Events a crashed replica (or a lane a restart did not bring back) was holding.
                     lastClaim = .now
-                    events += try await queue.claimStaleEvents(consumer: consumer, minIdle: .seconds(30), count: Self.eventsPerRead, on: writer)
+                    read += try await events.claimStale(consumer: consumer, minIdle: .seconds(30), count: Self.eventsPerRead, on: writer)
                 }
                 backoff.succeeded()
-                guard !events.isEmpty else { continue }
+                guard !read.isEmpty else { continue }
                 var results: [AttemptResult] = []
-                results.reserveCapacity(events.count)
-                for event in events {
+                results.reserveCapacity(read.count)
+                for event in read {
                     let (outcomes, malformed) = AttemptResult.outcomes(inEvent: event.fields)
                     results += outcomes
                     if malformed > 0 {
@@ -83,10 +83,10 @@ struct EventApplier: Service {
                     start = end
                 }
                 await state.untilSuccess("acknowledge events") { () throws(RedisError) in
-                    try await queue.acknowledgeEvents(events.map(\.id), on: writer)
+                    try await events.acknowledge(read.map(\.id), on: writer)
                 }
                 state.logger.debug("applied outcomes", metadata: [
-                    "gantry.consumer": "\(consumer)", "gantry.events": "\(events.count)", "gantry.count": "\(results.count)",
+                    "gantry.consumer": "\(consumer)", "gantry.events": "\(read.count)", "gantry.count": "\(results.count)",
                 ])
             } catch {
                 if DispatcherState.isStopping { break }

@@ -25,7 +25,7 @@ struct Reconciler: Service {
         let (configuration, queue, store, ledger) = (state.configuration, state.queue, state.store, state.ledger)
         let quiet = try await store.quietSteps(namespace: configuration.keys.namespace, quietFor: configuration.reconcileAfter, limit: 5_000, on: db)
         guard !quiet.isEmpty else { return }
-        var present = try await queue.attemptsDelayed(on: redis)
+        var present = try await DelayedRetries(keys: configuration.keys).attempts(on: redis)
         for kind in Set(quiet.map(\.kind)) {
             present.formUnion(try await queue.attemptsPresent(kind: kind, on: redis))
         }
@@ -40,13 +40,13 @@ struct Reconciler: Service {
             let unrecorded = zip(missing, keys).filter { recorded[$0.1] == nil }
             // Canceled attempts are not put back in the queue: they are recorded canceled (e.g. a
             // dispatcher withdrew one and stopped before it recorded it).
-            let canceled = try await queue.canceled(among: unrecorded.map { WorkQueue.cancelMember($0.1) }, on: redis)
+            let canceled = try await CancelList(keys: configuration.keys).present(among: unrecorded.map { CancelList.member($0.1) }, on: redis)
             var enqueue: [Job] = []
             var delayed: [(job: Job, dueAtMs: Int64)] = []
             var withdrawn: [(job: Job, entry: String)] = []
             for (step, key) in unrecorded {
                 let job = step.job(attempt: step.state.attempt, nowUs: nowUs, recovered: true)
-                if canceled.contains(WorkQueue.cancelMember(key)) {
+                if canceled.contains(CancelList.member(key)) {
                     withdrawn.append((job, "reconciled"))
                     continue
                 }
@@ -57,7 +57,7 @@ struct Reconciler: Service {
                 }
             }
             try await queue.enqueue(enqueue, on: redis)
-            try await queue.schedule(delayed, on: redis)
+            try await state.effector.delayed.schedule(delayed, on: redis)
             if !withdrawn.isEmpty { try await state.settleCanceled(withdrawn, db: db, redis: redis) }
             // Only a re-enqueue means Redis lost work. An outcome applied here is usually one whose
             // event is still queued behind a backlog (a large fan-out), and a withdrawn attempt one

@@ -15,16 +15,17 @@ struct RetryScheduler: Service {
         let state = state
         let redis = state.redis("schedule")
         let db = state.postgres("schedule")
+        let delayed = DelayedRetries(keys: state.configuration.keys)
         var lastPrune = ContinuousClock.now - .seconds(3_600)
         var backoff = Backoff()
         while !DispatcherState.isStopping {
             if ContinuousClock.now - lastPrune > .seconds(60) {
                 // Cancels older than a day can no longer match a delivery; workers re-read the rest.
                 lastPrune = .now
-                try? await state.queue.pruneCancels(beforeMs: WallClock.nowMs() - 86_400_000, on: redis)
+                try? await CancelList(keys: state.configuration.keys).prune(beforeMs: WallClock.nowMs() - 86_400_000, on: redis)
             }
             do {
-                let moved = try await state.queue.moveDue(nowUs: WallClock.nowUs(), on: redis)
+                let moved = try await delayed.moveDue(nowUs: WallClock.nowUs(), on: redis)
                 if backoff.failures > 0 { state.logger.info("moving due retries again") }
                 backoff.succeeded()
                 if !moved.isEmpty {

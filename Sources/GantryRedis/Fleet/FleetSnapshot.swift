@@ -38,7 +38,7 @@ public struct FleetSnapshot: Sendable {
 
     /// Who runs this attempt now, and since when.
     public func runner(of attempt: AttemptKey) -> Runner? {
-        running[WorkQueue.cancelMember(attempt)]
+        running[CancelList.member(attempt)]
     }
 
     /// Whether a live worker that is not draining takes this queue kind.

@@ -27,10 +27,10 @@ final class JobFormatCache: Sendable {
     private let entry = Mutex<Entry?>(nil)
 
     /// The formats by kind; on a Redis error `[:]` (every kind `.fields`, which all workers read).
-    func current(_ queue: WorkQueue, on redis: RedisConnection) async -> [String: JobFormat] {
+    func current(_ fleet: FleetRegistry, on redis: RedisConnection) async -> [String: JobFormat] {
         let now = ContinuousClock.now
         if let fresh = entry.withLock({ $0.flatMap { now - $0.readAt < Self.maxAge ? $0.formats : nil } }) { return fresh }
-        guard let formats = try? await queue.jobFormats(nowMs: WallClock.nowMs(), on: redis) else { return [:] }
+        guard let formats = try? await fleet.jobFormats(nowMs: WallClock.nowMs(), on: redis) else { return [:] }
         entry.withLock { $0 = Entry(readAt: now, formats: formats) }
         return formats
     }

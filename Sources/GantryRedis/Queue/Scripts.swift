@@ -164,4 +164,11 @@ enum Scripts {
         end
         return taken
         """
+
+    /// Deletes the entries of `stream` that `group` acknowledged (`trimAcknowledged`).
+    /// Acknowledged entries stay until the next trim; readers of a stream count on the group
+    /// (pending list, last delivered id), never on the stream's length.
+    static func trimCommand(_ stream: String, group: String) -> [String] {
+        ["EVAL", trimAcknowledged, "1", stream, group]
+    }
 }

@@ -1,16 +1,22 @@
 import GantryCore
 import GantryRuntime
 
-/// The queue protocol on Redis streams, as DESIGN.md lays it out.
+/// The job streams (`{ns}:q:<kind>`, consumer group `workers`) and their dead letters: the
+/// queue protocol on Redis streams, as DESIGN.md lays it out.
 ///
 /// - delivery and lease are one step: `XREADGROUP` puts the entry in the pending
 ///   list under the worker's name;
 /// - the owner renews with a Lua script that checks ownership and resets idle time;
 /// - the reaper finds entries idle past their lease (`XPENDING IDLE`) and takes
 ///   them with `XCLAIM` (which re-checks the idle time atomically);
-/// - delayed retries wait in a sorted set and a Lua script moves due ones;
 /// - acks are pipelined with the batch's result event in one `MULTI`; acknowledged entries are
 ///   trimmed in bulk behind the oldest pending one, not deleted one by one.
+///
+/// The other key families have types of their own — `DelayedRetries`, `ResultEvents`,
+/// `RunChanges`, `CancelList`, `FleetRegistry`, `StepLogStream` — and the few operations
+/// that must change two families in one round trip (enqueue and announce the runs; record
+/// the batch's event and acknowledge it; read deliveries and then the cancel list; withdraw
+/// canceled attempts from the streams and the delayed set) are here, built from their commands.
 public struct WorkQueue: Sendable {
     public let keys: QueueKeys
     /// The format each kind's jobs are written in (see `jobFormats`).
@@ -26,8 +32,8 @@ public struct WorkQueue: Sendable {
     ///
     /// `announcing` lists runs whose change to announce in the same round trip (see `publishChanges`).
     public func enqueue(_ jobs: [Job], announcing runIDs: [String] = [], on redis: RedisConnection) async throws(RedisError) {
-        guard !jobs.isEmpty else { return try await publishChanges(runIDs, on: redis) }
-        let format = await formats.current(self, on: redis)
+        guard !jobs.isEmpty else { return try await RunChanges(keys: keys).publish(runIDs, on: redis) }
+        let format = await formats.current(FleetRegistry(keys: keys), on: redis)
         var commands = jobs.map { job in
             var command = ["XADD", keys.stream(job.kind), "*"]
             command.reserveCapacity(3 + 2 * 10)
@@ -37,57 +43,8 @@ public struct WorkQueue: Sendable {
             }
             return command
         }
-        if !runIDs.isEmpty { commands.append(changesCommand(runIDs)) }
+        if !runIDs.isEmpty { commands.append(RunChanges(keys: keys).command(publishing: runIDs)) }
         for reply in try await redis.pipeline(commands) { _ = try reply.orThrow() }
-    }
-
-    /// Puts jobs in the delayed set, each due at its time (ms since epoch).
-    public func schedule(_ jobs: [(job: Job, dueAtMs: Int64)], on redis: RedisConnection) async throws(RedisError) {
-        guard !jobs.isEmpty else { return }
-        let format = await formats.current(self, on: redis)
-        var command = ["ZADD", keys.delayed]
-        for (job, due) in jobs {
-            command.append(String(due))
-            command.append(delayedMember(job, format: format[job.kind] ?? .fields))
-        }
-        try await redis.command(command)
-    }
-
-    /// The delayed-set member for a job: its target stream and fields as JSON,
-    /// which the mover script reads with cjson.
-    func delayedMember(_ job: Job, format: JobFormat = .fields) -> String {
-        var out = "{\"s\":"
-        JSONValue.writeString(keys.stream(job.kind), to: &out)
-        out += ",\"f\":["
-        for (index, (name, value)) in job.fields(format).enumerated() {
-            if index > 0 { out += "," }
-            JSONValue.writeString(name, to: &out)
-            out += ","
-            JSONValue.writeString(value, to: &out)
-        }
-        out += "]}"
-        return out
-    }
-
-    /// The job in a delayed-set member; `nil` for a member that is not one.
-    func job(fromDelayedMember text: String) -> Job? {
-        guard case .object(let object)? = JSONValue.parse(text), case .array(let flat)? = object["f"] else { return nil }
-        var fields: [(String, String)] = []
-        var index = 0
-        while index + 1 < flat.count {
-            fields.append((flat[index].stringValue ?? "", flat[index + 1].stringValue ?? ""))
-            index += 2
-        }
-        return try? Job(fields: fields)
-    }
-
-    /// Moves up to `limit` due retries into their streams atomically and
-    /// returns the jobs moved (so their steps can be shown as queued).
-    public func moveDue(nowUs: Int64, limit: Int = 500, on redis: RedisConnection) async throws(RedisError) -> [Job] {
-        let reply = try await redis.command([
-            "EVAL", Scripts.moveDue, "1", keys.delayed, String(nowUs / 1000), String(limit), String(nowUs),
-        ])
-        return (reply.array ?? []).compactMap { $0.string.flatMap(job(fromDelayedMember:)) }
     }
 
     // MARK: Consuming
@@ -96,7 +53,7 @@ public struct WorkQueue: Sendable {
     /// The group starts at id 0: nothing already enqueued is skipped.
     public func prepare(kinds: [String], on redis: RedisConnection) async throws(RedisError) {
         let commands = kinds.map { ["XGROUP", "CREATE", keys.stream($0), QueueKeys.workerGroup, "0", "MKSTREAM"] }
-            + [["XGROUP", "CREATE", keys.events, QueueKeys.dispatcherGroup, "0", "MKSTREAM"]]
+            + [ResultEvents(keys: keys).prepareCommand]
         for reply in try await redis.pipeline(commands) {
             if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") {
                 throw .reply(message)
@@ -119,10 +76,10 @@ public struct WorkQueue: Sendable {
         kinds: [String], consumer: String, count: Int, block: Duration, cancelsSinceMs: Int64, on redis: RedisConnection
     ) async throws(RedisError) -> (deliveries: [Delivery], cancels: (members: [String], latestMs: Int64)) {
         let replies = try await redis.pipeline([
-            readCommand(kinds: kinds, consumer: consumer, count: count, block: block), cancelsCommand(sinceMs: cancelsSinceMs),
+            readCommand(kinds: kinds, consumer: consumer, count: count, block: block), CancelList(keys: keys).sinceCommand(ms: cancelsSinceMs),
         ])
         let deliveries = try await deliveries(from: replies[0], kinds: kinds, on: redis)
-        return (deliveries, Self.parseCancels(try replies[1].orThrow(), sinceMs: cancelsSinceMs))
+        return (deliveries, CancelList.parse(try replies[1].orThrow(), sinceMs: cancelsSinceMs))
     }
 
     private func readCommand(kinds: [String], consumer: String, count: Int, block: Duration) -> [String] {
@@ -142,7 +99,7 @@ public struct WorkQueue: Sendable {
             try await prepare(kinds: kinds, on: redis)
             return []
         }
-        return parseStreams(reply)
+        return StreamReplies.streams(reply).map { Delivery(kind: keys.kind(ofStream: $0.stream) ?? $0.stream, id: $0.entry.id, fields: $0.entry.fields) }
     }
 
     /// Renews the lease on `ids` for `consumer`; returns the ids it still owns.
@@ -171,14 +128,7 @@ public struct WorkQueue: Sendable {
         guard !finished.isEmpty else { return }
         // One event for the whole batch: the items' fields one after another (see
         // AttemptResult.eventFields), one entry to store, read and acknowledge.
-        var xadd = ["XADD", keys.events, "*"]
-        xadd.reserveCapacity(3 + 2 * finished.count)
-        for item in finished {
-            for (name, value) in item.event {
-                xadd.append(name)
-                xadd.append(value)
-            }
-        }
+        let xadd = ResultEvents(keys: keys).appendCommand(finished.map(\.event))
         var commands: [[String]] = [["MULTI"], xadd]
         var idsByKind: [String: [String]] = [:]
         for item in finished { idsByKind[item.kind, default: []].append(item.id) }
@@ -186,7 +136,7 @@ public struct WorkQueue: Sendable {
             commands.append(["XACK", keys.stream(kind), QueueKeys.workerGroup] + ids)
         }
         for kind in (trimming ?? Set(idsByKind.keys)).sorted() {
-            commands.append(trimCommand(keys.stream(kind), group: QueueKeys.workerGroup))
+            commands.append(Scripts.trimCommand(keys.stream(kind), group: QueueKeys.workerGroup))
         }
         commands.append(["EXEC"])
         let replies = try await redis.pipeline(commands)
@@ -204,7 +154,7 @@ public struct WorkQueue: Sendable {
         let replies = try await redis.pipeline([
             ["MULTI"], xadd,
             ["XACK", keys.stream(delivery.kind), QueueKeys.workerGroup, delivery.id],
-            trimCommand(keys.stream(delivery.kind), group: QueueKeys.workerGroup),
+            Scripts.trimCommand(keys.stream(delivery.kind), group: QueueKeys.workerGroup),
             ["EXEC"],
         ])
         if case .error(let message)? = replies.last { throw .reply(message) }
@@ -213,7 +163,7 @@ public struct WorkQueue: Sendable {
     /// Entries of the dead-letter stream of `kind`, newest last.
     public func deadLetters(kind: String, limit: Int, on redis: RedisConnection) async throws(RedisError) -> [EventEntry] {
         let reply = try await redis.command(["XRANGE", keys.deadLetters(kind), "-", "+", "COUNT", String(limit)])
-        return parseEntries(reply)
+        return StreamReplies.entries(reply)
     }
 
     // MARK: Reaping
@@ -244,7 +194,7 @@ public struct WorkQueue: Sendable {
         let reply = try await redis.command(
             ["XCLAIM", keys.stream(kind), QueueKeys.workerGroup, consumer, String(minIdle.milliseconds)] + ids
         )
-        return parseEntries(reply).map { Delivery(kind: kind, id: $0.id, fields: $0.fields) }
+        return StreamReplies.entries(reply).map { Delivery(kind: kind, id: $0.id, fields: $0.fields) }
     }
 
     /// Acknowledges deliveries without an event (the reaper's own results are applied
@@ -253,104 +203,16 @@ public struct WorkQueue: Sendable {
         guard !ids.isEmpty else { return }
         _ = try await redis.pipeline([
             ["XACK", keys.stream(kind), QueueKeys.workerGroup] + ids,
-            trimCommand(keys.stream(kind), group: QueueKeys.workerGroup),
-        ])
-    }
-
-    // MARK: Events
-
-    /// Reads result events for the dispatcher `consumer`. With `pending: true` it
-    /// returns the events this consumer was given before and never acknowledged
-    /// (after a restart), without blocking.
-    public func readEvents(consumer: String, count: Int, block: Duration, pending: Bool = false, on redis: RedisConnection) async throws(RedisError) -> [EventEntry] {
-        var command = ["XREADGROUP", "GROUP", QueueKeys.dispatcherGroup, consumer, "COUNT", String(count)]
-        if !pending { command += ["BLOCK", String(max(block.milliseconds, 1))] }
-        command += ["STREAMS", keys.events, pending ? "0" : ">"]
-        let reply = try await redis.send(command)
-        if case .error(let message) = reply {
-            guard message.hasPrefix("NOGROUP") else { throw .reply(message) }
-            try await prepare(kinds: [], on: redis)
-            return []
-        }
-        return parseStreams(reply).map { EventEntry(id: $0.id, fields: $0.fields) }
-    }
-
-    // MARK: Run changes (for the API's event streams)
-
-    /// Says that these runs changed (after their transition committed). Readers only ever
-    /// want what is new, so entries older than 30 s are trimmed (an entry can list a
-    /// thousand runs; a cap by count alone let the stream hold hundreds of megabytes).
-    public func publishChanges(_ runIDs: [String], on redis: RedisConnection) async throws(RedisError) {
-        guard !runIDs.isEmpty else { return }
-        try await redis.command(changesCommand(runIDs))
-    }
-
-    private func changesCommand(_ runIDs: [String]) -> [String] {
-        // Entry ids are Redis's clock in ms; a clock of ours far ahead would only trim early,
-        // and event streams then see the change at their fallback.
-        ["XADD", keys.changes, "MINID", "~", "\(WallClock.nowMs() - 30_000)-0", "*", "runs", runIDs.joined(separator: ",")]
-    }
-
-    /// The id of the newest change entry, to read from ("0-0" when there is none yet).
-    public func latestChange(on redis: RedisConnection) async throws(RedisError) -> String {
-        let reply = try await redis.command(["XREVRANGE", keys.changes, "+", "-", "COUNT", "1"])
-        return parseEntries(reply).first?.id ?? "0-0"
-    }
-
-    /// Change entries after `lastID`, waiting up to `block` for one; returns the run ids
-    /// and the id to read after next time.
-    public func readChanges(after lastID: String, block: Duration, on redis: RedisConnection) async throws(RedisError) -> (runIDs: [String], lastID: String) {
-        let reply = try await redis.command([
-            "XREAD", "COUNT", "1000", "BLOCK", String(max(block.milliseconds, 1)), "STREAMS", keys.changes, lastID,
-        ])
-        var runIDs: [String] = []
-        var last = lastID
-        for entry in parseStreams(reply) {
-            last = entry.id
-            for (name, value) in entry.fields where name == "runs" {
-                // Up to a thousand ids an entry: split on bytes (splitting Characters was a twelfth
-                // of the bench's CPU, and every API event stream reads these too).
-                runIDs += value.words(separatedBy: UInt8(ascii: ",")).compactMap { $0.isEmpty ? nil : String($0) }
-            }
-        }
-        return (runIDs, last)
-    }
-
-    /// Takes over events another dispatcher was given and left unacknowledged for `minIdle`.
-    public func claimStaleEvents(consumer: String, minIdle: Duration, count: Int, on redis: RedisConnection) async throws(RedisError) -> [EventEntry] {
-        let reply = try await redis.send([
-            "XAUTOCLAIM", keys.events, QueueKeys.dispatcherGroup, consumer, String(minIdle.milliseconds), "0-0", "COUNT", String(count),
-        ])
-        if case .error(let message) = reply {
-            if message.hasPrefix("NOGROUP") { return [] }
-            throw .reply(message)
-        }
-        guard let parts = reply.array, parts.count >= 2 else { return [] }
-        return parseEntries(parts[1])
-    }
-
-    /// Acknowledges applied events and trims what every dispatcher is done with.
-    public func acknowledgeEvents(_ ids: [String], on redis: RedisConnection) async throws(RedisError) {
-        guard !ids.isEmpty else { return }
-        _ = try await redis.pipeline([
-            ["XACK", keys.events, QueueKeys.dispatcherGroup] + ids,
-            trimCommand(keys.events, group: QueueKeys.dispatcherGroup),
+            Scripts.trimCommand(keys.stream(kind), group: QueueKeys.workerGroup),
         ])
     }
 
     /// Trims what the workers are done with from these kinds' streams (see `complete`).
     public func trim(kinds: Set<String>, on redis: RedisConnection) async throws(RedisError) {
         guard !kinds.isEmpty else { return }
-        for reply in try await redis.pipeline(kinds.sorted().map { trimCommand(keys.stream($0), group: QueueKeys.workerGroup) }) {
+        for reply in try await redis.pipeline(kinds.sorted().map { Scripts.trimCommand(keys.stream($0), group: QueueKeys.workerGroup) }) {
             _ = try reply.orThrow()
         }
-    }
-
-    /// Deletes the entries of `stream` that `group` acknowledged (see `Scripts.trimAcknowledged`).
-    /// Acknowledged entries stay until the next trim; readers of the stream count on the group
-    /// (pending list, last delivered id), never on the stream's length.
-    private func trimCommand(_ stream: String, group: String) -> [String] {
-        ["EVAL", Scripts.trimAcknowledged, "1", stream, group]
     }
 
     // MARK: Inspection (reconciler, fleet view)
@@ -362,7 +224,7 @@ public struct WorkQueue: Sendable {
         var start = "-"
         while true {
             let reply = try await redis.command(["XRANGE", keys.stream(kind), start, "+", "COUNT", "1000"])
-            let entries = parseEntries(reply)
+            let entries = StreamReplies.entries(reply)
             for entry in entries {
                 if let job = try? Job(fields: entry.fields) {
                     present.insert(AttemptKey(step: job.key, attempt: job.attempt))
@@ -370,22 +232,6 @@ public struct WorkQueue: Sendable {
             }
             guard entries.count == 1000, let last = entries.last else { break }
             start = "(" + last.id
-        }
-        return present
-    }
-
-    /// Every attempt waiting in the delayed set.
-    public func attemptsDelayed(on redis: RedisConnection) async throws(RedisError) -> Set<AttemptKey> {
-        var present: Set<AttemptKey> = []
-        var offset = 0
-        while true {
-            let reply = try await redis.command(["ZRANGE", keys.delayed, String(offset), String(offset + 999)])
-            let members = reply.array ?? []
-            for case let job? in members.map({ $0.string.flatMap(job(fromDelayedMember:)) }) {
-                present.insert(AttemptKey(step: job.key, attempt: job.attempt))
-            }
-            guard members.count == 1000 else { break }
-            offset += 1000
         }
         return present
     }
@@ -447,28 +293,5 @@ public struct WorkQueue: Sendable {
             pattern.append(character)
         }
         return pattern
-    }
-
-    // MARK: Parsing
-
-    private func parseStreams(_ reply: RedisValue) -> [Delivery] {
-        guard let streams = reply.array else { return [] }
-        var out: [Delivery] = []
-        for stream in streams {
-            guard let pair = stream.array, pair.count == 2, let key = pair[0].string else { continue }
-            let kind = keys.kind(ofStream: key) ?? key
-            for entry in parseEntries(pair[1]) {
-                out.append(Delivery(kind: kind, id: entry.id, fields: entry.fields))
-            }
-        }
-        return out
-    }
-
-    private func parseEntries(_ reply: RedisValue) -> [EventEntry] {
-        guard let entries = reply.array else { return [] }
-        return entries.compactMap { entry in
-            guard let parts = entry.array, parts.count == 2, let id = parts[0].string else { return nil }
-            return EventEntry(id: id, fields: parts[1].pairs ?? [])
-        }
     }
 }

@@ -18,7 +18,7 @@ struct CancelWatcher: Service {
         let state = state
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                Self.note(try await state.queue.cancels(sinceMs: state.book.cancelsReadUpToMs, on: state.heartbeat), state)
+                Self.note(try await state.cancels.since(ms: state.book.cancelsReadUpToMs, on: state.heartbeat), state)
             } catch {
                 state.logger.debug("cannot read the cancel list; retrying", metadata: ["error": "\(error)"])
             }

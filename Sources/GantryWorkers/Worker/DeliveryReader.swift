@@ -86,7 +86,7 @@ struct DeliveryReader: Service {
             else { continue }
             state.logger.info("took back deliveries the drain cut off", metadata: ["gantry.kind": "\(kind)", "gantry.count": "\(deliveries.count)"])
             // As with any read: the cancel list as of after the deliveries were taken.
-            if let cancels = try? await state.queue.cancels(sinceMs: state.book.cancelsReadUpToMs, on: state.heartbeat) {
+            if let cancels = try? await state.cancels.since(ms: state.book.cancelsReadUpToMs, on: state.heartbeat) {
                 CancelWatcher.note(cancels, state)
             }
             await accept(deliveries)
@@ -123,7 +123,7 @@ struct DeliveryReader: Service {
         }
         state.slots.take(1)
         let key = AttemptKey(step: job.key, attempt: job.attempt)
-        let member = WorkQueue.cancelMember(key)
+        let member = CancelList.member(key)
         state.book.hold(delivery.id, kind: delivery.kind, attempt: member, startedMs: WallClock.nowMs())
         // The API shows the step running on this worker from the next announcement (within 100 ms).
         state.announceSoon.store(true, ordering: .relaxed)

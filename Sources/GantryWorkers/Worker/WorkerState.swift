@@ -21,6 +21,7 @@ final class WorkerState: Sendable {
     let heartbeat: RedisConnection
     let db: PostgresConnection
     let queue: WorkQueue
+    let cancels: CancelList
     let ledger = AttemptLedger()
     let book = HeldDeliveries()
     let control = ExecutionControl()
@@ -50,6 +51,7 @@ final class WorkerState: Sendable {
             commandTimeout: max(.seconds(1), configuration.lease / 3), clientName: "gantry-worker-\(id)-lease"))
         db = PostgresConnection(url: configuration.database, applicationName: "gantry-worker \(id)")
         queue = WorkQueue(keys: configuration.keys)
+        cancels = CancelList(keys: configuration.keys)
         slots = Slots(configuration.concurrency)
     }
 

@@ -177,7 +177,7 @@ struct Bench: AsyncParsableCommand {
 
         // MARK: Throughput
         say("throughput: \(steps) steps")
-        let changesFrom = try await WorkQueue(keys: keys).latestChange(on: redis)
+        let changesFrom = try await RunChanges(keys: keys).latest(on: redis)
         let backendRows = try await db.run("SELECT pg_backend_pid() AS pid")
         let backend = backendRows.isEmpty ? nil : backendRows[0].int("pid").map { Int32($0) }
         let cpu = BenchCPU(dispatcherPIDs: fleet.dispatcherPIDs, workerPIDs: fleet.workerPIDs, backend: backend)
@@ -402,7 +402,7 @@ struct BenchWatcher {
     /// run whose step was retried changes more than once).
     mutating func finished(steps: Int, changes: RedisConnection, db: PostgresConnection, label: String) async throws -> Int {
         if seen.count < steps {
-            let read = try await queue.readChanges(after: from, block: .milliseconds(500), on: changes)
+            let read = try await RunChanges(keys: queue.keys).read(after: from, block: .milliseconds(500), on: changes)
             from = read.lastID
             for id in read.runIDs where !excluding.contains(id) { seen.insert(id) }
             if seen.count < steps { return seen.count }
