@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // MARK: C bridges (only these import C)
@@ -115,9 +117,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The API's types and client, generated from openapi.yaml (scripts/generate-api.sh).
+        .target(
+            name: "GantryAPI",
+            dependencies: [
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            exclude: ["openapi-generator-config.yaml"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "GantryDispatcher",
             dependencies: [
+                "GantryAPI",
                 "GantryRuntime",
                 "GantryCore",
                 "GantryRedis",
@@ -144,6 +157,9 @@ let package = Package(
                 "GantryWorkers",
                 "GantryDispatcher",
                 "GantryHTTP",
+                "GantryAPI",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -166,6 +182,11 @@ let package = Package(
             dependencies: ["GantryHTTP"],
             // AWS's SigV4 test suite (Apache 2.0, LICENSE and NOTICE inside), read from disk by the tests.
             exclude: ["aws-sig-v4-test-suite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GantryAPITests",
+            dependencies: ["GantryAPI", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

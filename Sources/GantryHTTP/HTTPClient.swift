@@ -48,10 +48,16 @@ public actor HTTPClient {
     /// status (server-sent events, downloads that must not sit in memory). `onData`
     /// returns false to stop the transfer early, which is not an error. The returned
     /// response has an empty body.
+    ///
+    /// `onHead` is called once with the status and headers, before the first byte of the body
+    /// (or when the transfer ends, for a response without one); never when the transfer fails.
     public func stream(
-        _ request: HTTPRequest, onData: @escaping @Sendable (_ status: Int, _ bytes: UnsafeRawBufferPointer) -> Bool
+        _ request: HTTPRequest,
+        onHead: (@Sendable (_ status: Int, _ headers: [(name: String, value: String)]) -> Void)? = nil,
+        onData: @escaping @Sendable (_ status: Int, _ bytes: UnsafeRawBufferPointer) -> Bool
     ) async throws(HTTPError) -> HTTPResponse {
         let state = Transfer(limit: .max, sink: onData)
+        state.onHead = onHead
         let result = await withTaskCancellationHandler {
             perform(request, state)
         } onCancel: {
@@ -134,6 +140,7 @@ public actor HTTPClient {
         }
         var status = 0
         _ = ccurl_getinfo_long(curl, CURLINFO_RESPONSE_CODE, &status)
+        state.announceHead(status: status)
         return .success(HTTPResponse(status: status, headers: state.headers, body: state.body, elapsed: elapsed))
     }
 
@@ -170,6 +177,14 @@ final class Transfer: @unchecked Sendable {
     var headers: [(name: String, value: String)] = []
     var tooLarge = false
     var stoppedBySink = false
+    /// Called once with the status and headers (streaming transfers that asked for them).
+    var onHead: (@Sendable (Int, [(name: String, value: String)]) -> Void)?
+
+    func announceHead(status: Int) {
+        guard let onHead else { return }
+        self.onHead = nil
+        onHead(status, headers)
+    }
 
     init(limit: Int, sink: (@Sendable (Int, UnsafeRawBufferPointer) -> Bool)?) {
         self.limit = limit
@@ -185,6 +200,7 @@ private let httpWriteCallback: ccurl_data_callback = { data, size, count, contex
     if let sink = state.sink {
         var status = 0
         if let handle = state.handle { _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status) }
+        state.announceHead(status: status)
         guard sink(status, bytes) else {
             state.stoppedBySink = true
             return 0

@@ -1,4 +1,5 @@
 import Foundation
+import GantryAPI
 import GantryCore
 import GantryPostgres
 import GantryRedis
@@ -104,7 +105,8 @@ struct APIServer: Sendable {
         return try .tls(http, tlsConfiguration: tls)
     }
 
-    /// Every route, by resource. `OpenAPIDocument` describes each of them; add a route to both.
+    /// Every route, by resource. openapi.yaml describes each of them (add a route to both, then
+    /// run scripts/generate-api.sh).
     func router() -> Router<GantryRequestContext> {
         let router = Router(context: GantryRequestContext.self)
         router.add(middleware: APIErrorMiddleware())

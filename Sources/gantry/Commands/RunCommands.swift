@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import GantryAPI
 import GantryCore
-import GantryHTTP
 import GantryRuntime
 
 /// `gantry submit`: the command CI runs, with the exit statuses of `ExitStatus`.
@@ -39,30 +39,25 @@ struct Submit: AsyncParsableCommand {
 
     func run() async throws {
         let client = try api.client()
-        var body: [String: JSONValue] = [
-            "pipeline": .string(try InputFile.read(pipeline, flag: "--pipeline")),
-            "pipeline_file": .string(pipeline),
-            "sha": .string(sha),
-        ]
-        if let env { body["environment"] = .string(env) }
-        if let ref { body["ref"] = .string(ref) }
-        if let confirm { body["confirm"] = .string(confirm) }
-        if let idempotencyKey { body["idempotency_key"] = .string(idempotencyKey) }
-        var params: [String: JSONValue] = [:]
+        var request = Components.Schemas.SubmitRequest(
+            pipeline: try InputFile.read(pipeline, flag: "--pipeline"), pipelineFile: pipeline, environment: env, sha: sha,
+            ref: ref, confirm: confirm, idempotencyKey: idempotencyKey
+        )
+        var params: [String: String] = [:]
         for pair in param {
             guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
                 throw UsageError("--param '\(pair)': write NAME=VALUE")
             }
-            params[String(pair[..<equals])] = .string(String(pair[pair.index(after: equals)...]))
+            params[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
         }
-        if !params.isEmpty { body["params"] = .object(params) }
+        if !params.isEmpty { request.params = .init(additionalProperties: params) }
         if let changedFiles {
             let text = try InputFile.read(changedFiles, flag: "--changed-files", limit: 8 << 20)
-            body["changed_files"] = .array(text.split(whereSeparator: \.isNewline).map { .string(String($0).trimmingCharacters(in: .whitespaces)) })
+            request.changedFiles = text.split(whereSeparator: \.isNewline).map { String($0).trimmingCharacters(in: .whitespaces) }
         }
         let created: RunView
         do {
-            created = try await client.call(.post, "/v1/runs", body: body, as: RunView.self).value
+            created = try await client.submit(request)
         } catch let failure as APIFailure {
             FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
             throw ExitCode(failure.isRefusal ? ExitStatus.refused : ExitStatus.unreachable)
@@ -94,7 +89,7 @@ struct Wait: AsyncParsableCommand {
         if output == .id { StandardOutput.write(id + "\n") }
         let final: RunView
         do {
-            final = try await RunOutput.follow(percentEncoded(id), client: client, output: output)
+            final = try await RunOutput.follow(id, client: client, output: output)
         } catch let failure as APIFailure {
             FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
             throw ExitCode(failure.isRefusal ? ExitStatus.refused : ExitStatus.unreachable)
@@ -156,15 +151,21 @@ struct Runs: AsyncParsableCommand {
     @Option var limit: Int = 20
     @Option var output: RunOutputFormat = .text
 
-    struct Listing: Decodable { var runs: [RunView] }
+    func validate() throws {
+        if let status, APIClient.RunStatus(rawValue: status) == nil {
+            let statuses = APIClient.RunStatus.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--status '\(status.prefix(40))': give one of \(statuses)")
+        }
+        guard (1...1_000).contains(limit) else { throw ValidationError("--limit \(limit): give 1 to 1000") }
+    }
 
     func run() async throws {
-        var query: [String] = ["limit=\(limit)"]
-        if let env { query.append("env=\(percentEncoded(env))") }
-        if let status { query.append("status=\(percentEncoded(status))") }
-        if awaitingApproval { query.append("awaiting_approval=1") }
-        let listing = try await perform { try await api.client().call(.get, "/v1/runs?" + query.joined(separator: "&"), as: Listing.self).value }
-        for run in listing.runs {
+        let runs = try await perform {
+            try await api.client().runs(
+                environment: env, status: status.flatMap(APIClient.RunStatus.init(rawValue:)), awaitingApproval: awaitingApproval, limit: limit
+            )
+        }
+        for run in runs {
             StandardOutput.write(RunOutput.final(run, output, summary: true) + "\n")
         }
     }
@@ -180,7 +181,7 @@ struct ShowRun: AsyncParsableCommand {
     @Option var output: RunOutputFormat = .text
 
     func run() async throws {
-        let view = try await perform { try await api.client().call(.get, "/v1/runs/\(percentEncoded(id))", as: RunView.self).value }
+        let view = try await perform { try await api.client().run(id) }
         StandardOutput.write(RunOutput.final(view, output, all: all) + "\n")
     }
 }
@@ -198,7 +199,7 @@ struct Logs: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "Keep printing new lines until the attempt ends.") var follow = false
 
     func run() async throws {
-        try await perform { try await api.client().log(percentEncoded(id), step: percentEncoded(step), attempt: attempt, follow: follow) }
+        try await perform { try await api.client().log(id, step: step, attempt: attempt, follow: follow) }
     }
 }
 
@@ -210,10 +211,13 @@ struct DecisionOptions: ParsableArguments {
     @Option(help: "Why; recorded with the decision.") var comment: String?
     @Option var output: RunOutputFormat = .text
 
-    func send(_ verb: String) async throws {
-        var body: [String: JSONValue] = ["step": .string(step)]
-        if let comment { body["comment"] = .string(comment) }
-        let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/\(verb)", body: body, as: RunView.self).value }
+    func send(approve: Bool) async throws {
+        let view = try await perform {
+            let client = try api.client()
+            return approve
+                ? try await client.approve(id, step: step, comment: comment)
+                : try await client.reject(id, step: step, comment: comment)
+        }
         StandardOutput.write(RunOutput.final(view, output) + "\n")
     }
 }
@@ -223,7 +227,7 @@ struct Approve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Approve an approval gate of a run (an approver token; not the submitter's when the gate says so).")
     @OptionGroup var decision: DecisionOptions
 
-    func run() async throws { try await decision.send("approve") }
+    func run() async throws { try await decision.send(approve: true) }
 }
 
 /// `gantry reject`.
@@ -231,7 +235,7 @@ struct Reject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reject an approval gate: the run fails (its on_failure and finally steps run).")
     @OptionGroup var decision: DecisionOptions
 
-    func run() async throws { try await decision.send("reject") }
+    func run() async throws { try await decision.send(approve: false) }
 }
 
 /// `gantry cancel RUN`.
@@ -242,7 +246,7 @@ struct Cancel: AsyncParsableCommand {
     @Option var output: RunOutputFormat = .text
 
     func run() async throws {
-        let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/cancel", body: [:], as: RunView.self).value }
+        let view = try await perform { try await api.client().cancel(id) }
         StandardOutput.write(RunOutput.final(view, output, summary: true) + "\n")
     }
 }
@@ -256,8 +260,7 @@ struct Retry: AsyncParsableCommand {
     @Option var output: RunOutputFormat = .text
 
     func run() async throws {
-        let body: [String: JSONValue] = step.map { ["step": .string($0)] } ?? [:]
-        let view = try await perform { try await api.client().call(.post, "/v1/runs/\(percentEncoded(id))/retry", body: body, as: RunView.self).value }
+        let view = try await perform { try await api.client().retry(id, step: step) }
         StandardOutput.write(RunOutput.final(view, output, summary: true) + "\n")
     }
 }
@@ -270,8 +273,4 @@ private func perform<T>(_ body: () async throws -> T) async throws -> T {
         FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
         throw ExitCode(failure.isRefusal ? ExitStatus.refused : ExitStatus.unreachable)
     }
-}
-
-func percentEncoded(_ text: String) -> String {
-    text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+/?#"))) ?? text
 }
