@@ -1,7 +1,8 @@
 import Foundation
 import Hummingbird
 
-/// Request bodies of the JSON endpoints, refused with one line that names the problem.
+/// Request bodies of the JSON endpoints, as the types generated from openapi.yaml (GantryAPI),
+/// refused with one line that names the problem.
 enum JSONRequestBody {
     /// The body as `T`: 413 past `limit` bytes, 400 naming a missing field or one of the wrong
     /// type, 400 for anything else that is not the object the endpoint takes.

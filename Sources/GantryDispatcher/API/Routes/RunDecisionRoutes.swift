@@ -1,3 +1,4 @@
+import GantryAPI
 import GantryCore
 import GantryPostgres
 import GantryRedis
@@ -17,15 +18,6 @@ struct RunDecisionRoutes: Sendable {
     let maxBodyBytes: Int
     let store = RunStore()
 
-    struct DecisionRequest: Decodable {
-        var step: String
-        var comment: String?
-    }
-
-    struct RetryRequest: Decodable {
-        var step: String?
-    }
-
     func addRoutes(to group: RouterGroup<GantryRequestContext>, authenticator: Authenticator) {
         group.authenticated("approve", by: authenticator).post(":id/approve") { request, context in
             try await decide(request, context: context, approve: true)
@@ -42,7 +34,7 @@ struct RunDecisionRoutes: Sendable {
         let id = try context.parameters.require("id")
         let action = approve ? "approve" : "reject"
         let grant = try context.requireGrant()
-        let body = try await JSONRequestBody.decode(DecisionRequest.self, from: request, limit: maxBodyBytes)
+        let body = try await JSONRequestBody.decode(Components.Schemas.Decision.self, from: request, limit: maxBodyBytes)
         let detail = try await runs.readable(id, grant: grant)
         try await audit.authorize(grant, .approve, environment: detail.run.environment, runID: id, log: action)
         let (result, effects) = try await pool.withConnection({ db in try await store.decide(
@@ -67,7 +59,7 @@ struct RunDecisionRoutes: Sendable {
     func retry(_ request: Request, context: GantryRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         let grant = try context.requireGrant()
-        let body = try await JSONRequestBody.decode(RetryRequest.self, from: request, limit: maxBodyBytes)
+        let body = try await JSONRequestBody.decode(Components.Schemas.RetryRequest.self, from: request, limit: maxBodyBytes)
         let detail = try await runs.readable(id, grant: grant)
         try await audit.authorize(grant, .retry, environment: detail.run.environment, runID: id)
         let (result, effects) = try await pool.withConnection({ db in try await store.retry(run: id, step: body.step, namespace: namespace, nowMs: WallClock.nowMs(), on: db) })

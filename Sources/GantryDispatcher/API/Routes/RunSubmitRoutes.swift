@@ -1,3 +1,4 @@
+import GantryAPI
 import GantryCore
 import GantryPostgres
 import GantryRedis
@@ -23,23 +24,6 @@ struct RunSubmitRoutes: Sendable {
     let store = RunStore()
     let policies = EnvironmentPolicies()
 
-    struct SubmitRequest: Decodable {
-        var pipeline: String
-        var pipelineFile: String?
-        var environment: String?
-        var sha: String
-        var ref: String?
-        var confirm: String?
-        var changedFiles: [String]?
-        var params: [String: String]?
-        var idempotencyKey: String?
-
-        enum CodingKeys: String, CodingKey {
-            case pipeline, pipelineFile = "pipeline_file", environment, sha, ref, confirm
-            case changedFiles = "changed_files", params, idempotencyKey = "idempotency_key"
-        }
-    }
-
     func addRoutes(to group: RouterGroup<GantryRequestContext>, authenticator: Authenticator) {
         group.authenticated("submit", by: authenticator).post(use: submit)
     }
@@ -47,7 +31,7 @@ struct RunSubmitRoutes: Sendable {
     /// 201 with the new run, or 200 with the run an idempotency key matched.
     func submit(_ request: Request, context: GantryRequestContext) async throws -> Response {
         let grant = try context.requireGrant()
-        let body = try await JSONRequestBody.decode(SubmitRequest.self, from: request, limit: maxBodyBytes)
+        let body = try await JSONRequestBody.decode(Components.Schemas.SubmitRequest.self, from: request, limit: maxBodyBytes)
         // Authorized before the pipeline is parsed: a token that may not submit there costs no parse.
         if let asked = body.environment {
             try await audit.authorize(grant, .submit, environment: asked, runID: nil)
@@ -95,7 +79,7 @@ struct RunSubmitRoutes: Sendable {
         }
         // Declared parameters only, each checked, defaults filled in: what the run's expressions read.
         let params: [String: String]
-        switch PipelineParam.resolve(rules.definition.params, given: body.params ?? [:]) {
+        switch PipelineParam.resolve(rules.definition.params, given: body.params?.additionalProperties ?? [:]) {
         case .success(let values): params = values
         case .failure(let problem): try await refuse(problem.description)
         }
