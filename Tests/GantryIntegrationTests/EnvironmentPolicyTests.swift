@@ -230,7 +230,7 @@ import Testing
         }
         #expect(protection["confirm"] == .string("DEPLOY TO PRODUCTION"))
         let none = try await api.call(.get, "/v1/environments/staging", token: reader)
-        #expect(none.status == 200 && none.json["policy"] == .null)
+        #expect(none.status == 200 && none.json["policy"] == nil)
         _ = dispatcher
     }
 

@@ -150,10 +150,15 @@ import Testing
         let env = try await TestEnvironment.make()
         let (api, dispatcher) = try await APIHarness.start(env)
         let admin = try await api.token("admin", [.admin])
-        func send(_ method: HTTPRequest.Method, _ path: String, authorization: String?, body: String? = nil) async throws -> HTTPResponse {
+        func send(
+            _ method: HTTPRequest.Method, _ path: String, authorization: String?, body: String? = nil, type: String = "application/json"
+        ) async throws -> HTTPResponse {
             var request = HTTPRequest(method: method, url: api.base + path, timeout: .seconds(20))
             if let authorization { request.headers.append(("Authorization", authorization)) }
-            if let body { request.body = Array(body.utf8) }
+            if let body {
+                request.body = Array(body.utf8)
+                request.headers.append(("Content-Type", type))
+            }
             return try await api.http.send(request)
         }
         let noToken = "no token: send Authorization: Bearer <token> (gantry token create makes one; the CLI reads GANTRY_TOKEN)"
@@ -171,8 +176,14 @@ import Testing
             (.get, "/v1/runs?limit=0", "Bearer \(admin)", nil, 400, "limit must be between 1 and 1000"),
             (.get, "/v1/runs/not-a-run", "Bearer \(admin)", nil, 404, "no run not-a-run in this installation"),
         ]
+        var responses: [(HTTPRequest.Method, String, HTTPResponse, Int, String)] = []
         for (method, path, authorization, body, status, error) in cases {
-            let response = try await send(method, path, authorization: authorization, body: body)
+            responses.append((method, path, try await send(method, path, authorization: authorization, body: body), status, error))
+        }
+        // curl's -d says application/x-www-form-urlencoded unless told otherwise.
+        responses.append((.post, "/v1/runs", try await send(.post, "/v1/runs", authorization: "Bearer \(admin)", body: "{}", type: "application/x-www-form-urlencoded"),
+                          415, "Content-Type application/x-www-form-urlencoded: the API takes application/json (curl: -H 'Content-Type: application/json')"))
+        for (method, path, response, status, error) in responses {
             #expect(response.status == status, "\(method) \(path): \(response.status)")
             #expect(response.text == JSONValue.object(["error": .string(error)]).jsonText + "\n", "\(method) \(path)")
             #expect(response.header("Content-Type") == "application/json; charset=utf-8")

@@ -27,7 +27,11 @@ extension APIError: HTTPResponseError {
     func response(from request: Request, context: some RequestContext) -> Response {
         var object: [String: JSONValue] = ["error": .string(message)]
         if !details.isEmpty { object["details"] = .array(details.map(JSONValue.string)) }
-        var response = APIResponses.json(status, text: JSONValue.object(object).jsonText)
+        var response = Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: JSONValue.object(object).jsonText + "\n"))
+        )
         if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
         return response
     }

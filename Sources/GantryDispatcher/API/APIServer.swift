@@ -4,6 +4,8 @@ import GantryCore
 import GantryPostgres
 import GantryRedis
 import Hummingbird
+import OpenAPIHummingbird
+import OpenAPIRuntime
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
@@ -61,7 +63,7 @@ struct APIServer: Sendable {
     func run() async throws {
         let listening = Mutex(false)
         let application = Application(
-            router: router(),
+            router: try router(),
             server: try serverBuilder(),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "gantry"),
             onServerRunning: { [logger, configuration] _ in
@@ -74,7 +76,9 @@ struct APIServer: Sendable {
         let flushEvery = configuration.refusalFlushInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await changes.run() }
+            group.addTask { await changes.runFallback() }
             group.addTask { await logs.run() }
+            group.addTask { await logs.runFallback() }
             group.addTask { await refusals.run(every: flushEvery) { await audit.flushRefusals($0) } }
             do {
                 try await application.run()
@@ -105,35 +109,30 @@ struct APIServer: Sendable {
         return try .tls(http, tlsConfiguration: tls)
     }
 
-    /// Every route, by resource. openapi.yaml describes each of them (add a route to both, then
-    /// run scripts/generate-api.sh).
-    func router() -> Router<GantryRequestContext> {
-        let router = Router(context: GantryRequestContext.self)
+    /// Every operation of openapi.yaml, registered by the server generated from it, behind
+    /// `AuthenticationMiddleware`; every failure leaves as an `APIError`.
+    func router() throws -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: NoStore())
         router.add(middleware: APIErrorMiddleware())
-        // No token: health, readiness and the API's description.
-        HealthRoutes(reads: reads, redis: redis).addRoutes(to: router)
-        router.get("/openapi.yaml") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
-        }
-        // A token on every route below, each behind its own `AuthenticationMiddleware`.
+        router.add(middleware: JSONRequestBodies(limit: configuration.maxBodyBytes))
         let runReader = RunReader(namespace: namespace, reads: reads, fleets: fleets, audit: audit)
-        let runs = router.group("/v1/runs")
-        RunSubmitRoutes(
-            namespace: namespace, pool: pool, reads: reads, redis: redis, effector: effector, audit: audit, runs: runReader,
-            logger: logger, maxBodyBytes: configuration.maxBodyBytes
-        ).addRoutes(to: runs, authenticator: authenticator)
-        RunQueryRoutes(namespace: namespace, reads: reads, audit: audit, runs: runReader)
-            .addRoutes(to: runs, authenticator: authenticator)
-        RunEventRoutes(namespace: namespace, reads: reads, runs: runReader, changes: changes, fleets: fleets, streams: streams)
-            .addRoutes(to: runs, authenticator: authenticator)
-        StepLogRoutes(namespace: namespace, reads: reads, runs: runReader, logs: logs, streams: streams)
-            .addRoutes(to: runs, authenticator: authenticator)
-        RunDecisionRoutes(
-            namespace: namespace, pool: pool, redis: redis, effector: effector, audit: audit, runs: runReader,
-            maxBodyBytes: configuration.maxBodyBytes
-        ).addRoutes(to: runs, authenticator: authenticator)
-        EnvironmentRoutes(namespace: namespace, reads: reads)
-            .addRoutes(to: router.group("/v1/environments"), authenticator: authenticator)
+        let handlers = APIHandlers(
+            health: HealthRoutes(reads: reads, redis: redis),
+            submission: RunSubmitRoutes(
+                namespace: namespace, pool: pool, reads: reads, redis: redis, effector: effector, audit: audit, runs: runReader, logger: logger
+            ),
+            queries: RunQueryRoutes(namespace: namespace, reads: reads, audit: audit, runs: runReader, authenticator: authenticator),
+            events: RunEventRoutes(namespace: namespace, reads: reads, runs: runReader, changes: changes, fleets: fleets, streams: streams),
+            logs: StepLogRoutes(namespace: namespace, reads: reads, runs: runReader, logs: logs, streams: streams),
+            decisions: RunDecisionRoutes(namespace: namespace, pool: pool, redis: redis, effector: effector, audit: audit, runs: runReader),
+            environments: EnvironmentRoutes(namespace: namespace, reads: reads)
+        )
+        try handlers.registerHandlers(
+            on: router,
+            configuration: APIJSON.configuration,
+            middlewares: [AuthenticationMiddleware(authenticator: authenticator)]
+        )
         return router
     }
 }

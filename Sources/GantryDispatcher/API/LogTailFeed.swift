@@ -11,7 +11,7 @@ import Synchronization
 /// read (`XREAD BLOCK` over every followed stream) watches them all, and the followers
 /// read what is new, without blocking, through `reader`. A follower subscribes before
 /// its first read, so a line written between that read and its wait still wakes it; and
-/// it re-reads after `fallback` without news, in case the watcher was away.
+/// every follower is woken each `fallback` as well, in case the watcher was away.
 final class LogTailFeed: Sendable {
     /// How long a follower waits without news before it reads anyway.
     let fallback: Duration
@@ -69,10 +69,13 @@ final class LogTailFeed: Sendable {
         continuation?.finish()
     }
 
-    /// Wakes one follower (its fallback timer).
-    func poke(_ subscription: Subscription) {
-        let continuation = watched.withLock { $0[subscription.key]?.followers[subscription.id] }
-        continuation?.yield()
+    /// Wakes every follower each `fallback`, in case the watcher missed news, until the task is cancelled.
+    func runFallback() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: fallback)
+            let continuations = watched.withLock { $0.values.flatMap { Array($0.followers.values) } }
+            for continuation in continuations { continuation.yield() }
+        }
     }
 
     /// The number of logs being watched (for tests and the API's own figures).

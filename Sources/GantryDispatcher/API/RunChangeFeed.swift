@@ -11,8 +11,8 @@ import Synchronization
 /// Every replica announces the runs its committed transitions changed in the
 /// `changes` stream (`Effector`); every API replica reads that stream and wakes the
 /// streams of those runs. An announcement can be lost (the process died between
-/// commit and announcement, Redis was away), so a stream also re-reads its run after
-/// `fallback` without news (`gantry dispatcher --events-fallback`, default 2 s).
+/// commit and announcement, Redis was away), so every stream is also woken each `fallback`
+/// to re-read its run (`gantry dispatcher --events-fallback`, default 2 s).
 final class RunChangeFeed: Sendable {
     /// How long a stream waits without news before it re-reads its run anyway.
     let fallback: Duration
@@ -54,10 +54,13 @@ final class RunChangeFeed: Sendable {
         continuation?.finish()
     }
 
-    /// Wakes one subscription (its fallback timer).
-    func poke(_ subscription: Subscription) {
-        let continuation = subscribers.withLock { $0[subscription.runID]?[subscription.id] }
-        continuation?.yield()
+    /// Wakes every stream each `fallback`, in case an announcement was lost, until the task is cancelled.
+    func runFallback() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: fallback)
+            let continuations = subscribers.withLock { $0.values.flatMap { Array($0.values) } }
+            for continuation in continuations { continuation.yield() }
+        }
     }
 
     private func wake(_ runIDs: Set<String>) {

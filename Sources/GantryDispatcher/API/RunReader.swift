@@ -1,7 +1,6 @@
 import GantryCore
 import GantryPostgres
 import GantryRedis
-import Hummingbird
 
 /// Runs as the routes read them: only in this installation's namespace, and only when the
 /// token may read the run's environment. A run it may not read is, to it, a run that does not
@@ -38,11 +37,11 @@ struct RunReader: Sendable {
         detail.steps.contains { $0.state.status == .queued } ? await fleets.current() : .unknown
     }
 
-    /// The run's view as the response to a change the caller already authorized.
-    func show(_ id: String, status: HTTPResponse.Status) async throws -> Response {
+    /// The run's view, for the response to a change the caller already authorized.
+    func view(_ id: String) async throws -> RunView {
         guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else {
             throw APIError.notFound("no run \(id)")
         }
-        return APIResponses.json(status, text: RunViews.view(detail, fleet: await fleet(for: detail)).jsonText)
+        return RunViews.view(detail, fleet: await fleet(for: detail))
     }
 }

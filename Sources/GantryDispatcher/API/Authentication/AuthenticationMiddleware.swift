@@ -1,41 +1,49 @@
-import Hummingbird
+import Foundation
+import HTTPTypes
+import OpenAPIRuntime
 
-/// Guards the routes that need a token: admits the bearer token (401 without one, 429 past its
-/// rate), looks up its grant (401 when unknown or revoked) and puts both in the request context.
-/// One per route, because a refusal is logged under the action the route performs.
-struct AuthenticationMiddleware: RouterMiddleware {
-    typealias Context = GantryRequestContext
-
+/// Guards the operations that need a token: admits the bearer token (401 without one, 429 past
+/// its rate), looks up its grant (401 when unknown or revoked) and binds both to the request's
+/// task as the `APICaller`. Each operation's refusals are logged under the action it performs.
+struct AuthenticationMiddleware: ServerMiddleware {
     /// Where the token's grant is read.
     enum GrantLookup: Sendable {
-        /// Here, before the route runs.
+        /// Here, before the handler runs.
         case first
-        /// By the route, in the same round trip as its data (`Authenticator.accept` completes it):
-        /// `GET /v1/runs/{id}`, the most frequent request.
+        /// By the handler, in the same round trip as its data (`Authenticator.accept` completes
+        /// it): `getRun`, the most frequent request.
         case withRouteData
     }
 
     let authenticator: Authenticator
-    /// The action refusals are logged under ("submit", "read", "approve", …).
-    let action: String
-    let grantLookup: GrantLookup
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        var context = context
-        let hash = try authenticator.tokenHash(of: request, action: action)
-        context.tokenHash = hash
-        if grantLookup == .first {
-            context.grant = try await authenticator.grant(hash: hash, action: action)
+    /// The action each guarded operation's refusals are logged under, and where its grant is
+    /// read; an operation missing here needs no token (health, readiness, this document).
+    static let guarded: [String: (action: String, lookup: GrantLookup)] = [
+        "submitRun": ("submit", .first),
+        "listRuns": ("list", .first),
+        "getRun": ("read", .withRouteData),
+        "followRun": ("read", .first),
+        "getStepLog": ("read", .first),
+        "approveRun": ("approve", .first),
+        "rejectRun": ("reject", .first),
+        "cancelRun": ("cancel", .first),
+        "retryRun": ("retry", .first),
+        "listEnvironments": ("environments", .first),
+        "getEnvironment": ("environments", .first),
+    ]
+
+    func intercept(
+        _ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
+        next: (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
+    ) async throws -> (HTTPResponse, HTTPBody?) {
+        guard let (action, lookup) = Self.guarded[operationID] else {
+            return try await next(request, body, metadata)
         }
-        return try await next(request, context)
-    }
-}
-
-extension RouterMethods where Context == GantryRequestContext {
-    /// A group whose routes need a token, refusals logged under `action`.
-    func authenticated(
-        _ action: String, by authenticator: Authenticator, grant lookup: AuthenticationMiddleware.GrantLookup = .first
-    ) -> RouterGroup<Context> {
-        group().add(middleware: AuthenticationMiddleware(authenticator: authenticator, action: action, grantLookup: lookup))
+        let hash = try authenticator.tokenHash(authorization: request.headerFields[.authorization], action: action)
+        let grant = lookup == .first ? try await authenticator.grant(hash: hash, action: action) : nil
+        return try await APICaller.$bound.withValue(APICaller(tokenHash: hash, grant: grant)) {
+            try await next(request, body, metadata)
+        }
     }
 }

@@ -1,6 +1,6 @@
 import GantryCore
 import GantryPostgres
-import Hummingbird
+import HTTPTypes
 
 /// Finds who sent a request from its bearer token: the token's hash (admitted by the token's
 /// rate limit), then its grant. Refusals before a token is known are counted in `refusals`
@@ -17,8 +17,8 @@ struct Authenticator: Sendable {
 
     /// The hash of the request's bearer token; no token is refused (401, counted), a token past
     /// its rate is refused (429 with `Retry-After`) before any database work.
-    func tokenHash(of request: Request, action: String) throws -> String {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
+    func tokenHash(authorization header: String?, action: String) throws -> String {
+        guard let header, header.hasPrefix("Bearer "), header.count > 7 else {
             refusals.note(actor: "(no token)", action: action, reason: "no bearer token")
             throw APIError.unauthorized("no token: send Authorization: Bearer <token> (gantry token create makes one; the CLI reads GANTRY_TOKEN)")
         }

@@ -1,6 +1,7 @@
+import GantryAPI
 import GantryCore
 import GantryPostgres
-import Hummingbird
+import OpenAPIRuntime
 
 /// `GET /v1/environments` and `GET /v1/environments/{name}`: the environments' policies, as
 /// far as the token may read them.
@@ -10,47 +11,37 @@ struct EnvironmentRoutes: Sendable {
     let reads: PostgresPool
     let store = EnvironmentStore()
 
-    func addRoutes(to group: RouterGroup<GantryRequestContext>, authenticator: Authenticator) {
-        group.authenticated("environments", by: authenticator).get(use: list)
-        group.authenticated("environments", by: authenticator).get(":name", use: show)
-    }
-
     /// The policies of the environments the token may read.
-    func list(_ request: Request, context: GantryRequestContext) async throws -> Response {
-        let grant = try context.requireGrant()
+    func list(_ input: Operations.ListEnvironments.Input) async throws -> Operations.ListEnvironments.Output {
+        let grant = try APICaller.grant()
         let stored = try await reads.withConnection { db in try await store.list(namespace: namespace, on: db) }
         let visible = stored.filter { grant.decide(.read, environment: $0.name).isSuccess }
-        let items = visible.map { Self.environmentJSON($0).jsonText }
-        return APIResponses.json(.ok, text: "{\"environments\":[" + items.joined(separator: ",") + "]}")
+        return .ok(.init(body: .json(.init(environments: visible.map(Self.environment)))))
     }
 
     /// One policy, or what applies when it has none.
-    func show(_ request: Request, context: GantryRequestContext) async throws -> Response {
-        let name = try context.parameters.require("name")
-        let grant = try context.requireGrant()
+    func show(_ input: Operations.GetEnvironment.Input) async throws -> Operations.GetEnvironment.Output {
+        let name = input.path.name
+        let grant = try APICaller.grant()
         guard case .success = grant.decide(.read, environment: name) else {
             throw APIError.notFound("no environment \(name.prefix(64)) that this token may read")
         }
         guard let stored = try await reads.withConnection({ db in try await store.load(name, namespace: namespace, on: db) }) else {
-            let object: JSONValue = .object([
-                "name": .string(name), "policy": .null,
-                "summary": .string("no policy: runs of \(name) are held only to their pipeline file's gates"),
-            ])
-            return APIResponses.json(.ok, text: object.jsonText)
+            return .ok(.init(body: .json(.init(
+                name: name, summary: "no policy: runs of \(name) are held only to their pipeline file's gates", policy: nil
+            ))))
         }
-        return APIResponses.json(.ok, text: Self.environmentJSON(stored).jsonText)
+        return .ok(.init(body: .json(Self.environment(stored))))
     }
 
-    static func environmentJSON(_ stored: EnvironmentStore.Stored) -> JSONValue {
+    static func environment(_ stored: EnvironmentStore.Stored) -> Components.Schemas.Environment {
         let policy = EnvironmentPolicyParser().parse(stored.definition, file: stored.name).policy
-        return .object([
-            "name": .string(stored.name),
-            "definition": .string(stored.definition),
-            "sha256": .string(stored.sha256),
-            "updated_at": .string(Timestamp.iso8601(ms: stored.updatedAtMs)),
-            "updated_by": .string(stored.updatedBy),
-            "policy": policy.map(EnvironmentPolicyJSON.json) ?? .null,
-        ])
+        var container: OpenAPIObjectContainer?
+        if case .object(let object)? = policy.map(EnvironmentPolicyJSON.json) { container = JSONObjects.container(object) }
+        return .init(
+            name: stored.name, definition: stored.definition, sha256: stored.sha256,
+            updatedAt: Timestamp.iso8601(ms: stored.updatedAtMs), updatedBy: stored.updatedBy, policy: container
+        )
     }
 }
 

@@ -1,20 +1,20 @@
+import GantryAPI
 import GantryPostgres
 import GantryRedis
-import Hummingbird
+import OpenAPIRuntime
 
-/// `GET /healthz` (the process answers) and `GET /readyz` (Postgres and Redis answer it),
-/// for load balancers and orchestrators: no token.
+/// `GET /healthz` (the process answers), `GET /readyz` (Postgres and Redis answer it), for
+/// load balancers and orchestrators, and `GET /openapi.yaml`: no token.
 struct HealthRoutes: Sendable {
     /// Connections for reads: what a request would wait for.
     let reads: PostgresPool
     let redis: RedisConnection
 
-    func addRoutes(to router: some RouterMethods<GantryRequestContext>) {
-        router.get("/healthz") { _, _ in APIResponses.json(.ok, text: #"{"status":"ok"}"#) }
-        router.get("/readyz", use: ready)
+    func health() -> Operations.Health.Output {
+        .ok(.init(body: .json(.init(status: .ok))))
     }
 
-    func ready(_ request: Request, context: GantryRequestContext) async throws -> Response {
+    func ready() async throws -> Operations.Ready.Output {
         do {
             _ = try await reads.withConnection({ db in try await db.run("SELECT 1") })
         } catch {
@@ -25,6 +25,10 @@ struct HealthRoutes: Sendable {
         } catch {
             throw APIError.unavailable("Redis is not reachable: \(error)")
         }
-        return APIResponses.json(.ok, text: #"{"status":"ready"}"#)
+        return .ok(.init(body: .json(.init(status: .ready))))
+    }
+
+    func document() -> Operations.OpenAPIDocument.Output {
+        .ok(.init(body: .yaml(HTTPBody(OpenAPIDocument.yaml + "\n"))))
     }
 }

@@ -1,6 +1,8 @@
+import GantryAPI
 import GantryCore
 import GantryPostgres
-import Hummingbird
+import Foundation
+import OpenAPIRuntime
 
 /// `GET /v1/runs/{id}/events`: server-sent events, the run as JSON (event `run`) each time it
 /// changes, until it ends. Woken by `RunChangeFeed`; one of the token's open streams.
@@ -15,59 +17,94 @@ struct RunEventRoutes: Sendable {
     let fleets: FleetCache
     /// Each token's open streams, and their recheck of its revocation.
     let streams: StreamLimits
-    let store = RunStore()
 
-    func addRoutes(to group: RouterGroup<GantryRequestContext>, authenticator: Authenticator) {
-        group.authenticated("read", by: authenticator).get(":id/events", use: events)
+    func events(_ input: Operations.FollowRun.Input) async throws -> Operations.FollowRun.Output {
+        let id = input.path.id
+        let caller = try APICaller.current()
+        _ = try await runs.readable(id, grant: try APICaller.grant())
+        let place = try streams.acquire(caller.tokenHash)
+        let events = RunEvents(id: id, namespace: namespace, reads: reads, changes: changes, fleets: fleets, place: place)
+        return .ok(.init(body: .textEventStream(HTTPBody(events, length: .unknown, iterationBehavior: .single))))
+    }
+}
+
+/// One client's events of one run, written as the client reads them: the run's view whenever it
+/// differs from the last one sent, a comment line after 15 s of quiet, the end once the run ends
+/// or the token is revoked. It holds its stream place until it is dropped.
+struct RunEvents: AsyncSequence, Sendable {
+    typealias Element = ArraySlice<UInt8>
+
+    let id: String
+    let namespace: String
+    let reads: PostgresPool
+    let changes: RunChangeFeed
+    let fleets: FleetCache
+    let place: StreamPlace
+
+    func makeAsyncIterator() -> Iterator {
+        // Subscribed before the first read: a change between a read and the wait is not missed.
+        Iterator(events: self, subscription: RunChangeSubscription(feed: changes, runID: id))
     }
 
-    func events(_ request: Request, context: GantryRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
-        let grant = try context.requireGrant()
-        _ = try await runs.readable(id, grant: grant)
-        let place = try streams.acquire(try context.requireTokenHash())
-        let store = store, namespace = namespace, reads = reads, changes = changes, fleets = fleets
-        let body = ResponseBody { writer in
-            defer { place.release() }
-            // Subscribed before the first read: a change between a read and the wait is not missed.
-            let subscription = changes.subscribe(id)
-            let fallback = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: changes.fallback)
-                    changes.poke(subscription)
+    struct Iterator: AsyncIteratorProtocol {
+        let events: RunEvents
+        let subscription: RunChangeSubscription
+        var news: AsyncStream<Void>.Iterator
+        var last: RunView?
+        var quietSince = ContinuousClock.now
+        var waitFirst = false
+        var ended = false
+
+        init(events: RunEvents, subscription: RunChangeSubscription) {
+            self.events = events
+            self.subscription = subscription
+            self.news = subscription.subscription.changes.makeAsyncIterator()
+        }
+
+        mutating func next() async throws -> ArraySlice<UInt8>? {
+            while !ended, !Task.isCancelled {
+                if waitFirst {
+                    // Until the run changes, or the feed's fallback says to look anyway.
+                    guard await news.next() != nil else { break }
+                    // A revoked token's stream ends (checked at most every few seconds).
+                    guard await events.place.stillLive(namespace: events.namespace, reads: events.reads) else { break }
                 }
-            }
-            defer {
-                fallback.cancel()
-                changes.unsubscribe(subscription)
-            }
-            var news = subscription.changes.makeAsyncIterator()
-            var last: RunView?
-            var quietSince = ContinuousClock.now
-            while !Task.isCancelled {
-                guard let detail = try await reads.withConnection({ db in try await store.detail(run: id, namespace: namespace, on: db) }) else { break }
-                let view = RunViews.view(detail, fleet: await fleets.current())
+                waitFirst = true
+                let (id, namespace) = (events.id, events.namespace)
+                guard let detail = try await events.reads.withConnection({ db in try await RunStore().detail(run: id, namespace: namespace, on: db) }) else {
+                    break
+                }
+                let view = RunViews.view(detail, fleet: await events.fleets.current())
                 if view != last {
-                    try await writer.write(ByteBuffer(string: "event: run\ndata: \(view.jsonText)\n\n"))
                     last = view
                     quietSince = .now
-                    if view.isFinished { break }
-                } else if ContinuousClock.now - quietSince > .seconds(15) {
-                    // A comment line keeps proxies from closing an idle stream.
-                    try await writer.write(ByteBuffer(string: ": still running\n\n"))
-                    quietSince = .now
+                    ended = view.isFinished
+                    // The run as GET /v1/runs/{id} answers it.
+                    let data = try APIJSON.encoder.encode(Components.Schemas.Run(view))
+                    return ArraySlice("event: run\ndata: ".utf8) + ArraySlice(data) + ArraySlice("\n\n".utf8)
                 }
-                // Until the run changes, or the fallback says to look anyway.
-                guard await news.next() != nil else { break }
-                // A revoked token's stream ends (checked at most every few seconds).
-                guard await place.stillLive(namespace: namespace, reads: reads) else { break }
+                if ContinuousClock.now - quietSince > .seconds(15) {
+                    // A comment line keeps proxies from closing an idle stream.
+                    quietSince = .now
+                    return ArraySlice(": still running\n\n".utf8)
+                }
             }
-            try await writer.finish(nil)
+            ended = true
+            events.place.release()
+            return nil
         }
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
-            body: body
-        )
     }
+}
+
+/// A subscription to a run's changes for as long as an event stream is read.
+final class RunChangeSubscription: Sendable {
+    let feed: RunChangeFeed
+    let subscription: RunChangeFeed.Subscription
+
+    init(feed: RunChangeFeed, runID: String) {
+        self.feed = feed
+        self.subscription = feed.subscribe(runID)
+    }
+
+    deinit { feed.unsubscribe(subscription) }
 }

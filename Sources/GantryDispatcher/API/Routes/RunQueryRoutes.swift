@@ -1,6 +1,6 @@
 import GantryCore
 import GantryPostgres
-import Hummingbird
+import GantryAPI
 
 /// `GET /v1/runs` (the runs a token may read, or the gates it may decide now) and
 /// `GET /v1/runs/{id}` (one run, with its steps and attempts).
@@ -12,30 +12,19 @@ struct RunQueryRoutes: Sendable {
     let runs: RunReader
     let store = RunStore()
 
-    func addRoutes(to group: RouterGroup<GantryRequestContext>, authenticator: Authenticator) {
-        group.authenticated("list", by: authenticator).get(use: list)
-        // The token is read with the run (`get`), not by the middleware before it.
-        group.authenticated("read", by: authenticator, grant: .withRouteData).get(":id") { request, context in
-            try await get(request, context: context, authenticator: authenticator)
-        }
-    }
+    let authenticator: Authenticator
 
     /// The runs the token may read, newest first, filtered by `env`, `status` and `limit`;
     /// with `awaiting_approval=1`, the runs with a gate it may decide now.
-    func list(_ request: Request, context: GantryRequestContext) async throws -> Response {
-        let grant = try context.requireGrant()
-        let query = request.uri.queryParameters
-        let environment = query["env"].map(String.init)
-        let status = query["status"].map(String.init)
-        if let status, !["waiting", "running", "succeeded", "failed", "canceled"].contains(status) {
-            throw APIError.badRequest("status '\(status)' is not one of waiting, running, succeeded, failed, canceled")
-        }
-        let limit = query["limit"].flatMap { Int(String($0)) } ?? 50
+    func list(_ input: Operations.ListRuns.Input) async throws -> Operations.ListRuns.Output {
+        let grant = try APICaller.grant()
+        let environment = input.query.env
+        let status = input.query.status?.rawValue
+        let limit = input.query.limit ?? 50
         guard (1...1_000).contains(limit) else { throw APIError.badRequest("limit must be between 1 and 1000") }
         if let environment { try await audit.authorize(grant, .read, environment: environment, runID: nil, log: "list") }
-        if let awaiting = query["awaiting_approval"] {
-            guard awaiting == "1" || awaiting == "true" else { throw APIError.badRequest("awaiting_approval takes 1 or true") }
-            return try await awaitingApproval(grant, environment: environment, limit: limit)
+        if input.query.awaitingApproval != nil {
+            return Self.listing(try await awaitingApproval(grant, environment: environment, limit: limit))
         }
         let found = try await reads.withConnection({ db in try await store.list(
             namespace: namespace, environments: grant.readableEnvironments, environment: environment, status: status,
@@ -47,13 +36,17 @@ struct RunQueryRoutes: Sendable {
             let behind = try await reads.withConnection({ db in try await store.behind(run, on: db) })
             views.append(RunViews.summary(run, behind: behind))
         }
-        return APIResponses.json(.ok, text: "{\"runs\":[" + views.map(\.jsonText).joined(separator: ",") + "]}")
+        return Self.listing(views)
+    }
+
+    private static func listing(_ views: [RunView]) -> Operations.ListRuns.Output {
+        .ok(.init(body: .json(.init(runs: views.map(Components.Schemas.Run.init)))))
     }
 
     /// Runs with a gate this token may decide now: its role and environments allow approving
     /// there, the gate's approvers name it (or name nobody), it did not submit the run where the
     /// gate says `distinct_from_submitter`, and it has not approved already. Each run says which gate.
-    private func awaitingApproval(_ grant: Grant, environment: String?, limit: Int) async throws -> Response {
+    private func awaitingApproval(_ grant: Grant, environment: String?, limit: Int) async throws -> [RunView] {
         let gates = try await reads.withConnection({ db in try await store.openGates(
             namespace: namespace, environments: environment.map { [$0] } ?? grant.readableEnvironments, limit: 1_000, on: db
         ) })
@@ -71,20 +64,20 @@ struct RunQueryRoutes: Sendable {
             views.append(view)
             if views.count == limit { break }
         }
-        return APIResponses.json(.ok, text: "{\"runs\":[" + views.map(\.jsonText).joined(separator: ",") + "]}")
+        return views
     }
 
     /// The most frequent request (dashboards, `submit --wait`): the token and the run
     /// are read in one round trip; nothing of the run leaves before the grant is checked.
-    func get(_ request: Request, context: GantryRequestContext, authenticator: Authenticator) async throws -> Response {
-        let id = try context.parameters.require("id")
-        let hash = try context.requireTokenHash()
+    func get(_ input: Operations.GetRun.Input) async throws -> Operations.GetRun.Output {
+        let id = input.path.id
+        let hash = try APICaller.current().tokenHash
         let (found, detail) = try await reads.withConnection { db in
             try await store.detail(run: id, namespace: namespace, tokenHash: hash, on: db)
         }
         let grant = try authenticator.accept(found, hash: hash, action: "read")
         guard let detail else { throw APIError.notFound("no run \(id.prefix(64)) in this installation") }
         try await runs.authorizeRead(grant, detail)
-        return APIResponses.json(.ok, text: RunViews.view(detail, fleet: await runs.fleet(for: detail)).jsonText)
+        return .ok(.init(body: .json(.init(RunViews.view(detail, fleet: await runs.fleet(for: detail))))))
     }
 }

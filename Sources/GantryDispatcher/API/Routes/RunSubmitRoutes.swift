@@ -3,7 +3,6 @@ import GantryCore
 import GantryPostgres
 import GantryRedis
 import GantryRuntime
-import Hummingbird
 import Logging
 
 /// `POST /v1/runs`: a pipeline submitted for a commit. The gates run cheapest first (the token's
@@ -20,18 +19,13 @@ struct RunSubmitRoutes: Sendable {
     let audit: ActionAudit
     let runs: RunReader
     let logger: Logger
-    let maxBodyBytes: Int
     let store = RunStore()
     let policies = EnvironmentPolicies()
 
-    func addRoutes(to group: RouterGroup<GantryRequestContext>, authenticator: Authenticator) {
-        group.authenticated("submit", by: authenticator).post(use: submit)
-    }
-
     /// 201 with the new run, or 200 with the run an idempotency key matched.
-    func submit(_ request: Request, context: GantryRequestContext) async throws -> Response {
-        let grant = try context.requireGrant()
-        let body = try await JSONRequestBody.decode(Components.Schemas.SubmitRequest.self, from: request, limit: maxBodyBytes)
+    func submit(_ input: Operations.SubmitRun.Input) async throws -> Operations.SubmitRun.Output {
+        let grant = try APICaller.grant()
+        guard case .json(let body) = input.body else { throw APIError.badRequest("the request body is not the JSON object this endpoint takes") }
         // Authorized before the pipeline is parsed: a token that may not submit there costs no parse.
         if let asked = body.environment {
             try await audit.authorize(grant, .submit, environment: asked, runID: nil)
@@ -113,7 +107,8 @@ struct RunSubmitRoutes: Sendable {
                 "gantry.run.id": "\(run.id)", "gantry.pipeline": "\(definition.name)", "gantry.by": "\(grant.name)",
                 "gantry.status": "\(run.status)",
             ])
-            return try await runs.show(run.id, status: created ? .created : .ok)
+            let view = Components.Schemas.Run(try await runs.view(run.id))
+            return created ? .created(.init(body: .json(view))) : .ok(.init(body: .json(view)))
         }
     }
 }

@@ -1,11 +1,12 @@
+import GantryAPI
 import GantryCore
 import GantryPostgres
 import GantryRedis
-import Hummingbird
+import OpenAPIRuntime
 
-/// `GET /v1/runs/{id}/logs?step=ID[&attempt=N][&follow=1]`: a step's log as plain text, the
+/// `GET /v1/runs/{id}/logs?step=ID[&attempt=N][&follow=true]`: a step's log as plain text, the
 /// live stream from Redis, or the excerpt the ledger kept once the stream has expired.
-/// `follow=1` keeps the response open until the attempt ends, woken by `LogTailFeed` (no
+/// `follow` keeps the response open until the attempt ends, woken by `LogTailFeed` (no
 /// connection or thread of its own); it is one of the token's open streams.
 struct StepLogRoutes: Sendable {
     let namespace: String
@@ -17,71 +18,90 @@ struct StepLogRoutes: Sendable {
     /// Each token's open streams, and their recheck of its revocation.
     let streams: StreamLimits
 
-    func addRoutes(to group: RouterGroup<GantryRequestContext>, authenticator: Authenticator) {
-        group.authenticated("read", by: authenticator).get(":id/logs", use: log)
-    }
-
-    func log(_ request: Request, context: GantryRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
-        let grant = try context.requireGrant()
-        let hash = try context.requireTokenHash()
-        let detail = try await runs.readable(id, grant: grant)
-        let query = request.uri.queryParameters
-        guard let stepID = query["step"].map(String.init) else {
-            throw APIError.badRequest("name the step: /v1/runs/\(id)/logs?step=ID (steps: \(detail.steps.map(\.key.stepID).joined(separator: ", ")))")
-        }
+    func log(_ input: Operations.GetStepLog.Input) async throws -> Operations.GetStepLog.Output {
+        let id = input.path.id
+        let caller = try APICaller.current()
+        let detail = try await runs.readable(id, grant: try APICaller.grant())
+        let stepID = input.query.step
         guard let step = detail.steps.first(where: { $0.key.stepID == stepID }) else {
-            throw APIError.notFound("run \(id) has no step \(stepID.prefix(64))")
+            throw APIError.notFound("run \(id) has no step \(stepID.prefix(64)) (steps: \(detail.steps.map(\.key.stepID).joined(separator: ", ")))")
         }
-        let attempt = query["attempt"].flatMap { Int(String($0)) } ?? step.state.attempt
+        let attempt = input.query.attempt ?? step.state.attempt
         guard attempt >= 1, attempt <= step.state.attempt else {
             throw APIError.notFound("step \(stepID) has attempts 1 to \(step.state.attempt)")
         }
-        let follow = query["follow"].map { $0 == "1" || $0 == "true" } ?? false
+        let follow = input.query.follow ?? false
         let key = AttemptKey(step: step.key, attempt: attempt)
-        let recordedAttempt = detail.attempts.first { $0.key == key && $0.status != .stale }
-        let excerpt = recordedAttempt?.logTail
-        let logs = logs, reads = reads, namespace = namespace
+        let recorded = detail.attempts.first { $0.key == key && $0.status != .stale }
         // Only a followed log is a long-lived stream; reading a log once takes no place.
-        let place = follow ? try streams.acquire(hash) : nil
-        let body = ResponseBody { writer in
-            defer { place?.release() }
-            // Subscribed before the first read: a line written between a read and the wait is not missed.
-            let subscription = follow ? logs.subscribe(key, from: "0") : nil
-            let fallback = subscription.map { subscription in
-                Task {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: logs.fallback)
-                        logs.poke(subscription)
-                    }
-                }
-            }
-            defer {
-                fallback?.cancel()
-                if let subscription { logs.unsubscribe(subscription) }
-            }
-            var news = subscription?.news.makeAsyncIterator()
-            var after = "0"
-            var sawAny = false
-            var ended = false
-            // The worker ships its last lines (and the end marker) up to 200 ms after it recorded the outcome.
-            var catchUpUntil: ContinuousClock.Instant?
-            while !ended && !Task.isCancelled {
+        let lines = StepLogLines(
+            key: key, follow: follow, recorded: recorded != nil, excerpt: recorded?.logTail, namespace: namespace,
+            reads: reads, logs: logs, place: follow ? try streams.acquire(caller.tokenHash) : nil
+        )
+        return .ok(.init(body: .plainText(HTTPBody(lines, length: .unknown, iterationBehavior: .single))))
+    }
+}
+
+/// One client's read of one attempt's log, written as the client reads it: what the live stream
+/// holds, then (following) each new line until the end marker or the ledger's outcome; the
+/// ledger's excerpt when the live stream has expired. A followed log holds its stream place
+/// until it is dropped.
+struct StepLogLines: AsyncSequence, Sendable {
+    typealias Element = ArraySlice<UInt8>
+
+    let key: AttemptKey
+    let follow: Bool
+    /// Whether the ledger has the attempt's outcome (when the request came).
+    let recorded: Bool
+    let excerpt: String?
+    let namespace: String
+    let reads: PostgresPool
+    let logs: LogTailFeed
+    let place: StreamPlace?
+
+    func makeAsyncIterator() -> Iterator {
+        // Subscribed before the first read: a line written between a read and the wait is not missed.
+        Iterator(lines: self, subscription: follow ? LogSubscription(feed: logs, key: key) : nil)
+    }
+
+    struct Iterator: AsyncIteratorProtocol {
+        let lines: StepLogLines
+        let subscription: LogSubscription?
+        var news: AsyncStream<Void>.Iterator?
+        var after = "0"
+        var sawAny = false
+        var ended = false
+        var finished = false
+        /// The worker ships its last lines (and the end marker) up to 200 ms after it recorded the outcome.
+        var catchUpUntil: ContinuousClock.Instant?
+
+        init(lines: StepLogLines, subscription: LogSubscription?) {
+            self.lines = lines
+            self.subscription = subscription
+            self.news = subscription?.subscription.news.makeAsyncIterator()
+        }
+
+        mutating func next() async throws -> ArraySlice<UInt8>? {
+            guard !finished else { return nil }
+            let (logs, key) = (lines.logs, lines.key)
+            while !ended, !Task.isCancelled {
                 let entries = try await logs.streams.read(key, after: after, block: nil, on: logs.reader)
+                var text = ""
                 for (entryID, entry) in entries {
                     after = entryID
                     switch entry {
                     case .line(let line):
                         sawAny = true
-                        try await writer.write(ByteBuffer(string: line + "\n"))
+                        text += line + "\n"
                     case .end:
                         ended = true
                     }
                 }
+                if !text.isEmpty { return ArraySlice(text.utf8) }
                 if ended || entries.count >= 500 { continue }
-                if !follow {
+                if !lines.follow {
                     // A finished attempt whose stream has no end yet: look again (briefly) for the rest of it.
-                    guard recordedAttempt != nil, sawAny else { break }
+                    guard lines.recorded, sawAny else { break }
                     let deadline = catchUpUntil ?? ContinuousClock.now + .seconds(2)
                     catchUpUntil = deadline
                     guard ContinuousClock.now < deadline else { break }
@@ -90,19 +110,33 @@ struct StepLogRoutes: Sendable {
                 }
                 if entries.isEmpty {
                     // An attempt that logs nothing has no end marker: stop once the ledger has its outcome.
-                    let recorded = try await reads.withConnection({ db in try await AttemptLedger().current([key], on: db) })
-                    if recorded[key] != nil, try await logs.streams.read(key, after: after, block: nil, on: logs.reader).isEmpty { break }
+                    let outcome = try await lines.reads.withConnection({ db in try await AttemptLedger().current([key], on: db) })
+                    if outcome[key] != nil, try await logs.streams.read(key, after: after, block: nil, on: logs.reader).isEmpty { break }
                 }
-                // Until the log grows, or the fallback says to look anyway.
+                // Until the log grows, or the feed's fallback says to look anyway.
                 guard await news?.next() != nil else { break }
                 // A revoked token's stream ends (checked at most every few seconds).
-                if let place, !(await place.stillLive(namespace: namespace, reads: reads)) { break }
+                if let place = lines.place, !(await place.stillLive(namespace: lines.namespace, reads: lines.reads)) { break }
             }
-            if !sawAny, let excerpt, !excerpt.isEmpty {
-                try await writer.write(ByteBuffer(string: excerpt + "\n"))
+            finished = true
+            lines.place?.release()
+            if !sawAny, let excerpt = lines.excerpt, !excerpt.isEmpty {
+                return ArraySlice((excerpt + "\n").utf8)
             }
-            try await writer.finish(nil)
+            return nil
         }
-        return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"], body: body)
     }
+}
+
+/// A followed log's subscription for as long as it is read.
+final class LogSubscription: Sendable {
+    let feed: LogTailFeed
+    let subscription: LogTailFeed.Subscription
+
+    init(feed: LogTailFeed, key: AttemptKey) {
+        self.feed = feed
+        self.subscription = feed.subscribe(key, from: "0")
+    }
+
+    deinit { feed.unsubscribe(subscription) }
 }
