@@ -154,6 +154,25 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // What the tests that use the real servers share: a namespace and schema of their own
+        // (TestEnvironment), gantry processes, the API harness, a local HTTP server. Not a product.
+        .target(
+            name: "GantryTestSupport",
+            dependencies: [
+                "GantryCore",
+                "GantryRuntime",
+                "GantryRedis",
+                "GantryPostgres",
+                "GantryHTTP",
+                "GantryWorkers",
+                "GantryDispatcher",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/GantryTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GantryCoreTests",
             dependencies: ["GantryCore"],
@@ -198,6 +217,7 @@ let package = Package(
                 "GantryWorkers",
                 "GantryDispatcher",
                 "GantryHTTP",
+                "GantryTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

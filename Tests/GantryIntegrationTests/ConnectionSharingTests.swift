@@ -1,6 +1,7 @@
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryTestSupport
 import Testing
 
 /// One `RedisConnection` shared by concurrent callers: every caller gets its own reply.

@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryHTTP
 import GantryPostgres
+import GantryTestSupport
 import Synchronization
 import Testing
 

@@ -3,6 +3,7 @@ import GantryCore
 import GantryHTTP
 import GantryPostgres
 import GantryRedis
+import GantryTestSupport
 import Testing
 
 /// The dispatcher as a replaceable process: SIGKILLed mid-run and restarted, or
