@@ -182,7 +182,13 @@ let package = Package(
         ),
         .testTarget(
             name: "GantryHTTPTests",
-            dependencies: ["GantryHTTP"],
+            dependencies: [
+                "GantryHTTP",
+                "GantryTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             // AWS's SigV4 test suite (Apache 2.0, LICENSE and NOTICE inside), read from disk by the tests.
             exclude: ["aws-sig-v4-test-suite"],
             swiftSettings: swiftSettings
@@ -194,7 +200,18 @@ let package = Package(
         ),
         .testTarget(
             name: "GantryRedisTests",
-            dependencies: ["GantryCore", "GantryRedis"],
+            dependencies: ["GantryCore", "GantryRedis", "GantryRuntime", "GantryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GantryPostgresTests",
+            dependencies: [
+                "GantryCore",
+                "GantryPostgres",
+                "GantryRuntime",
+                "GantryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
