@@ -216,7 +216,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GantryDispatcherTests",
-            dependencies: ["GantryCore", "GantryDispatcher"],
+            dependencies: ["GantryCore", "GantryDispatcher", "GantryRedis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -75,6 +75,17 @@ final class LogTailFeed: Sendable {
         continuation?.yield()
     }
 
+    /// A follower's fallback timer: wakes `subscription` every `fallback` until the task is
+    /// cancelled; returns at once for none (a log read once, not followed). The follower runs it
+    /// as its child task (`async let`), so it ends with the follower.
+    func fallbackTimer(_ subscription: Subscription?) async {
+        guard let subscription else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: fallback)
+            poke(subscription)
+        }
+    }
+
     /// The number of logs being watched (for tests and the API's own figures).
     var watchedCount: Int { watched.withLock { $0.count } }
 

@@ -60,6 +60,15 @@ final class RunChangeFeed: Sendable {
         continuation?.yield()
     }
 
+    /// A stream's fallback timer: wakes `subscription` every `fallback` until the task is
+    /// cancelled. The stream runs it as its child task (`async let`), so it ends with the stream.
+    func fallbackTimer(_ subscription: Subscription) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: fallback)
+            poke(subscription)
+        }
+    }
+
     private func wake(_ runIDs: Set<String>) {
         let continuations = subscribers.withLock { subscribers in
             runIDs.flatMap { subscribers[$0].map { Array($0.values) } ?? [] }

@@ -31,16 +31,9 @@ struct RunEventRoutes: Sendable {
             defer { place.release() }
             // Subscribed before the first read: a change between a read and the wait is not missed.
             let subscription = changes.subscribe(id)
-            let fallback = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: changes.fallback)
-                    changes.poke(subscription)
-                }
-            }
-            defer {
-                fallback.cancel()
-                changes.unsubscribe(subscription)
-            }
+            defer { changes.unsubscribe(subscription) }
+            // A child task: cancelled and awaited when this body returns or throws.
+            async let _ = changes.fallbackTimer(subscription)
             var news = subscription.changes.makeAsyncIterator()
             var last: RunView?
             var quietSince = ContinuousClock.now

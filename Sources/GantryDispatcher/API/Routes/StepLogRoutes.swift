@@ -48,18 +48,9 @@ struct StepLogRoutes: Sendable {
             defer { place?.release() }
             // Subscribed before the first read: a line written between a read and the wait is not missed.
             let subscription = follow ? logs.subscribe(key, from: "0") : nil
-            let fallback = subscription.map { subscription in
-                Task {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: logs.fallback)
-                        logs.poke(subscription)
-                    }
-                }
-            }
-            defer {
-                fallback?.cancel()
-                if let subscription { logs.unsubscribe(subscription) }
-            }
+            defer { if let subscription { logs.unsubscribe(subscription) } }
+            // A child task: cancelled and awaited when this body returns or throws.
+            async let _ = logs.fallbackTimer(subscription)
             var news = subscription?.news.makeAsyncIterator()
             var after = "0"
             var sawAny = false
