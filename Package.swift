@@ -175,6 +175,25 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // What the tests that use the real servers share: a namespace and schema of their own
+        // (TestEnvironment), gantry processes, the API harness, a local HTTP server. Not a product.
+        .target(
+            name: "GantryTestSupport",
+            dependencies: [
+                "GantryCore",
+                "GantryRuntime",
+                "GantryRedis",
+                "GantryPostgres",
+                "GantryHTTP",
+                "GantryWorkers",
+                "GantryDispatcher",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/GantryTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GantryCoreTests",
             dependencies: ["GantryCore"],
@@ -184,7 +203,13 @@ let package = Package(
         ),
         .testTarget(
             name: "GantryHTTPTests",
-            dependencies: ["GantryHTTP"],
+            dependencies: [
+                "GantryHTTP",
+                "GantryTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             // AWS's SigV4 test suite (Apache 2.0, LICENSE and NOTICE inside), read from disk by the tests.
             exclude: ["aws-sig-v4-test-suite"],
             swiftSettings: swiftSettings
@@ -201,12 +226,23 @@ let package = Package(
         ),
         .testTarget(
             name: "GantryRedisTests",
-            dependencies: ["GantryCore", "GantryRedis"],
+            dependencies: ["GantryCore", "GantryRedis", "GantryRuntime", "GantryTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GantryPostgresTests",
+            dependencies: [
+                "GantryCore",
+                "GantryPostgres",
+                "GantryRuntime",
+                "GantryTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GantryDispatcherTests",
-            dependencies: ["GantryCore", "GantryDispatcher"],
+            dependencies: ["GantryCore", "GantryDispatcher", "GantryRedis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -224,6 +260,7 @@ let package = Package(
                 "GantryWorkers",
                 "GantryDispatcher",
                 "GantryHTTP",
+                "GantryTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

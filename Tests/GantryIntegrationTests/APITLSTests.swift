@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryTestSupport
 import GantryWorkers
 import Testing
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryTestSupport
 import GantryWorkers
 import Testing
 

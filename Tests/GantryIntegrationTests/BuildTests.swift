@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GantryCore
+import GantryTestSupport
 import Testing
 
 /// The build kind run by a real worker process: real shell commands, a process

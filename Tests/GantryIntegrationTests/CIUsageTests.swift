@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryRedis
+import GantryTestSupport
 import Testing
 
 /// What a CI engineer sees (issue 22): output that reaches a CI log as it happens, and a

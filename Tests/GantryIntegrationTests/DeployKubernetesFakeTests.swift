@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryDispatcher
 import GantryPostgres
+import GantryTestSupport
 import Testing
 
 /// The deploy kind's kubernetes target against a FAKE kubectl

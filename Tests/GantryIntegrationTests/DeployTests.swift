@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryHTTP
 import GantryPostgres
+import GantryTestSupport
 import Synchronization
 import Testing
 
@@ -89,7 +90,8 @@ import Testing
 
         func run(_ url: String) async {
             let client = HTTPClient(name: "hammer")
-            while !stop.load(ordering: .relaxed) {
+            // Cancelled too (a failed wait leaves the test before `stop`), or its scope would never end.
+            while !stop.load(ordering: .relaxed) && !Task.isCancelled {
                 do {
                     let response = try await client.send(HTTPRequest(url: url, timeout: .seconds(5)))
                     if response.status == 200 {
@@ -121,10 +123,17 @@ import Testing
         let hammer = Hammer()
         async let a: Void = hammer.run("http://\(listen)/")
         async let b: Void = hammer.run("http://\(listen)/")
-        try await Task.sleep(for: .milliseconds(300))
+        try await env.eventually("the clients to be answered by v1") {
+            hammer.ok.load(ordering: .relaxed) >= 5
+        }
         let second = try await api.submit(pipeline("api", listen: listen, version: "v2"), token: token).json.id
         let v2 = try await api.wait(second, token: token, timeout: .seconds(40))
-        try await Task.sleep(for: .milliseconds(500))
+        // Past the switch: answers from v2, and more of them, over new connections and any an old
+        // nginx worker still holds.
+        let answeredAtSwitch = hammer.ok.load(ordering: .relaxed)
+        try await env.eventually("the clients to be answered by v2") {
+            hammer.versions.withLock { $0.last } == "v2" && hammer.ok.load(ordering: .relaxed) >= answeredAtSwitch + 10
+        }
         hammer.stop.store(true, ordering: .relaxed)
         _ = await (a, b)
         #expect(v2.status == "succeeded", "\(v2.steps.first?.lastError ?? "")")
@@ -244,18 +253,19 @@ import Testing
         }
         let settled = try Self.state(stateDirectory, "shop")
         frozen.signal(SIGCONT)
+        // Its attempt's outcome is recorded only after its deploy has returned, and once the worker
+        // has exited nothing of it runs: whatever it was about to do, it did not, and the state and
+        // the traffic are the healthy worker's.
         try await env.eventually("the frozen worker's attempt recorded stale", timeout: .seconds(30)) {
             try await env.attempts(slow).contains { $0.status == .stale && $0.worker == "frozen" }
         }
-        // Whatever the frozen worker was about to do, it did not: the state and the traffic are the healthy worker's.
-        try await Task.sleep(for: .seconds(1))
+        #expect(await frozen.stop() == 0)
         #expect(try Self.state(stateDirectory, "shop") == settled)
         #expect(settled.active?.version == "v2" && settled.pending == nil)
         #expect(try await Self.get(listen) == "hello from v2\n")
         let stale = try #require(try await env.attempts(slow).first { $0.status == .stale })
         #expect(stale.logTail?.contains("traffic on") != true, "\(stale.logTail ?? "")")
         _ = await healthy.stop()
-        _ = await frozen.stop()
         _ = await dispatcher.stop()
     }
 

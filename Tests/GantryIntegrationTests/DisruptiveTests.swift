@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryTestSupport
 import Testing
 
 /// Tests that stop Postgres or restart and flush Redis. `make test` runs them

@@ -4,6 +4,7 @@ import GantryDispatcher
 import GantryHTTP
 import GantryPostgres
 import GantryRedis
+import GantryTestSupport
 import Synchronization
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import GantryCore
 import GantryHTTP
+import GantryTestSupport
 import Hummingbird
 import Synchronization
 import Testing
@@ -64,6 +65,16 @@ import Testing
               metrics:
                 - { name: error-rate, query: '\(query)', success: "result < 0.05" }
         """
+    }
+
+    /// The value of a Prometheus instant query's single sample
+    /// (`{"data":{"result":[{"value":[time,"0.3"]}]}}`), if it has one.
+    static func value(ofQueryAnswer text: String) -> Double? {
+        guard case .object(let data)? = JSONValue.parseObject(text)?["data"],
+              case .array(let result)? = data["result"], result.count == 1,
+              case .object(let sample) = result[0], case .array(let value)? = sample["value"], value.count == 2
+        else { return nil }
+        return value[1].stringValue.flatMap { Double($0) }
     }
 
     @Test func theScrapeProviderPassesAHealthyServiceAndFailsFastWhenErrorsRise() async throws {
@@ -140,7 +151,13 @@ import Testing
             #expect(passed.status == "succeeded", "\(passed.steps.first?.lastError ?? "")")
 
             service.errorsPerTen.store(5, ordering: .relaxed)
-            try await Task.sleep(for: .seconds(3)) // let the 5s window see the new rate
+            // Until the 5 s window has seen the new rate: the query answers twice the watch's limit
+            // (0.05), and rises from there while the window fills.
+            try await env.eventually("Prometheus to see the errors", timeout: .seconds(30)) {
+                guard let answer = try? await api.http.send(.init(url: "\(url)/api/v1/query?query=\(PercentEncoding.encode(query))")),
+                      answer.status == 200 else { return false }
+                return Self.value(ofQueryAnswer: answer.text).map { $0 >= 0.1 } ?? false
+            }
             let failing = try await api.submit(watch, token: token).json.id
             let failed = try await api.wait(failing, token: token, timeout: .seconds(30))
             #expect(failed.status == "failed")

@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryTestSupport
 import GantryWorkers
 import Hummingbird
 import Synchronization

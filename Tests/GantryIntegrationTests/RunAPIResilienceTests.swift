@@ -3,6 +3,7 @@ import GantryCore
 import GantryHTTP
 import GantryPostgres
 import GantryRedis
+import GantryTestSupport
 import Testing
 
 /// The dispatcher as a replaceable process: SIGKILLed mid-run and restarted, or
@@ -56,7 +57,12 @@ import Testing
         }
         dispatcher.signal(SIGKILL)
         await dispatcher.waitForExit()
-        try await Task.sleep(for: .milliseconds(500))
+        // While no dispatcher runs, the workers finish the rest of the fan-out: its outcomes wait
+        // in the events stream, unapplied.
+        try await env.eventually("the whole first fan-out recorded") {
+            let recorded = Set(try await env.attempts(id).filter { $0.status == .succeeded }.map(\.key.step.stepID))
+            return (1...8).allSatisfy { recorded.contains("a\($0)") }
+        }
         // The same replica comes back (its unacknowledged events are still its own).
         (api, dispatcher) = try await APIHarness.start(env, name: "d1-again", extra: ["--id", "d1"] + fast)
         let run = try await api.wait(id, token: token, timeout: .seconds(30))

@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryHTTP
 import GantryPostgres
+import GantryTestSupport
 import Testing
 
 /// Token scopes over HTTP: every role against every endpoint, and the actions log.

@@ -3,6 +3,7 @@ import GantryCore
 import GantryHTTP
 import GantryPostgres
 import GantryRedis
+import GantryTestSupport
 import Testing
 
 /// Pipelines run end to end through the API: a dispatcher process serving

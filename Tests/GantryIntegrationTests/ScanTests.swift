@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryTestSupport
 import Testing
 
 /// The scan kind run by a real worker process over a real workspace, real

@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryTestSupport
 import Testing
 
 /// Invariant 9: secrets never leave the worker. A step uses two secrets (one from

@@ -4,6 +4,7 @@ import GantryDispatcher
 import GantryPostgres
 import GantryRedis
 import GantryRuntime
+import GantryTestSupport
 import Testing
 
 /// Workers and the dispatcher as real processes against real Redis and Postgres:

@@ -1,5 +1,6 @@
 import Foundation
 import GantryCore
+import GantryTestSupport
 import Testing
 
 /// A worker run as an ordinary user, as production would run it: the commands of its steps

@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryPostgres
 import GantryRuntime
+import GantryTestSupport
 import Logging
 import Testing
 

@@ -4,27 +4,26 @@ import GantryDispatcher
 import GantryPostgres
 import GantryRedis
 import Logging
-import Testing
 
 /// What an integration test talks to: the real Redis and Postgres that
 /// `make test` started, through a Redis namespace and a Postgres schema of its
 /// own, so tests run side by side without seeing each other's work.
-struct TestEnvironment {
-    let redisURL: RedisURL
-    let redisURLText: String
+package struct TestEnvironment {
+    package let redisURL: RedisURL
+    package let redisURLText: String
     /// The application role's URL, pinned to this test's schema.
-    let databaseURLText: String
+    package let databaseURLText: String
     /// The workers' role's URL (it records attempts and reads policies, nothing else).
-    let workerURLText: String
-    let adminURLText: String
-    let binary: String
-    let services: String?
-    let namespace: String
-    let keys: QueueKeys
-    let logDirectory: String
+    package let workerURLText: String
+    package let adminURLText: String
+    package let binary: String
+    package let services: String?
+    package let namespace: String
+    package let keys: QueueKeys
+    package let logDirectory: String
 
     /// Sets up a fresh namespace and schema; fails with what to do when `make test` did not set the environment.
-    static func make(_ name: String = #function) async throws -> TestEnvironment {
+    package static func make(_ name: String = #function) async throws -> TestEnvironment {
         let env = ProcessInfo.processInfo.environment
         guard let redis = env["GANTRY_TEST_REDIS_URL"], let database = env["GANTRY_TEST_DATABASE_URL"],
               let admin = env["GANTRY_TEST_ADMIN_DATABASE_URL"], let workerDatabase = env["GANTRY_TEST_WORKER_DATABASE_URL"],
@@ -53,22 +52,22 @@ struct TestEnvironment {
         )
     }
 
-    func redis() -> RedisConnection { RedisConnection(url: redisURL) }
-    func db() throws -> PostgresConnection {
+    package func redis() -> RedisConnection { RedisConnection(url: redisURL) }
+    package func db() throws -> PostgresConnection {
         PostgresConnection(url: try PostgresURL(parsing: databaseURLText), applicationName: "gantry-test")
     }
-    func workerDB() throws -> PostgresConnection {
+    package func workerDB() throws -> PostgresConnection {
         PostgresConnection(url: try PostgresURL(parsing: workerURLText), applicationName: "gantry-test worker role")
     }
-    func adminDB() throws -> PostgresConnection {
+    package func adminDB() throws -> PostgresConnection {
         PostgresConnection(url: try PostgresURL(parsing: adminURLText), applicationName: "gantry-test admin")
     }
-    var queue: WorkQueue { WorkQueue(keys: keys) }
+    package var queue: WorkQueue { WorkQueue(keys: keys) }
 
     // MARK: Processes
 
     /// Starts `gantry <arguments>` against this test's namespace and schema.
-    func start(_ arguments: [String], name: String, environment: [String: String] = [:]) throws -> GantryProcess {
+    package func start(_ arguments: [String], name: String, environment: [String: String] = [:]) throws -> GantryProcess {
         try GantryProcess(
             binary: binary, arguments: arguments + ["--namespace", namespace],
             environment: ["GANTRY_REDIS_URL": redisURLText, "GANTRY_DATABASE_URL": databaseURLText, "GANTRY_LOG_LEVEL": "info"]
@@ -79,7 +78,7 @@ struct TestEnvironment {
 
     /// Runs a `gantry` command that talks to Redis and Postgres (dlq, attempts, enqueue) with
     /// this test's namespace and the application's URL; returns its exit status and output.
-    func cli(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    package func cli(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments + ["--namespace", namespace]
@@ -96,11 +95,11 @@ struct TestEnvironment {
         return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: errors, as: UTF8.self))
     }
 
-    func dispatcher(_ extra: [String] = [], name: String = "dispatcher") throws -> GantryProcess {
+    package func dispatcher(_ extra: [String] = [], name: String = "dispatcher") throws -> GantryProcess {
         try start(["dispatcher", "--id", name, "--reap-interval", "200ms"] + extra, name: name)
     }
 
-    func worker(
+    package func worker(
         _ name: String, kind: String = "noop", concurrency: Int = 16, lease: String = "2s", extra: [String] = [],
         environment: [String: String] = [:]
     ) throws -> GantryProcess {
@@ -109,7 +108,7 @@ struct TestEnvironment {
     }
 
     /// Runs a services.sh action (stop-postgres, start-postgres, restart-redis).
-    func services(_ action: String) async throws {
+    package func services(_ action: String) async throws {
         guard let services else { throw Failure("GANTRY_TEST_SERVICES is not set; run make test") }
         // posix_spawn + waitpid, not Foundation's Process: the Postgres daemon that
         // pg_ctl starts inherits Process's exit-watching descriptor and would make
@@ -149,7 +148,7 @@ struct TestEnvironment {
 
     // MARK: Runs
 
-    func enqueue(
+    package func enqueue(
         count: Int, with inputs: String = "{}", maxAttempts: Int = 3, backoff: Duration = .milliseconds(100),
         timeout: Duration = .seconds(30), onExitCodes: Set<Int32>? = nil
     ) async throws -> [String] {
@@ -163,7 +162,7 @@ struct TestEnvironment {
 
     /// Waits until every run has ended, or fails the test after `timeout`.
     @discardableResult
-    func waitForRuns(_ ids: [String], timeout: Duration = .seconds(60)) async throws -> [RunRecord] {
+    package func waitForRuns(_ ids: [String], timeout: Duration = .seconds(60)) async throws -> [RunRecord] {
         let db = try db()
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -176,29 +175,29 @@ struct TestEnvironment {
         throw Failure("\(unfinished) of \(ids.count) runs did not end within \(timeout); logs: \(logDirectory)-*.log")
     }
 
-    func attempts(_ runID: String) async throws -> [AttemptResult] {
+    package func attempts(_ runID: String) async throws -> [AttemptResult] {
         try await AttemptLedger().attempts(ofRun: runID, on: db())
     }
 
     /// Every ledger row of these runs, grouped by run.
-    func ledger(_ runIDs: [String]) async throws -> [String: [AttemptResult]] {
+    package func ledger(_ runIDs: [String]) async throws -> [String: [AttemptResult]] {
         let db = try db()
         var out: [String: [AttemptResult]] = [:]
         for id in runIDs { out[id] = try await AttemptLedger().attempts(ofRun: id, on: db) }
         return out
     }
 
-    /// Waits until the worker `name` has announced itself in the fleet hash (it is reading).
     /// Makes a pending entry look idle for `idle` (Redis's `XCLAIM … IDLE`, to the same
     /// consumer, which keeps it its owner): what a lease test needs, without sleeping through it.
-    func setIdle(kind: String, id: String, consumer: String, _ idle: Duration) async throws {
+    package func setIdle(kind: String, id: String, consumer: String, _ idle: Duration) async throws {
         let claimed = try await redis().command([
             "XCLAIM", keys.stream(kind), QueueKeys.workerGroup, consumer, "0", id, "IDLE", String(idle.milliseconds), "JUSTID",
         ])
         guard claimed.array?.count == 1 else { throw Failure("cannot set the idle time of \(id): \(claimed)") }
     }
 
-    func waitForHeartbeat(of name: String) async throws {
+    /// Waits until the worker `name` has announced itself in the fleet hash (it is reading).
+    package func waitForHeartbeat(of name: String) async throws {
         let redis = redis()
         try await eventually("worker \(name)'s heartbeat") {
             try await redis.command(["HEXISTS", keys.workers, name]).integer == 1
@@ -206,7 +205,7 @@ struct TestEnvironment {
     }
 
     /// Polls `condition` until it holds or fails after `timeout`.
-    func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+    package func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try await condition() { return }
@@ -217,7 +216,7 @@ struct TestEnvironment {
 }
 
 /// A test failure with a message.
-struct Failure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+package struct Failure: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }

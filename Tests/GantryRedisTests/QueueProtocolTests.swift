@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryRedis
 import GantryRuntime
+import GantryTestSupport
 import Testing
 
 /// The queue protocol against the real Redis: delivery is the lease, only the

@@ -1,5 +1,6 @@
 import Foundation
 import GantryHTTP
+import GantryTestSupport
 import Hummingbird
 import Logging
 import NIOCore

@@ -2,6 +2,7 @@ import Foundation
 import GantryCore
 import GantryPostgres
 import GantryRuntime
+import GantryTestSupport
 import Testing
 
 /// Runs created in bulk (`gantry enqueue`, the benchmark) go in through COPY's text format:

@@ -4,9 +4,9 @@ import NIOCore
 
 /// A real HTTP server in the test process (Hummingbird on a free loopback port),
 /// for the HTTP client and the step kinds that call HTTP services.
-enum LocalHTTPServer {
+package enum LocalHTTPServer {
     /// Serves `router` while `body` runs, passing it the base URL (`http://127.0.0.1:PORT`).
-    static func serve(_ router: Router<BasicRequestContext>, _ body: @Sendable (String) async throws -> Void) async throws {
+    package static func serve(_ router: Router<BasicRequestContext>, _ body: @Sendable (String) async throws -> Void) async throws {
         let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,

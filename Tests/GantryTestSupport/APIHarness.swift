@@ -5,19 +5,18 @@ import GantryHTTP
 import GantryPostgres
 import GantryRuntime
 import GantryWorkers
-import Testing
 
 /// A dispatcher serving the API for one test, and a client for it.
-struct APIHarness {
-    let env: TestEnvironment
-    let port: Int
-    let http = HTTPClient(name: "test-http")
-    var base: String { "http://127.0.0.1:\(port)" }
+package struct APIHarness {
+    package let env: TestEnvironment
+    package let port: Int
+    package let http = HTTPClient(name: "test-http")
+    package var base: String { "http://127.0.0.1:\(port)" }
 
     /// Starts a dispatcher with `--listen` on a free port and waits until it answers. A port free
     /// when asked may be taken before the dispatcher binds it (suites run in parallel, each with
     /// servers of its own): the dispatcher then exits with its listen error and another port is tried.
-    static func start(_ env: TestEnvironment, name: String = "api", extra: [String] = []) async throws -> (APIHarness, GantryProcess) {
+    package static func start(_ env: TestEnvironment, name: String = "api", extra: [String] = []) async throws -> (APIHarness, GantryProcess) {
         for attempt in 1...3 {
             let port = try freePort()
             let process = try env.dispatcher(["--listen", "127.0.0.1:\(port)"] + extra, name: attempt == 1 ? name : "\(name)-\(attempt)")
@@ -28,14 +27,14 @@ struct APIHarness {
     }
 
     /// A harness for a dispatcher already listening on `port`.
-    init(env: TestEnvironment, port: Int) {
+    package init(env: TestEnvironment, port: Int) {
         self.env = env
         self.port = port
     }
 
     /// Waits until `process` itself says it listens (any server on the port would answer
     /// /healthz) and the port answers; false when it exited because it could not listen.
-    func waitUntilServing(_ process: GantryProcess) async throws -> Bool {
+    package func waitUntilServing(_ process: GantryProcess) async throws -> Bool {
         var exited = false
         try await env.eventually("the API on port \(port)") {
             if !process.isRunning {
@@ -52,7 +51,7 @@ struct APIHarness {
 
     /// Creates a token straight in the database, as the schema owner (as `gantry token create`
     /// does with the admin's URL), and returns it.
-    func token(_ name: String, _ roles: [Role], env environments: [String] = []) async throws -> String {
+    package func token(_ name: String, _ roles: [Role], env environments: [String] = []) async throws -> String {
         let token = APITokens.generate()
         var random = SystemRandomNumberGenerator()
         let result = try await TokenStore().create(
@@ -65,7 +64,7 @@ struct APIHarness {
 
     /// Sends a request; returns the status and the JSON body.
     @discardableResult
-    func call(_ method: HTTPRequest.Method, _ path: String, token: String?, body: [String: JSONValue]? = nil) async throws -> (status: Int, json: [String: JSONValue]) {
+    package func call(_ method: HTTPRequest.Method, _ path: String, token: String?, body: [String: JSONValue]? = nil) async throws -> (status: Int, json: [String: JSONValue]) {
         var request = HTTPRequest(method: method, url: base + path, timeout: .seconds(20))
         if let token { request.headers.append(("Authorization", "Bearer \(token)")) }
         if let body {
@@ -78,14 +77,14 @@ struct APIHarness {
 
     /// Submits `pipeline` and returns the status and the run (or error) object.
     @discardableResult
-    func submit(_ pipeline: String, token: String, sha: String = "3f2a9c1", extra: [String: JSONValue] = [:]) async throws -> (status: Int, json: [String: JSONValue]) {
+    package func submit(_ pipeline: String, token: String, sha: String = "3f2a9c1", extra: [String: JSONValue] = [:]) async throws -> (status: Int, json: [String: JSONValue]) {
         var body: [String: JSONValue] = ["pipeline": .string(pipeline), "sha": .string(sha)]
         for (key, value) in extra { body[key] = value }
         return try await call(.post, "/v1/runs", token: token, body: body)
     }
 
     /// The run as the API shows it.
-    func run(_ id: String, token: String) async throws -> RunView {
+    package func run(_ id: String, token: String) async throws -> RunView {
         var request = HTTPRequest(url: base + "/v1/runs/\(id)", timeout: .seconds(20))
         request.headers.append(("Authorization", "Bearer \(token)"))
         let response = try await http.send(request)
@@ -95,7 +94,7 @@ struct APIHarness {
 
     /// Polls the run until `condition` holds.
     @discardableResult
-    func wait(_ id: String, token: String, timeout: Duration = .seconds(30), for what: String = "the run to finish",
+    package func wait(_ id: String, token: String, timeout: Duration = .seconds(30), for what: String = "the run to finish",
               until condition: (RunView) -> Bool = { $0.isFinished }) async throws -> RunView {
         var last: RunView?
         let deadline = ContinuousClock.now + timeout
@@ -109,7 +108,7 @@ struct APIHarness {
     }
 
     /// Runs the `gantry` CLI against this API with `token`; returns its exit status, stdout and stderr.
-    func cli(_ arguments: [String], token: String, stdin: String? = nil) async throws -> (status: Int32, out: String, err: String) {
+    package func cli(_ arguments: [String], token: String, stdin: String? = nil) async throws -> (status: Int32, out: String, err: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: env.binary)
         process.arguments = arguments
@@ -133,18 +132,18 @@ struct APIHarness {
     }
 
     /// Writes `text` to a file in the test's log folder and returns its path.
-    func file(_ name: String, _ text: String) throws -> String {
+    package func file(_ name: String, _ text: String) throws -> String {
         let path = env.logDirectory + "-" + name
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
-    static func freePort() throws -> Int {
+    package static func freePort() throws -> Int {
         try LoopbackPort.free()
     }
 }
 
 extension [String: JSONValue] {
-    var id: String { self["id"]?.stringValue ?? "" }
-    var error: String { self["error"]?.stringValue ?? "" }
+    package var id: String { self["id"]?.stringValue ?? "" }
+    package var error: String { self["error"]?.stringValue ?? "" }
 }

@@ -1,49 +1,6 @@
-import GantryCore
 import GantryPostgres
-import GantryRedis
+import GantryTestSupport
 import Testing
-
-/// One `RedisConnection` shared by concurrent callers: every caller gets its own reply.
-@Suite struct RedisConnectionTests {
-    @Test func concurrentCallersNeverReceiveEachOthersReplies() async throws {
-        let env = try await TestEnvironment.make()
-        let redis = env.redis()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for caller in 0..<4 {
-                group.addTask {
-                    for round in 0..<300 {
-                        let text = "caller-\(caller)-round-\(round)"
-                        let reply = try await redis.command(["ECHO", text])
-                        #expect(reply.string == text, "caller \(caller) got \(reply)")
-                        if reply.string != text { return }
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
-    }
-}
-
-/// One `PostgresConnection` shared by concurrent callers: every caller gets its own rows.
-@Suite struct PostgresConnectionTests {
-    @Test func concurrentCallersNeverReceiveEachOthersRows() async throws {
-        let env = try await TestEnvironment.make()
-        let db = try env.db()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for caller in 0..<4 {
-                group.addTask {
-                    for round in 0..<100 {
-                        let text = "caller-\(caller)-round-\(round)"
-                        let rows = try await db.run("SELECT $1::text AS echo", [text])
-                        #expect(rows[0].string("echo") == text)
-                        if rows[0].string("echo") != text { return }
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
-    }
-}
 
 /// Registered statements are prepared once per connection, alone or in a pipeline,
 /// and again on the next connection after the old one is lost.

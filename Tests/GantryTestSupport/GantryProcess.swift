@@ -2,12 +2,12 @@ import Foundation
 
 /// A `gantry` process a test started. It is stopped by its PID, and killed when
 /// the test lets go of it, so a failing test leaves nothing running.
-final class GantryProcess: @unchecked Sendable {
+package final class GantryProcess: @unchecked Sendable {
     // @unchecked Sendable: `process` is only started in init and then read or signalled.
     private let process = Process()
-    let logPath: String
+    package let logPath: String
 
-    init(binary: String, arguments: [String], environment: [String: String], log: String) throws {
+    package init(binary: String, arguments: [String], environment: [String: String], log: String) throws {
         logPath = log
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -26,16 +26,16 @@ final class GantryProcess: @unchecked Sendable {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    package var pid: Int32 { process.processIdentifier }
+    package var isRunning: Bool { process.isRunning }
 
-    func signal(_ signal: Int32) {
+    package func signal(_ signal: Int32) {
         if process.isRunning { kill(process.processIdentifier, signal) }
     }
 
     /// Waits for the process to exit and returns its status; SIGKILLs it after `timeout`.
     @discardableResult
-    func waitForExit(timeout: Duration = .seconds(30)) async -> Int32 {
+    package func waitForExit(timeout: Duration = .seconds(30)) async -> Int32 {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
@@ -50,12 +50,12 @@ final class GantryProcess: @unchecked Sendable {
 
     /// Asks it to stop (SIGTERM) and waits.
     @discardableResult
-    func stop() async -> Int32 {
+    package func stop() async -> Int32 {
         signal(SIGTERM)
         return await waitForExit()
     }
 
-    var log: String {
+    package var log: String {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
     }
 }

@@ -2,13 +2,13 @@ import Foundation
 
 /// A plain TCP connection to a loopback port that sends nothing: what a slow or idle client
 /// looks like to a server.
-final class LoopbackSocket: @unchecked Sendable {
+package final class LoopbackSocket: @unchecked Sendable {
     // Safe: the descriptor is only read after init and closed once in deinit.
     private let descriptor: Int32
 
     private init(descriptor: Int32) { self.descriptor = descriptor }
 
-    static func connect(port: Int) throws -> LoopbackSocket {
+    package static func connect(port: Int) throws -> LoopbackSocket {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure("socket: errno \(errno)") }
         var address = sockaddr_in()
@@ -26,7 +26,7 @@ final class LoopbackSocket: @unchecked Sendable {
     }
 
     /// Whether the server has closed the connection (a read would see the end).
-    func isClosedByPeer() -> Bool {
+    package func isClosedByPeer() -> Bool {
         var byte: UInt8 = 0
         let read = recv(descriptor, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
         return read == 0 || (read < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
