@@ -36,19 +36,12 @@ import Testing
         // The CLI trusts it through GANTRY_CA_FILE.
         let harness = APIHarness(env: env, port: port)
         let token = try await harness.token("auditor", [.auditor])
-        let cli = Process()
-        cli.executableURL = URL(fileURLWithPath: env.binary)
-        cli.arguments = ["runs"]
-        cli.environment = ProcessInfo.processInfo.environment.merging(
+        let environment = ProcessInfo.processInfo.environment.merging(
             ["GANTRY_URL": "https://127.0.0.1:\(port)", "GANTRY_TOKEN": token, "GANTRY_CA_FILE": certificate]
         ) { $1 }
-        let out = Pipe()
-        cli.standardOutput = out
-        cli.standardError = out
-        try cli.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        cli.waitUntilExit()
-        #expect(cli.terminationStatus == 0, "\(text)")
+        let result = try await Command.run(env.binary, ["runs"], environment: environment, stem: env.logDirectory + "-runs")
+        let text = result.out + result.err
+        #expect(result.status == 0, "\(text)")
         // Half a pair is refused at start, in one line.
         let half = try env.dispatcher(["--listen", "127.0.0.1:\(try LoopbackPort.free())", "--tls-cert", certificate], name: "half")
         try await env.eventually("the dispatcher with half a pair to exit") { !half.isRunning }

@@ -142,7 +142,7 @@ import Testing
         // The CLI lists them; a restore by hand checks the checksum the same way.
         var cliEnvironment = ProcessInfo.processInfo.environment
         cliEnvironment.merge(s3.workerEnvironment) { $1 }
-        let list = try runCLI(env.binary, ["backup", "list", prefix], environment: cliEnvironment)
+        let list = try await runCLI(env.binary, ["backup", "list", prefix], environment: cliEnvironment, stem: env.logDirectory + "-list")
         #expect(list.contains("big.bin  104857600 bytes") && !list.contains(".sha256  "), "\(list)")
         _ = await worker.stop()
         _ = await dispatcher.stop()
@@ -223,16 +223,7 @@ import Testing
         _ = await dispatcher.stop()
     }
 
-    private func runCLI(_ binary: String, _ arguments: [String], environment: [String: String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = environment
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+    private func runCLI(_ binary: String, _ arguments: [String], environment: [String: String], stem: String) async throws -> String {
+        try await Command.run(binary, arguments, environment: environment, stem: stem).out
     }
 }

@@ -28,7 +28,7 @@ import Testing
         }
         // Written while the slow step still runs, not when the command ends.
         #expect(process.isRunning)
-        process.waitUntilExit()
+        try await Command.exit(of: process, what: "gantry submit --wait")
         #expect(process.terminationStatus == 0)
         _ = (dispatcher, worker)
     }
@@ -45,17 +45,12 @@ import Testing
             steps: [{ id: talk, kind: noop, with: { log: "\(long)" } }]
             """, token: token).json.id
         try await api.wait(run, token: token)
-        let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/bin/bash")
-        shell.arguments = ["-c", "\"$0\" logs \"$1\" --step talk | head -c 1 >/dev/null; echo \"${PIPESTATUS[0]}\"", env.binary, run]
-        shell.environment = ProcessInfo.processInfo.environment.merging(["GANTRY_URL": api.base, "GANTRY_TOKEN": token]) { $1 }
-        let out = Pipe(), err = Pipe()
-        shell.standardOutput = out
-        shell.standardError = err
-        try shell.run()
-        let status = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        shell.waitUntilExit()
+        let result = try await Command.run(
+            "/bin/bash", ["-c", "\"$0\" logs \"$1\" --step talk | head -c 1 >/dev/null; echo \"${PIPESTATUS[0]}\"", env.binary, run],
+            environment: ProcessInfo.processInfo.environment.merging(["GANTRY_URL": api.base, "GANTRY_TOKEN": token]) { $1 },
+            stem: env.logDirectory + "-head"
+        )
+        let (status, errors) = (result.out, result.err)
         // 141 (SIGPIPE's status) or 0 when everything fit in the pipe first; never a crash, never a word on stderr.
         #expect(["141", "0"].contains(status.trimmingCharacters(in: .whitespacesAndNewlines)), "\(status)")
         #expect(errors.isEmpty, "\(errors)")
@@ -189,12 +184,12 @@ import Testing
         #expect(build.log.contains("--fleet-dir / GANTRY_FLEET_DIR \(env.logDirectory)-nowhere: no such directory"))
         let pooled = try env.worker("w-build2", kind: "build", extra: ["--pool", "production"])
         try await env.eventually("both deliveries dead-lettered") {
-            let list = try env.cli(["dlq", "list"])
+            let list = try await env.cli(["dlq", "list"])
             return list.out.contains("delivery noop ") && list.out.contains("delivery build@production ")
         }
-        let only = try env.cli(["dlq", "list", "--kind", "build@production"])
+        let only = try await env.cli(["dlq", "list", "--kind", "build@production"])
         #expect(only.status == 0 && only.out.contains("build@production") && !only.out.contains("delivery noop "))
-        let bogus = try env.cli(["dlq", "list", "--kind", "biuld"])
+        let bogus = try await env.cli(["dlq", "list", "--kind", "biuld"])
         #expect(bogus.status == 64 && bogus.err.contains("--kind 'biuld': not a step kind; did you mean 'build'?"), "\(bogus)")
         // The test runs from the repository: the noop worker found workers/noop.yaml.
         #expect(noop.log.contains("fleet file workers/noop.yaml for noop: concurrency"), "\(noop.log)")

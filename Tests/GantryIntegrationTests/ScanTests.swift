@@ -130,23 +130,17 @@ import Testing
         let repo = env.logDirectory + "-repo"
         // An old secret already in history, then a commit that adds a new one.
         try Self.write("old_key = \(Self.awsKeyID)\n", to: "\(repo)/legacy.env")
-        func git(_ arguments: String) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "cd '\(repo)' && git -c user.name=t -c user.email=t@t \(arguments)"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        func git(_ arguments: String) async throws -> String {
+            let result = try await Command.run(
+                "/bin/sh", ["-c", "cd '\(repo)' && git -c user.name=t -c user.email=t@t \(arguments)"], stem: repo + "-git"
+            )
+            return result.out.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        _ = try git("init -q && git add . && git -c user.name=t -c user.email=t@t commit -qm one")
+        _ = try await git("init -q && git add . && git -c user.name=t -c user.email=t@t commit -qm one")
         let slack = "xoxb-" + "2816449923-6201938475-qT8bN3mVz1LpXc7RkW4yHs9D"
         try Self.write("fine=1\nSLACK_BOT_TOKEN=\(slack)\n", to: "\(repo)/app/settings.env")
-        _ = try git("add . && git -c user.name=t -c user.email=t@t commit -qm two")
-        let sha = try git("rev-parse HEAD")
+        _ = try await git("add . && git -c user.name=t -c user.email=t@t commit -qm two")
+        let sha = try await git("rev-parse HEAD")
         let pipeline = """
             pipeline: diff
             environment: staging

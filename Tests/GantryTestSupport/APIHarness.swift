@@ -107,28 +107,19 @@ package struct APIHarness {
         throw Failure("timed out waiting for \(what); run is \(last?.status ?? "?"), steps \(last?.steps.map { "\($0.id)=\($0.status)" } ?? [])")
     }
 
-    /// Runs the `gantry` CLI against this API with `token`; returns its exit status, stdout and stderr.
-    package func cli(_ arguments: [String], token: String, stdin: String? = nil) async throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: env.binary)
-        process.arguments = arguments
+    /// Runs the `gantry` CLI against this API with `token`; returns its exit status, stdout and
+    /// stderr (through `Command`: no thread of the pool blocks while it runs).
+    package func cli(
+        _ arguments: [String], token: String, stdin: String? = nil, timeout: Duration = .seconds(120)
+    ) async throws -> (status: Int32, out: String, err: String) {
         var environment = ProcessInfo.processInfo.environment
         environment["GANTRY_URL"] = base
         environment["GANTRY_TOKEN"] = token
-        process.environment = environment
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        // Read while it runs so a full pipe never blocks it.
-        async let outText = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        async let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let (o, e) = await (outText, errText)
-        process.waitUntilExit()
-        return (process.terminationStatus, o, e)
+        let result = try await Command.run(
+            env.binary, arguments, environment: environment, stdin: stdin,
+            stem: env.logDirectory + "-cli-\(UUID().uuidString.prefix(8))", timeout: timeout
+        )
+        return (result.status, result.out, result.err)
     }
 
     /// Writes `text` to a file in the test's log folder and returns its path.

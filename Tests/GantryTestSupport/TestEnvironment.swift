@@ -78,21 +78,15 @@ package struct TestEnvironment {
 
     /// Runs a `gantry` command that talks to Redis and Postgres (dlq, attempts, enqueue) with
     /// this test's namespace and the application's URL; returns its exit status and output.
-    package func cli(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments + ["--namespace", namespace]
-        process.environment = ProcessInfo.processInfo.environment.merging(
+    package func cli(_ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
+        let environment = ProcessInfo.processInfo.environment.merging(
             ["GANTRY_REDIS_URL": redisURLText, "GANTRY_DATABASE_URL": databaseURLText, "GANTRY_LOG_LEVEL": "warning"]
         ) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: errors, as: UTF8.self))
+        let result = try await Command.run(
+            binary, arguments + ["--namespace", namespace], environment: environment,
+            stem: logDirectory + "-cli-\(UUID().uuidString.prefix(8))"
+        )
+        return (result.status, result.out, result.err)
     }
 
     package func dispatcher(_ extra: [String] = [], name: String = "dispatcher") throws -> GantryProcess {

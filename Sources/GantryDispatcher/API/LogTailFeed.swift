@@ -3,7 +3,7 @@ import GantryRedis
 import Logging
 import Synchronization
 
-/// Wakes the API's followed logs (`GET /v1/runs/{id}/logs?follow=1`, what `gantry logs -f`
+/// Wakes the API's followed logs (`GET /v1/runs/{id}/logs?follow=true`, what `gantry logs -f`
 /// reads) when their attempt's stream grows, and lends them one connection to read it.
 ///
 /// A followed log used to hold a Redis connection of its own, and so a thread (hiredis
