@@ -39,6 +39,11 @@ struct Gantry: AsyncParsableCommand {
             Validate.self,
             Plan.self,
             DeadLetters.self,
+            FleetCommand.self,
+            QueuesCommand.self,
+            PauseCommand.self,
+            ResumeCommand.self,
+            DrainCommand.self,
             Bench.self,
         ]
     )

@@ -7,10 +7,10 @@ import Testing
     static let table: [(roles: Set<Role>, envs: Set<String>, staging: Set<APIAction>, production: Set<APIAction>, none: Set<APIAction>)] = [
         ([.submitter], ["staging"], [.submit, .read, .cancel, .retry], [], []),
         ([.approver], ["production"], [], [.approve, .read], []),
-        ([.submitter, .approver], ["staging", "production"], Set(APIAction.allCases), Set(APIAction.allCases), []),
+        ([.submitter, .approver], ["staging", "production"], [.submit, .read, .cancel, .retry, .approve], [.submit, .read, .cancel, .retry, .approve], []),
         ([.submitter], ["*"], [.submit, .read, .cancel, .retry], [.submit, .read, .cancel, .retry], [.submit, .read, .cancel, .retry]),
-        ([.operator], [], [.read, .cancel, .retry], [.read, .cancel, .retry], [.read, .cancel, .retry]),
-        ([.auditor], [], [.read], [.read], [.read]),
+        ([.operator], [], [.read, .cancel, .retry, .observe, .operate], [.read, .cancel, .retry, .observe, .operate], [.read, .cancel, .retry, .observe, .operate]),
+        ([.auditor], [], [.read, .observe], [.read, .observe], [.read, .observe]),
         ([.admin], [], Set(APIAction.allCases), Set(APIAction.allCases), Set(APIAction.allCases)),
         ([], ["staging"], [], [], []),
     ]

@@ -19,6 +19,10 @@ public enum APIAction: String, Sendable, CaseIterable {
     case approve
     case cancel
     case retry
+    /// Look at the fleet and the queues (workers, hosts, depths).
+    case observe
+    /// Steer them: pause and resume a queue, drain a worker.
+    case operate
 
     /// The roles that grant the action.
     public var roles: [Role] {
@@ -27,6 +31,8 @@ public enum APIAction: String, Sendable, CaseIterable {
         case .read: [.submitter, .approver, .operator, .auditor, .admin]
         case .approve: [.approver, .admin]
         case .cancel, .retry: [.submitter, .operator, .admin]
+        case .observe: [.operator, .auditor, .admin]
+        case .operate: [.operator, .admin]
         }
     }
 }

@@ -11,6 +11,8 @@ struct APIHandlers: APIProtocol {
     let logs: StepLogRoutes
     let decisions: RunDecisionRoutes
     let environments: EnvironmentRoutes
+    let fleet: FleetRoutes
+    let queues: QueueRoutes
 
     func health(_ input: Operations.Health.Input) async throws -> Operations.Health.Output { health.health() }
     func ready(_ input: Operations.Ready.Input) async throws -> Operations.Ready.Output { try await health.ready() }
@@ -30,6 +32,12 @@ struct APIHandlers: APIProtocol {
     func listEnvironments(_ input: Operations.ListEnvironments.Input) async throws -> Operations.ListEnvironments.Output {
         try await environments.list(input)
     }
+
+    func getFleet(_ input: Operations.GetFleet.Input) async throws -> Operations.GetFleet.Output { try await fleet.fleet(input) }
+    func drainWorker(_ input: Operations.DrainWorker.Input) async throws -> Operations.DrainWorker.Output { try await fleet.drain(input) }
+    func listQueues(_ input: Operations.ListQueues.Input) async throws -> Operations.ListQueues.Output { try await queues.list(input) }
+    func pauseQueue(_ input: Operations.PauseQueue.Input) async throws -> Operations.PauseQueue.Output { try await queues.pause(input) }
+    func resumeQueue(_ input: Operations.ResumeQueue.Input) async throws -> Operations.ResumeQueue.Output { try await queues.resume(input) }
 
     func getEnvironment(_ input: Operations.GetEnvironment.Input) async throws -> Operations.GetEnvironment.Output {
         try await environments.show(input)

@@ -3,6 +3,7 @@ import GantryAPI
 import GantryCore
 import GantryPostgres
 import GantryRedis
+import GantryRuntime
 import Hummingbird
 import OpenAPIHummingbird
 import OpenAPIRuntime
@@ -37,11 +38,15 @@ struct APIServer: Sendable {
     let streams: StreamLimits
     let authenticator: Authenticator
     let audit: ActionAudit
+    /// How fast workers take each queue, for `GET /v1/queues`.
+    let rates = QueueRates()
+    let keys: QueueKeys
 
     init(configuration: APIConfiguration, dispatcher: DispatcherConfiguration, effector: Effector, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         self.namespace = dispatcher.keys.namespace
+        self.keys = dispatcher.keys
         self.pool = PostgresPool(url: dispatcher.database, size: configuration.databaseConnections, applicationName: "gantry-api \(dispatcher.id)")
         self.reads = PostgresPool(url: dispatcher.database, size: configuration.readConnections, applicationName: "gantry-api-reads \(dispatcher.id)")
         self.redis = RedisConnection(url: dispatcher.redis, configuration: .init(clientName: "gantry-api-\(dispatcher.id)"))
@@ -72,13 +77,14 @@ struct APIServer: Sendable {
             },
             logger: logger
         )
-        let changes = changes, logs = logs, refusals = authenticator.refusals, audit = audit
+        let changes = changes, logs = logs, refusals = authenticator.refusals, audit = audit, rates = rates, keys = keys, redis = redis
         let flushEvery = configuration.refusalFlushInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await changes.run() }
             group.addTask { await changes.runFallback() }
             group.addTask { await logs.run() }
             group.addTask { await logs.runFallback() }
+            group.addTask { await rates.run(inspector: QueueInspector(keys: keys), redis: redis, now: { WallClock.nowMs() }) }
             group.addTask { await refusals.run(every: flushEvery) { await audit.flushRefusals($0) } }
             do {
                 try await application.run()
@@ -126,7 +132,9 @@ struct APIServer: Sendable {
             events: RunEventRoutes(namespace: namespace, reads: reads, runs: runReader, changes: changes, fleets: fleets, streams: streams),
             logs: StepLogRoutes(namespace: namespace, reads: reads, runs: runReader, logs: logs, streams: streams),
             decisions: RunDecisionRoutes(namespace: namespace, pool: pool, redis: redis, effector: effector, audit: audit, runs: runReader),
-            environments: EnvironmentRoutes(namespace: namespace, reads: reads)
+            environments: EnvironmentRoutes(namespace: namespace, reads: reads),
+            fleet: FleetRoutes(redis: redis, keys: keys, audit: audit),
+            queues: QueueRoutes(redis: redis, keys: keys, audit: audit, rates: rates)
         )
         try handlers.registerHandlers(
             on: router,

@@ -25,13 +25,15 @@ public struct WorkerHeartbeat: Codable, Sendable, Equatable {
     public var draining = false
     /// What it runs now, the oldest first (at most `maxRunning`).
     public var running: [RunningAttempt] = []
+    /// Queues an operator paused that it has stopped reading (no read of them is under way).
+    public var paused: [String] = []
 
     /// More attempts than this are not listed (the hash stays small whatever the concurrency).
     public static let maxRunning = 1_000
 
     public init(
         kinds: [String], concurrency: Int, leaseMs: Int64, jobs: Int, pid: Int32, host: String, version: String,
-        startedMs: Int64, seenMs: Int64, inFlight: Int, draining: Bool, running: [RunningAttempt]
+        startedMs: Int64, seenMs: Int64, inFlight: Int, draining: Bool, running: [RunningAttempt], paused: [String] = []
     ) {
         self.kinds = kinds
         self.concurrency = concurrency
@@ -45,6 +47,7 @@ public struct WorkerHeartbeat: Codable, Sendable, Equatable {
         self.inFlight = inFlight
         self.draining = draining
         self.running = Array(running.sorted { $0.sinceMs < $1.sinceMs }.prefix(Self.maxRunning))
+        self.paused = paused
     }
 
     /// Whether the worker was seen within its lease at `nowMs`.
@@ -53,7 +56,7 @@ public struct WorkerHeartbeat: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case kinds, concurrency, jobs, pid, host, version, draining, running
+        case kinds, concurrency, jobs, pid, host, version, draining, running, paused
         case leaseMs = "lease_ms"
         case startedMs = "started_ms"
         case seenMs = "seen_ms"
@@ -74,6 +77,7 @@ public struct WorkerHeartbeat: Codable, Sendable, Equatable {
         inFlight = try container.decodeIfPresent(Int.self, forKey: .inFlight) ?? 0
         draining = try container.decodeIfPresent(Bool.self, forKey: .draining) ?? false
         running = try container.decodeIfPresent([RunningAttempt].self, forKey: .running) ?? []
+        paused = try container.decodeIfPresent([String].self, forKey: .paused) ?? []
     }
 }
 

@@ -28,6 +28,12 @@ public struct QueueKeys: Sendable, Equatable {
     /// Which runs changed, for the API's event streams: a capped stream of entries whose
     /// field `runs` lists run ids, written after each committed transition.
     public var changes: String { "{\(namespace)}:changes" }
+    /// Queues an operator paused: a hash of queue (`build`, `build@production`) to who paused
+    /// it, when and why (JSON); workers stop reading a paused queue.
+    public var paused: String { "{\(namespace)}:paused" }
+    /// Workers an operator asked to drain: a hash of worker name to who asked and when (JSON);
+    /// the worker drains as on SIGTERM and takes its entry away when it stops.
+    public var drains: String { "{\(namespace)}:drains" }
     /// Worker heartbeats: a hash from worker id to its JSON description.
     public var workers: String { "{\(namespace)}:workers" }
     /// The kind a stream key belongs to, or nil for a key of another namespace.

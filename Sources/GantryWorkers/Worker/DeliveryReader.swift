@@ -50,11 +50,22 @@ struct DeliveryReader: Service {
             let batch = max(1, configuration.concurrency / 4)
             if state.slots.used > 0 { await state.slots.wait(forFree: batch) }
             if isDraining { break }
+            let kinds = state.paused.withLock { paused in configuration.kinds.filter { !paused.contains($0) } }
+            // The last read has returned: the queues left out of the next are no longer read.
+            let applied = Set(configuration.kinds).subtracting(kinds)
+            if state.pauseApplied.withLock({ current in defer { current = applied }; return current != applied }) {
+                state.announceSoon.store(true, ordering: .relaxed)
+            }
+            if kinds.isEmpty {
+                // Every queue paused: look again when the watcher may have read a resume.
+                try? await Task.sleep(for: ControlWatcher.interval)
+                continue
+            }
             let read: (deliveries: [Delivery], cancels: (members: [String], latestMs: Int64))
             do {
                 // The cancel list comes back with the deliveries, read after them.
                 read = try await state.queue.read(
-                    kinds: configuration.kinds, consumer: configuration.id, count: state.slots.free,
+                    kinds: kinds, consumer: configuration.id, count: state.slots.free,
                     block: WorkerState.readBlock, cancelsSinceMs: state.book.cancelsReadUpToMs, on: state.reader
                 )
                 backoff.succeeded()

@@ -43,7 +43,11 @@ struct LeaseKeeper: Service {
             try? await Task.sleep(for: min(Self.tick, max(.zero, next - .now)))
         }
         // Every other service has stopped: nothing is held any more.
-        do { try await fleet.remove(state.configuration.id, on: state.writer) } catch {
+        do {
+            try await fleet.remove(state.configuration.id, on: state.writer)
+            // A worker started again under this name must not drain at once.
+            try await FleetControl(keys: state.configuration.keys).drained(state.configuration.id, on: state.writer)
+        } catch {
             state.logger.debug("cannot remove the worker from the fleet; its entry goes stale", metadata: ["error": "\(error)"])
         }
         state.logger.info("worker stopped")
@@ -70,7 +74,8 @@ struct LeaseKeeper: Service {
             kinds: configuration.kinds, concurrency: configuration.concurrency, leaseMs: configuration.lease.milliseconds,
             jobs: JobFormat.allCases.max()!.rawValue, pid: getpid(), host: ProcessInfo.processInfo.hostName,
             version: GantryVersion.current, startedMs: state.startedMs, seenMs: WallClock.nowMs(), inFlight: state.slots.used,
-            draining: state.draining.load(ordering: .sequentiallyConsistent), running: state.book.running()
+            draining: state.draining.load(ordering: .sequentiallyConsistent), running: state.book.running(),
+            paused: state.pauseApplied.withLock { $0.sorted() }
         )
         do { try await fleet.announce(configuration.id, heartbeat, on: state.heartbeat) } catch {
             state.logger.debug("cannot write the worker's heartbeat; retrying", metadata: ["error": "\(error)"])

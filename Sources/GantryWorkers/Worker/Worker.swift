@@ -5,12 +5,13 @@ import ServiceLifecycle
 /// A worker process: takes attempts of its kinds from Redis, runs them, records each
 /// outcome in Postgres and only then acknowledges it.
 ///
-/// It is six services sharing one `WorkerState` (the book of held deliveries, the slots, the
+/// It is seven services sharing one `WorkerState` (the book of held deliveries, the slots, the
 /// mailbox of finished attempts), run in the process's `ServiceGroup` in this order:
 ///
 /// - `LeaseKeeper`: renews the leases of held deliveries, writes the heartbeat;
 /// - `LogShipper`: ships live step logs;
 /// - `CancelWatcher`: stops the attempts users cancel;
+/// - `ControlWatcher`: leaves paused queues unread, and drains the worker when an operator asks;
 /// - `OutcomeRecorder`: group-commits outcomes, then publishes and acknowledges them;
 /// - `AttemptRunner`: runs attempts, stops them at their deadline;
 /// - `DeliveryReader`: takes deliveries while slots are free.
@@ -38,15 +39,17 @@ public struct Worker: Sendable {
     public var services: [ServiceGroupConfiguration.ServiceConfiguration] {
         let recorder = OutcomeRecorder(state: state)
         let runner = AttemptRunner(state: state)
-        let services: [any Service] = [
-            LeaseKeeper(state: state, recorder: recorder),
-            LogShipper(state: state),
-            CancelWatcher(state: state),
-            recorder,
-            runner,
-            DeliveryReader(state: state, runner: runner),
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: LeaseKeeper(state: state, recorder: recorder)),
+            .init(service: LogShipper(state: state)),
+            .init(service: CancelWatcher(state: state)),
+            // Its end (an operator's drain) shuts the group down gracefully, as SIGTERM does.
+            .init(service: ControlWatcher(state: state), successTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: recorder),
+            .init(service: runner),
+            .init(service: DeliveryReader(state: state, runner: runner)),
         ]
-        return services.map { .init(service: $0) }
+        return services
     }
 }
 

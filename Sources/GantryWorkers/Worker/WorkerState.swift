@@ -30,6 +30,11 @@ final class WorkerState: Sendable {
     let liveLogs = LiveLogs()
     /// Set when the reader stops taking deliveries (a drain); the heartbeat shows it.
     let draining = Atomic<Bool>(false)
+    /// The worker's queues an operator paused (`ControlWatcher`): the reader leaves them unread.
+    let paused = Mutex<Set<String>>([])
+    /// The paused queues the reader has stopped reading: no read of them is under way (the
+    /// heartbeat says so, and `gantry fleet` shows it).
+    let pauseApplied = Mutex<Set<String>>([])
     /// Set when the runner has drained: every attempt it ran has returned.
     let drained = Atomic<Bool>(false)
     /// Set when the worker took new attempts; the lease keeper announces them at its next tick.

@@ -119,6 +119,28 @@ struct APIClient: Sendable {
         }
     }
 
+    // MARK: The fleet, for operators
+
+    func fleet() async throws -> Components.Schemas.Fleet {
+        try await call { try await api.getFleet().ok.body.json }
+    }
+
+    func queues() async throws -> Components.Schemas.QueueList {
+        try await call { try await api.listQueues().ok.body.json }
+    }
+
+    func pause(_ queue: String, reason: String?) async throws -> Components.Schemas.Queue {
+        try await call { try await api.pauseQueue(path: .init(queue: queue), body: .json(.init(reason: reason))).ok.body.json }
+    }
+
+    func resume(_ queue: String) async throws -> Components.Schemas.Queue {
+        try await call { try await api.resumeQueue(path: .init(queue: queue)).ok.body.json }
+    }
+
+    func drain(_ worker: String, reason: String?) async throws -> Components.Schemas.Worker {
+        try await call { try await api.drainWorker(path: .init(name: worker), body: .json(.init(reason: reason))).accepted.body.json }
+    }
+
     /// Runs one exchange; what the generated client wraps is unwrapped to one line.
     private func call<T>(_ exchange: () async throws -> T) async throws -> T {
         do {

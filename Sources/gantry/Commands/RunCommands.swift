@@ -266,7 +266,7 @@ struct Retry: AsyncParsableCommand {
 }
 
 /// Runs an API call; a refusal or outage becomes one `Error:` line and exit status 2 (refused) or 3 (unreachable).
-private func perform<T>(_ body: () async throws -> T) async throws -> T {
+func perform<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let failure as APIFailure {

@@ -31,6 +31,11 @@ struct AuthenticationMiddleware: ServerMiddleware {
         "retryRun": ("retry", .first),
         "listEnvironments": ("environments", .first),
         "getEnvironment": ("environments", .first),
+        "getFleet": ("fleet", .first),
+        "drainWorker": ("drain", .first),
+        "listQueues": ("queues", .first),
+        "pauseQueue": ("pause", .first),
+        "resumeQueue": ("resume", .first),
     ]
 
     func intercept(
