@@ -12,6 +12,7 @@ struct Effector: Sendable {
     let logger: Logger
     /// Its own cache of the job formats (see `JobFormatCache`).
     let delayed: DelayedRetries
+    let metrics = DispatcherMetrics()
 
     init(queue: WorkQueue, logger: Logger) {
         self.queue = queue
@@ -21,11 +22,13 @@ struct Effector: Sendable {
 
     func carryOut(_ effects: Effects, on redis: RedisConnection) async {
         for step in effects.failedSteps {
+            metrics.stepFailedForGood(kind: step.kind)
             logger.info("step failed for good", metadata: [
                 "gantry.run.id": "\(step.key.runID)", "gantry.step.id": "\(step.key.stepID)",
                 "gantry.attempt": "\(step.state.attempt)", "error": "\(step.state.lastError ?? "")",
             ])
         }
+        for (_, status) in effects.finishedRuns { metrics.runFinished(status: status) }
         for (runID, status) in effects.finishedRuns where status != "succeeded" {
             logger.info("run finished", metadata: ["gantry.run.id": "\(runID)", "gantry.status": "\(status)"])
         }
@@ -39,6 +42,8 @@ struct Effector: Sendable {
             try await queue.enqueue(effects.enqueue, announcing: effects.changedRuns, on: redis)
             try await delayed.schedule(effects.schedule, on: redis)
         }
+        for job in effects.enqueue { metrics.enqueued(queue: job.kind) }
+        for (job, _) in effects.schedule { metrics.retryScheduled(queue: job.kind) }
     }
 
     /// Tells the API replicas' event streams which runs changed. Best effort: a stream

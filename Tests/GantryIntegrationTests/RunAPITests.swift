@@ -463,7 +463,8 @@ import Testing
         for output in outputs {
             #expect(output.status == 0 && output.out == "line for 3f2a9c1\n", "\(output)")
         }
-        #expect(try await api.run(id, token: token).status == "succeeded")
+        // The log ends when the worker has shipped its last line; the run, once its outcome is applied.
+        #expect(try await api.wait(id, token: token).status == "succeeded")
         _ = (dispatcher, worker)
     }
 

@@ -25,6 +25,9 @@ public struct APIConfiguration: Sendable {
     /// PEM files of the API's certificate (chain) and private key: with both, the API speaks HTTPS only.
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
+    /// The process's metrics in Prometheus's text format, served at `/metrics` (the command
+    /// chooses the backend); nil serves none (404).
+    public var metricsExposition: (@Sendable () -> [UInt8])?
 
     public init(host: String, port: Int, databaseConnections: Int = 4, readConnections: Int = 2, maxBodyBytes: Int = 1 << 20) {
         self.host = host

@@ -1,4 +1,5 @@
 import GantryAPI
+import OpenAPIRuntime
 
 /// The operations of openapi.yaml, as the server generated from it (GantryAPI) calls them:
 /// each goes to the routes of its resource. `AuthenticationMiddleware` has bound the caller
@@ -13,6 +14,8 @@ struct APIHandlers: APIProtocol {
     let environments: EnvironmentRoutes
     let fleet: FleetRoutes
     let queues: QueueRoutes
+    /// The process's metrics, when the command exports them.
+    let metrics: (@Sendable () -> [UInt8])?
 
     func health(_ input: Operations.Health.Input) async throws -> Operations.Health.Output { health.health() }
     func ready(_ input: Operations.Ready.Input) async throws -> Operations.Ready.Output { try await health.ready() }
@@ -31,6 +34,11 @@ struct APIHandlers: APIProtocol {
 
     func listEnvironments(_ input: Operations.ListEnvironments.Input) async throws -> Operations.ListEnvironments.Output {
         try await environments.list(input)
+    }
+
+    func metrics(_ input: Operations.Metrics.Input) async throws -> Operations.Metrics.Output {
+        guard let metrics else { throw APIError.notFound("this dispatcher exports no metrics") }
+        return .ok(.init(body: .plainText(HTTPBody(metrics()))))
     }
 
     func getFleet(_ input: Operations.GetFleet.Input) async throws -> Operations.GetFleet.Output { try await fleet.fleet(input) }

@@ -6,7 +6,7 @@ import OpenAPIRuntime
 /// the same form where the API writes JSON itself (a run in its event stream). Times are
 /// `MillisecondDates`; fields without a value are left out.
 enum APIJSON {
-    static let configuration = Configuration(dateTranscoder: MillisecondDates(), jsonEncodingOptions: [.withoutEscapingSlashes])
+    static let configuration = Configuration(dateTranscoder: MillisecondDates(), jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes])
 
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()

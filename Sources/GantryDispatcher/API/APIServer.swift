@@ -77,14 +77,15 @@ struct APIServer: Sendable {
             },
             logger: logger
         )
-        let changes = changes, logs = logs, refusals = authenticator.refusals, audit = audit, rates = rates, keys = keys, redis = redis
+        let changes = changes, logs = logs, refusals = authenticator.refusals, audit = audit
+        let queues = QueueRoutes(redis: redis, keys: keys, audit: audit, rates: rates)
         let flushEvery = configuration.refusalFlushInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await changes.run() }
             group.addTask { await changes.runFallback() }
             group.addTask { await logs.run() }
             group.addTask { await logs.runFallback() }
-            group.addTask { await rates.run(inspector: QueueInspector(keys: keys), redis: redis, now: { WallClock.nowMs() }) }
+            group.addTask { await queues.sample() }
             group.addTask { await refusals.run(every: flushEvery) { await audit.flushRefusals($0) } }
             do {
                 try await application.run()
@@ -134,12 +135,13 @@ struct APIServer: Sendable {
             decisions: RunDecisionRoutes(namespace: namespace, pool: pool, redis: redis, effector: effector, audit: audit, runs: runReader),
             environments: EnvironmentRoutes(namespace: namespace, reads: reads),
             fleet: FleetRoutes(redis: redis, keys: keys, audit: audit),
-            queues: QueueRoutes(redis: redis, keys: keys, audit: audit, rates: rates)
+            queues: QueueRoutes(redis: redis, keys: keys, audit: audit, rates: rates),
+            metrics: configuration.metricsExposition
         )
         try handlers.registerHandlers(
             on: router,
             configuration: APIJSON.configuration,
-            middlewares: [AuthenticationMiddleware(authenticator: authenticator)]
+            middlewares: [AuthenticationMiddleware(authenticator: authenticator), RunReadAnswer(queries: handlers.queries)]
         )
         return router
     }

@@ -1,9 +1,8 @@
-import GantryRedis
 import Synchronization
 
 /// How fast workers take each queue's entries: readings of Redis's count of entries delivered
-/// to the workers' group, kept for a minute, taken every `interval` by the API's task group and
-/// whenever the queues are asked for. A rate needs two readings 5 s apart.
+/// to the workers' group, kept for a minute, taken every `interval` by the API's sampler
+/// (`QueueRoutes.sample`) and whenever the queues are asked for. A rate needs two readings 5 s apart.
 final class QueueRates: Sendable {
     private let samples = Mutex<[String: [(ms: Int64, taken: Int64)]]>([:])
     static let window: Int64 = 60_000
@@ -20,17 +19,6 @@ final class QueueRates: Sendable {
             samples[queue] = kept
             guard let first = kept.first, now - first.ms >= 5_000 else { return nil }
             return Double(taken - first.taken) * 60_000 / Double(now - first.ms)
-        }
-    }
-
-    /// Reads every queue's count each `interval` until the task is cancelled.
-    func run(inspector: QueueInspector, redis: RedisConnection, now: @Sendable () -> Int64) async {
-        while !Task.isCancelled {
-            if let counts = try? await inspector.taken(on: redis) {
-                let at = now()
-                for (queue, taken) in counts { note(queue, taken: taken, atMs: at) }
-            }
-            try? await Task.sleep(for: Self.interval)
         }
     }
 }

@@ -10,6 +10,7 @@ import ServiceLifecycle
 /// and died before acknowledging), and the outcome is applied, so that the step is retried.
 struct LeaseReaper: Service {
     let state: DispatcherState
+    let metrics = DispatcherMetrics()
 
     private var consumer: String { "reaper-\(state.configuration.id)" }
 
@@ -38,6 +39,7 @@ struct LeaseReaper: Service {
                 claimed += try await queue.claim(kind: kind, ids: group.map(\.id), minIdle: lease, consumer: consumer, on: redis)
             }
             guard !claimed.isEmpty else { continue }
+            metrics.leasesReclaimed(queue: kind, count: claimed.count)
             let holders = Dictionary(due.map { ($0.id, $0.consumer) }, uniquingKeysWith: { a, _ in a })
             try await settle(claimed, kind: kind, holders: holders, redis: redis, db: db)
         }

@@ -74,21 +74,6 @@ public struct QueueInspector: Sendable {
         return reading
     }
 
-    /// Each queue's count of entries delivered to the workers' group (a reading for a rate).
-    public func taken(on redis: RedisConnection) async throws(RedisError) -> [String: Int64] {
-        let names = try await WorkQueue(keys: keys).kinds(on: redis)
-        guard !names.isEmpty else { return [:] }
-        let replies = try await redis.pipeline(names.map { ["XINFO", "GROUPS", keys.stream($0)] })
-        var counts: [String: Int64] = [:]
-        for (name, reply) in zip(names, replies) {
-            for group in reply.array ?? [] {
-                let fields = Self.fields(group)
-                if fields["name"]?.string == QueueKeys.workerGroup, let taken = Self.taken(fields) { counts[name] = taken }
-            }
-        }
-        return counts
-    }
-
     /// Retries waiting in the delayed set, by queue (at most `limit` looked at).
     public func delayed(limit: Int = 100_000, on redis: RedisConnection) async throws(RedisError) -> [String: Int] {
         var counts: [String: Int] = [:]

@@ -47,7 +47,9 @@ struct AttemptRunner: Service {
             group.addTask { await supervise() }
             await withGracefulShutdownHandler {
                 for await batch in starts {
+                    let nowUs = WallClock.nowUs()
                     for start in batch {
+                        state.metrics.started(queue: start.kind, enqueuedAtUs: start.job.enqueuedAtUs, nowUs: nowUs)
                         group.addTask {
                             let result = await execution.execute(start)
                             _ = state.control.finish(start.deliveryID)  // when the executor never ran (a missing secret)

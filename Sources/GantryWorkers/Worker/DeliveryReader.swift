@@ -71,6 +71,7 @@ struct DeliveryReader: Service {
                 backoff.succeeded()
             } catch {
                 if isDraining { break }
+                state.metrics.redisError()
                 if backoff.failures == 0 { state.logger.warning("cannot read from Redis; retrying", metadata: ["error": "\(error)"]) }
                 await backoff.wait()
                 continue

@@ -59,6 +59,7 @@ struct LeaseKeeper: Service {
             do {
                 let owned = try await state.queue.renew(kind: kind, consumer: state.configuration.id, ids: ids, on: state.heartbeat)
                 let lost = state.book.markLost(asked: ids, owned: owned)
+                state.metrics.leases(renewed: owned.count, lost: lost.count)
                 guard !lost.isEmpty else { continue }
                 for id in lost { state.control.stop(id, .leaseLost) }
                 state.logger.warning("lost the lease on deliveries; stopping them", metadata: ["gantry.count": "\(lost.count)", "gantry.kind": "\(kind)"])
@@ -70,6 +71,7 @@ struct LeaseKeeper: Service {
 
     private func announce() async {
         let configuration = state.configuration
+        state.metrics.load(inFlight: state.slots.used, concurrency: configuration.concurrency)
         let heartbeat = WorkerHeartbeat(
             kinds: configuration.kinds, concurrency: configuration.concurrency, leaseMs: configuration.lease.milliseconds,
             jobs: JobFormat.allCases.max()!.rawValue, pid: getpid(), host: ProcessInfo.processInfo.hostName,

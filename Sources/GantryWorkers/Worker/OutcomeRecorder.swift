@@ -57,6 +57,7 @@ struct OutcomeRecorder: Service {
             switch outcomes[result.key] {
             case .recorded?, .alreadyRecorded?:
                 acks.append((finished.kind, finished.deliveryID, result.eventFields))
+                state.metrics.finished(queue: finished.kind, result)
             case .stale?, nil:
                 state.logger.info("recorded a stale outcome: another owner decided this attempt", metadata: [
                     "gantry.run.id": "\(result.key.step.runID)", "gantry.step.id": "\(result.key.step.stepID)",
@@ -85,6 +86,7 @@ struct OutcomeRecorder: Service {
                 if backoff.failures > 0 { state.logger.info("Postgres is back; outcomes recorded", metadata: ["gantry.count": "\(results.count)"]) }
                 return outcomes
             } catch {
+                state.metrics.postgresError()
                 if backoff.failures == 0 {
                     state.logger.warning("cannot record outcomes in Postgres; holding their leases and retrying", metadata: ["error": "\(error)"])
                 }

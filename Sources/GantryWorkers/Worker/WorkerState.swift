@@ -32,6 +32,8 @@ final class WorkerState: Sendable {
     let draining = Atomic<Bool>(false)
     /// The worker's queues an operator paused (`ControlWatcher`): the reader leaves them unread.
     let paused = Mutex<Set<String>>([])
+    /// What the worker counts and times (swift-metrics).
+    let metrics = WorkerMetrics()
     /// The paused queues the reader has stopped reading: no read of them is under way (the
     /// heartbeat says so, and `gantry fleet` shows it).
     let pauseApplied = Mutex<Set<String>>([])

@@ -100,6 +100,8 @@ struct DispatcherCommand: AsyncParsableCommand {
             guard parsed.eventsFallback >= .milliseconds(100) else {
                 throw UsageError("--events-fallback \(eventsFallback): use 100ms or more (streams get news at once; this is only the safety net)")
             }
+            MetricsExport.bootstrap()
+            parsed.metricsExposition = { MetricsExport.exposition() }
             api = parsed
         }
         let logger = connection.logger("gantry.dispatcher")

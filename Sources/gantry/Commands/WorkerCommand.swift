@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GantryCore
+import GantryDispatcher
 import GantryPostgres
 import GantryProcess
 import GantryWorkers
@@ -57,6 +58,9 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("policy-refresh"), help: "How often to re-read the environments' policies (the secrets this pool may resolve), at least 1s.")
     var policyRefresh = "30s"
+
+    @Option(name: .customLong("metrics-listen"), help: "Serve the worker's metrics for Prometheus at http://HOST:PORT/metrics (off by default).")
+    var metricsListen: String?
 
     @Option(name: .customLong("fleet-dir"), help: ArgumentHelp("Where the fleet definitions (KIND.yaml) live.", discussion: "Default: $GANTRY_FLEET_DIR, else ./workers; the worker logs which file it used for each kind, or that it found none."))
     var fleetDirectoryFlag: String?
@@ -147,10 +151,19 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let worker = try Worker(configuration: configuration, registry: registry, logger: logger)
         let refresher = PolicyRefresher(scope: secretScope, namespace: connection.namespace, database: database, interval: refreshEvery, logger: logger)
+        var services = worker.services + [.init(service: refresher)]
+        if let metricsListen {
+            guard let address = APIConfiguration.parse(listen: metricsListen) else {
+                throw UsageError("--metrics-listen '\(metricsListen)' is not HOST:PORT (e.g. 127.0.0.1:9464)")
+            }
+            MetricsExport.bootstrap()
+            // First to start, last to stop: a draining worker can still be scraped.
+            services.insert(.init(service: MetricsServer(host: address.host, port: address.port, logger: logger)), at: 0)
+        }
         let group = ServiceGroup(configuration: .init(
             // Shut down in reverse: the refresher stops first, then the worker's services, from
-            // the reader to the lease keeper (Worker).
-            services: worker.services + [.init(service: refresher)],
+            // the reader to the lease keeper (Worker), then the metrics server.
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

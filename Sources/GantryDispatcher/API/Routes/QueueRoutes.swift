@@ -10,6 +10,7 @@ struct QueueRoutes: Sendable {
     let keys: QueueKeys
     let audit: ActionAudit
     let rates: QueueRates
+    let metrics = DispatcherMetrics()
 
     func list(_ input: Operations.ListQueues.Input) async throws -> Operations.ListQueues.Output {
         let grant = try APICaller.grant()
@@ -61,6 +62,25 @@ struct QueueRoutes: Sendable {
     private func refuse(_ error: APIError, grant: Grant, action: String, queue: String) async throws -> Never {
         try? await audit.record(actor: grant.name, action, runID: nil, environment: nil, accepted: false, reason: "queue \(queue): \(error.message)")
         throw error
+    }
+
+    /// Reads every queue each `QueueRates.interval` (the rates' readings and the queues' gauges
+    /// for `/metrics`) until the task is cancelled.
+    func sample() async {
+        while !Task.isCancelled {
+            let now = WallClock.nowMs()
+            if let queues = try? await queues(nowMs: now) {
+                for queue in queues {
+                    metrics.queue(
+                        queue.queue, waiting: Int64(queue.waiting), leased: Int64(queue.leased), delayed: queue.delayed, dead: Int64(queue.dead),
+                        oldestWaitingSeconds: Double(queue.oldestWaitingAgeMs ?? 0) / 1_000, liveWorkers: queue.liveWorkers, paused: queue.paused
+                    )
+                }
+            } else {
+                metrics.redisError()
+            }
+            try? await Task.sleep(for: QueueRates.interval)
+        }
     }
 
     /// Every queue with a stream, dead letters, delayed retries, a pause or a worker.

@@ -1,7 +1,6 @@
 import GantryAPI
 import GantryCore
 import GantryPostgres
-import Foundation
 import OpenAPIRuntime
 
 /// `GET /v1/runs/{id}/events`: server-sent events, the run as JSON (event `run`) each time it
@@ -79,9 +78,8 @@ struct RunEvents: AsyncSequence, Sendable {
                     last = view
                     quietSince = .now
                     ended = view.isFinished
-                    // The run as GET /v1/runs/{id} answers it.
-                    let data = try APIJSON.encoder.encode(Components.Schemas.Run(view))
-                    return ArraySlice("event: run\ndata: ".utf8) + ArraySlice(data) + ArraySlice("\n\n".utf8)
+                    // The run as GET /v1/runs/{id} answers it, written by hand as that answer is (`RunReadAnswer`).
+                    return ArraySlice("event: run\ndata: \(view.jsonText)\n\n".utf8)
                 }
                 if ContinuousClock.now - quietSince > .seconds(15) {
                     // A comment line keeps proxies from closing an idle stream.

@@ -70,7 +70,11 @@ struct RunQueryRoutes: Sendable {
     /// The most frequent request (dashboards, `submit --wait`): the token and the run
     /// are read in one round trip; nothing of the run leaves before the grant is checked.
     func get(_ input: Operations.GetRun.Input) async throws -> Operations.GetRun.Output {
-        let id = input.path.id
+        .ok(.init(body: .json(.init(try await view(input.path.id)))))
+    }
+
+    /// The run `GET /v1/runs/{id}` answers, for the caller `AuthenticationMiddleware` bound.
+    func view(_ id: String) async throws -> RunView {
         let hash = try APICaller.current().tokenHash
         let (found, detail) = try await reads.withConnection { db in
             try await store.detail(run: id, namespace: namespace, tokenHash: hash, on: db)
@@ -78,6 +82,6 @@ struct RunQueryRoutes: Sendable {
         let grant = try authenticator.accept(found, hash: hash, action: "read")
         guard let detail else { throw APIError.notFound("no run \(id.prefix(64)) in this installation") }
         try await runs.authorizeRead(grant, detail)
-        return .ok(.init(body: .json(.init(RunViews.view(detail, fleet: await runs.fleet(for: detail))))))
+        return RunViews.view(detail, fleet: await runs.fleet(for: detail))
     }
 }
