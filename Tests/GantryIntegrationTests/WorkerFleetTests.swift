@@ -258,7 +258,8 @@ import Testing
         let draining = try env.worker("draining", concurrency: 8, extra: ["--drain-grace", "4s"])
         try await env.waitForHeartbeat(of: "draining")
         let quick = try await env.enqueue(count: 3, with: #"{"sleep_ms":200}"#)
-        let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":30000}"#)
+        // Beside their 30 s timeout, the slow ones leave room for the successor to run them whole.
+        let slow = try await env.enqueue(count: 2, with: #"{"sleep_ms":10000}"#)
         // All five taken by the worker: held now, or (the quick ones, on a loaded machine) already done.
         try await env.eventually("5 steps taken") {
             let held = try await env.queue.expired(kind: "noop", minIdle: .zero, count: 10, on: redis).count

@@ -5,10 +5,11 @@ import OpenAPIRuntime
 
 /// The one answer the API writes by hand: `GET /v1/runs/{id}`, the most frequent request (CI
 /// polling, dashboards). The generated server would encode the run with Foundation's
-/// `JSONEncoder`; measured again against the hand-written `RunView.jsonText` (docs/benchmarks.md,
-/// twelfth session), that cost 38 % of the throughput of this read. So this middleware, after
-/// `AuthenticationMiddleware`, answers the operation itself with the same JSON (keys sorted,
-/// fields without a value left out); `APIHandlers.getRun` stays the typed description of it.
+/// `JSONEncoder`, which was a tenth of the dispatcher's CPU when runs were last served that way;
+/// this middleware, after `AuthenticationMiddleware`, answers the operation itself with the same
+/// JSON (`RunView.jsonText`: keys sorted, fields without a value left out), and
+/// `APIHandlers.getRun` stays the typed description of it. docs/benchmarks.md (twelfth session)
+/// has the read's throughput before and after the generated server, and what is not yet measured.
 struct RunReadAnswer: ServerMiddleware {
     let queries: RunQueryRoutes
 

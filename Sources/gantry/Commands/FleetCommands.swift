@@ -36,6 +36,11 @@ struct WatchOptions: ParsableArguments {
         } while watch
     }
 
+    /// One answer of a command that changes something: its JSON, or a line for people.
+    static func write<T: Encodable>(_ value: T, _ output: OutputFormat, text: String) throws {
+        StandardOutput.write(output == .json ? String(decoding: try encoder.encode(value), as: UTF8.self) + "\n" : text + "\n")
+    }
+
     /// The API's form: times as `2026-12-05T12:00:00.123Z`, keys in order, one line.
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -108,9 +113,7 @@ struct PauseCommand: AsyncParsableCommand {
 
     func run() async throws {
         let paused = try await perform { try await queue.api.client().pause(queue.queue, reason: reason) }
-        StandardOutput.write(output == .json
-            ? String(decoding: try WatchOptions.encoder.encode(paused), as: UTF8.self) + "\n"
-            : "queue \(paused.queue) paused: \(paused.waiting) waiting steps stay queued; the \(paused.leased) workers hold now finish\n")
+        try WatchOptions.write(paused, output, text: "queue \(paused.queue) paused: \(paused.waiting) waiting steps stay queued; the \(paused.leased) workers hold now finish")
     }
 }
 
@@ -126,9 +129,7 @@ struct ResumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let resumed = try await perform { try await queue.api.client().resume(queue.queue) }
-        StandardOutput.write(output == .json
-            ? String(decoding: try WatchOptions.encoder.encode(resumed), as: UTF8.self) + "\n"
-            : "queue \(resumed.queue) resumed: \(resumed.waiting) waiting, \(resumed.liveWorkers) live workers\n")
+        try WatchOptions.write(resumed, output, text: "queue \(resumed.queue) resumed: \(resumed.waiting) waiting, \(resumed.liveWorkers) live workers")
     }
 }
 
@@ -146,8 +147,6 @@ struct DrainCommand: AsyncParsableCommand {
 
     func run() async throws {
         let drained = try await perform { try await api.client().drain(worker, reason: reason) }
-        StandardOutput.write(output == .json
-            ? String(decoding: try WatchOptions.encoder.encode(drained), as: UTF8.self) + "\n"
-            : "worker \(drained.name) asked to drain: \(drained.inFlight) steps in flight finish or are handed back within its drain grace\n")
+        try WatchOptions.write(drained, output, text: "worker \(drained.name) asked to drain: \(drained.inFlight) steps in flight finish or are handed back within its drain grace")
     }
 }
